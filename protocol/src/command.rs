@@ -1,0 +1,68 @@
+//! Commands, hub → agent on `vaka/v1/{site}/{device}/cmd`.
+//!
+//! ```json
+//! {"v":1,"id":"019a…","ts":"2026-11-23T02:00:00Z","cmd":"camera_check","args":{"check_id":"…"}}
+//! ```
+//! A device answers a command with events (e.g. a `camera_check` event carrying the same
+//! `check_id`), which travel through its outbox like any other event.
+
+use crate::error::{decode_versioned, DecodeError};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", content = "args", rename_all = "snake_case")]
+pub enum CommandBody {
+    /// Publish a status heartbeat now.
+    Ping(crate::kinds::Empty),
+    /// Run a night camera check now and answer with a `camera_check` event.
+    CameraCheck { check_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u32,
+    pub id: Uuid,
+    pub ts: Timestamp,
+    #[serde(flatten)]
+    pub body: CommandBody,
+}
+
+impl Command {
+    pub fn new(id: Uuid, ts: Timestamp, body: CommandBody) -> Self {
+        Command { v: crate::PROTOCOL_VERSION, id, ts, body }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        decode_versioned(bytes, crate::MAX_CONTROL_BYTES)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips() {
+        let c = Command::new(
+            Uuid::now_v7(),
+            "2026-11-23T02:00:00Z".parse().unwrap(),
+            CommandBody::CameraCheck { check_id: "c-1".into() },
+        );
+        let bytes = c.encode();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""cmd":"camera_check""#));
+        assert_eq!(Command::decode(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_command_is_refused() {
+        let err = Command::decode(br#"{"v":1,"id":"019a0000-0000-7000-8000-000000000000","ts":"2026-11-23T02:00:00Z","cmd":"reboot","args":{}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("reboot"), "{err}");
+    }
+}
