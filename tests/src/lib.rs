@@ -1,1 +1,91 @@
+//! Harness for Vaka's end-to-end tests and benchmarks.
+//!
+//! Everything here drives real processes: the `vaka-hub` and `vaka-agent` binaries built from
+//! this workspace, a real `mosquitto` started on a free loopback port with a generated config
+//! (from `config/mosquitto.conf.template`), and the Mosquitto command-line clients as an
+//! independent MQTT peer. Each process writes its log to a file in the test's temporary
+//! directory; a failing test prints those logs.
+//!
+//! Waiting is always for a condition with a deadline ([`wait_until`]), never a bare sleep.
 
+pub mod pki;
+pub mod procs;
+
+pub use pki::Pki;
+pub use procs::{
+    assert_stored_exactly_once, burst_line, wait_for_events, Accepted, Agent, AgentOpts, Broker, Hub,
+    HubOpts, Intake, Mosquitto, Proc,
+};
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Path of a workspace binary, building `vaka-hub` and `vaka-agent` once per test process.
+/// `VAKA_BIN_DIR` overrides where they are looked for (e.g. a release build for benchmarks).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        if let Ok(dir) = std::env::var("VAKA_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "-p", "vaka-hub", "-p", "vaka-agent", "--bins"])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
+        assert!(status.success(), "building vaka-hub and vaka-agent failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        target.join("debug")
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Initialises nothing global but gives tests one place to say where their files go.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("vaka-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("no temp dir: {e}"))
+}

@@ -1,0 +1,507 @@
+//! Real processes under test: Mosquitto, the hub and agents, each with a generated config
+//! file and a log file in the test's directory.
+
+use crate::{bin, free_port, port_open, wait_until, workspace_root, Pki};
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process whose output goes to a log file; killed (SIGKILL) when dropped.
+pub struct Proc {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, program: impl Into<PathBuf>, args: &[&str], log: PathBuf) -> Proc {
+        let mut p = Proc {
+            name: name.to_string(),
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log,
+            child: None,
+        };
+        p.start();
+        p
+    }
+
+    /// Starts the process (again) with the same program and arguments.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("VAKA_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", self.name, self.program.display()));
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+        }
+    }
+
+    /// SIGKILL: no clean-up, no last words; what a power cut does to a process.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the process to end (SIGKILL after 10 s).
+    pub fn terminate(&mut self) {
+        self.signal("-TERM");
+        if let Some(mut child) = self.child.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): it keeps its sockets but says nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Whether the process has exited (and reaps it).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) | None => true,
+            _ => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.thaw();
+        if std::thread::panicking() {
+            eprintln!("----- {} log ({}) -----\n{}", self.name, self.log.display(), tail(&self.log_text(), 120));
+        }
+        self.kill9();
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// A real Mosquitto on a free loopback port, configured from `config/mosquitto.conf.template`.
+pub struct Mosquitto {
+    pub port: u16,
+    pub tls: bool,
+    pub proc: Proc,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto without persistence; with TLS (client certificates required) when a
+    /// PKI is given.
+    pub fn start(dir: &Path, pki: Option<&Pki>) -> Mosquitto {
+        let port = free_port();
+        let dir = dir.join(format!("mosquitto-{port}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let template = std::fs::read_to_string(workspace_root().join("config/mosquitto.conf.template"))
+            .unwrap_or_else(|e| panic!("mosquitto template: {e}"));
+        let tls = match pki {
+            None => String::new(),
+            Some(p) => format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\ntls_version tlsv1.2",
+                p.ca_file.display(),
+                p.server_cert.display(),
+                p.server_key.display()
+            ),
+        };
+        let conf = template
+            .replace("@PORT@", &port.to_string())
+            .replace("@BIND@", "127.0.0.1")
+            .replace("@TLS@", &tls)
+            .replace("@PERSISTENCE@", "false")
+            .replace("@DIR@", &dir.display().to_string());
+        let conf_path = dir.join("mosquitto.conf");
+        write_file(&conf_path, &conf);
+        let conf_arg = conf_path.display().to_string();
+        let proc = Proc::spawn("mosquitto", "mosquitto", &["-c", &conf_arg], dir.join("stdout.log"));
+        let mut m = Mosquitto { port, tls: pki.is_some(), proc };
+        m.wait_ready();
+        m
+    }
+
+    fn wait_ready(&mut self) {
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "mosquitto to listen", || port_open(port).then_some(()));
+    }
+
+    /// Kills the broker (SIGKILL, no persistence: every session and queued message is gone)
+    /// and starts it again on the same port.
+    pub fn restart_losing_everything(&mut self) {
+        self.proc.kill9();
+        self.proc.start();
+        self.wait_ready();
+    }
+
+    pub fn broker(&self, pki: Option<&Pki>) -> Broker {
+        Broker::Mosquitto { port: self.port, ca: pki.map(|p| p.ca_file.clone()) }
+    }
+}
+
+/// Where agents (and an external-broker hub) connect.
+#[derive(Clone, Debug)]
+pub enum Broker {
+    /// The hub's embedded broker on this port (plain TCP on loopback).
+    Embedded { port: u16 },
+    /// A Mosquitto on this port; TLS when a CA is given.
+    Mosquitto { port: u16, ca: Option<PathBuf> },
+}
+
+impl Broker {
+    /// The `[mqtt]` section for a client of this broker.
+    fn mqtt_section(&self, client_cert: Option<&(PathBuf, PathBuf)>) -> String {
+        let (port, ca) = match self {
+            Broker::Embedded { port } => (*port, None),
+            Broker::Mosquitto { port, ca } => (*port, ca.as_ref()),
+        };
+        let mut s = String::from("[mqtt]\n");
+        match ca {
+            None => s += &format!("url = \"mqtt://127.0.0.1:{port}\"\nallow_plaintext = true\n"),
+            Some(ca) => s += &format!("url = \"mqtts://localhost:{port}\"\nca_file = \"{}\"\n", ca.display()),
+        }
+        if let Some((cert, key)) = client_cert {
+            s += &format!("client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n", cert.display(), key.display());
+        }
+        s
+    }
+}
+
+pub struct HubOpts {
+    /// `None`: the hub runs its embedded broker.
+    pub external: Option<Broker>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub supervision_interval: String,
+}
+
+impl Default for HubOpts {
+    fn default() -> Self {
+        HubOpts { external: None, client_cert: None, supervision_interval: "180s".into() }
+    }
+}
+
+/// A `vaka-hub serve` process.
+pub struct Hub {
+    pub http_port: u16,
+    /// The embedded broker's port, when the hub runs one.
+    pub mqtt_port: Option<u16>,
+    pub token: String,
+    pub db: PathBuf,
+    pub proc: Proc,
+}
+
+impl Hub {
+    pub fn start(dir: &Path, opts: HubOpts) -> Hub {
+        let dir = dir.join("hub");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let http_port = free_port();
+        let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
+        let db = dir.join("hub.db");
+        let (broker, mqtt_port) = match &opts.external {
+            Some(b) => (b.mqtt_section(opts.client_cert.as_ref()) + "client_id = \"vaka-hub-test\"\n", None),
+            None => {
+                let port = free_port();
+                (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n"), Some(port))
+            }
+        };
+        let config = format!(
+            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n\n[supervision]\ndefault_interval = \"{}\"\n",
+            db.display(),
+            opts.supervision_interval
+        );
+        let config_path = dir.join("hub.toml");
+        write_file(&config_path, &config);
+        let config_arg = config_path.display().to_string();
+        let proc = Proc::spawn("vaka-hub", bin("vaka-hub"), &["serve", "--config", &config_arg], dir.join("hub.log"));
+        let mut hub = Hub { http_port, mqtt_port, token, db, proc };
+        hub.wait_ready();
+        hub
+    }
+
+    fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.http_port);
+        wait_until(Duration::from_secs(20), "hub /healthz", || ureq::get(&url).call().ok().map(|_| ()));
+        if let Some(port) = self.mqtt_port {
+            wait_until(Duration::from_secs(10), "embedded broker to listen", || port_open(port).then_some(()));
+        }
+    }
+
+    /// Starts the hub again (same config, database and ports) after a stop.
+    pub fn start_again(&mut self) {
+        self.proc.start();
+        self.wait_ready();
+    }
+
+    pub fn broker(&self) -> Broker {
+        Broker::Embedded { port: self.mqtt_port.unwrap_or_else(|| panic!("hub has no embedded broker")) }
+    }
+
+    /// GET an API path with the bearer token; `None` when the hub does not answer 2xx.
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let mut resp = ureq::get(&url).header("Authorization", &format!("Bearer {}", self.token)).call().ok()?;
+        resp.body_mut().read_json::<Value>().ok()
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.try_get(path).unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    /// A device's stored events, oldest first by sequence number.
+    pub fn events(&self, device: &str) -> Vec<Value> {
+        let mut events = match self.try_get(&format!("/api/v1/events?device={device}&limit=10000")) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        events.sort_by_key(|e| e["seq"].as_u64());
+        events
+    }
+
+    pub fn rejects(&self) -> Vec<Value> {
+        match self.try_get("/api/v1/rejects?limit=1000") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn device(&self, id: &str) -> Option<Value> {
+        match self.try_get("/api/v1/devices")? {
+            Value::Array(a) => a.into_iter().find(|d| d["id"] == id),
+            _ => None,
+        }
+    }
+}
+
+pub struct AgentOpts {
+    pub device: String,
+    pub site: String,
+    pub broker: Broker,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub heartbeat: String,
+    pub ack_timeout: String,
+    /// Extra TOML appended to the config (e.g. a `[simulator]` section).
+    pub extra: String,
+}
+
+impl AgentOpts {
+    pub fn new(device: &str, broker: Broker) -> Self {
+        AgentOpts {
+            device: device.into(),
+            site: "testsite".into(),
+            broker,
+            client_cert: None,
+            heartbeat: "5s".into(),
+            ack_timeout: "5s".into(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// A `vaka-agent run` process with an intake socket.
+pub struct Agent {
+    pub device: String,
+    pub socket: PathBuf,
+    pub outbox: PathBuf,
+    pub config: PathBuf,
+    pub proc: Proc,
+}
+
+/// One event the agent accepted through its intake: its sequence number and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Accepted {
+    pub seq: u64,
+    pub id: String,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, opts: AgentOpts) -> Agent {
+        let dir = dir.join(format!("agent-{}", opts.device));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let socket = dir.join("intake.sock");
+        let outbox = dir.join("outbox.db");
+        let config = format!(
+            "device_id = \"{}\"\nsite = \"{}\"\n\n{}\n[uplink]\nheartbeat = \"{}\"\nack_timeout = \"{}\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n\n[outbox]\npath = \"{}\"\n\n[intake]\nsocket = \"{}\"\n\n{}\n",
+            opts.device,
+            opts.site,
+            opts.broker.mqtt_section(opts.client_cert.as_ref()),
+            opts.heartbeat,
+            opts.ack_timeout,
+            outbox.display(),
+            socket.display(),
+            opts.extra
+        );
+        let config_path = dir.join("agent.toml");
+        write_file(&config_path, &config);
+        let config_arg = config_path.display().to_string();
+        let proc = Proc::spawn(
+            &format!("vaka-agent {}", opts.device),
+            bin("vaka-agent"),
+            &["run", "--config", &config_arg],
+            dir.join("agent.log"),
+        );
+        let mut agent = Agent { device: opts.device, socket, outbox, config: config_path, proc };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let socket = self.socket.clone();
+        wait_until(Duration::from_secs(20), "agent intake socket", || UnixStream::connect(&socket).ok().map(|_| ()));
+    }
+
+    pub fn start_again(&mut self) {
+        self.proc.start();
+        self.wait_ready();
+    }
+
+    pub fn intake(&self) -> Intake {
+        let stream = UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.socket.display()));
+        Intake { reader: BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}"))), stream }
+    }
+
+    /// Hands `n` events to the agent as fast as it takes them (a mix of alarms, warnings and
+    /// info) and returns those it accepted. With `kill_after = Some(k)`, the agent is killed
+    /// with SIGKILL as soon as `k` events are accepted; events in flight at that moment may
+    /// or may not have been accepted, and only those answered count.
+    pub fn burst(&mut self, tag: &str, n: usize, kill_after: Option<usize>) -> Vec<Accepted> {
+        let mut intake = self.intake();
+        let mut writer = intake.stream.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let tag = tag.to_string();
+        let feeder = std::thread::spawn(move || {
+            for i in 0..n {
+                let line = burst_line(&tag, i);
+                if writer.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut accepted = Vec::new();
+        let mut line = String::new();
+        while accepted.len() < n {
+            line.clear();
+            match intake.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("intake answered `{line}`: {e}"));
+            let seq = v["accepted"].as_u64().unwrap_or_else(|| panic!("intake refused a valid event: {line}"));
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            accepted.push(Accepted { seq, id });
+            if kill_after == Some(accepted.len()) {
+                self.proc.kill9();
+            }
+        }
+        let _ = intake.stream.shutdown(std::net::Shutdown::Both);
+        let _ = feeder.join();
+        accepted
+    }
+}
+
+/// The i-th event of a burst: every 10th an alarm, every 3rd a warning, the rest info.
+pub fn burst_line(tag: &str, i: usize) -> String {
+    if i % 10 == 0 {
+        format!("{{\"kind\":\"test_alarm\",\"body\":{{\"note\":\"{tag} {i}\"}}}}\n")
+    } else if i % 3 == 0 {
+        format!("{{\"kind\":\"low_stock\",\"body\":{{\"doses_left\":{}}}}}\n", i % 50)
+    } else {
+        let lat = 64.75 + (i as f64) * 1e-5;
+        format!("{{\"kind\":\"position\",\"body\":{{\"lat\":{lat},\"lon\":20.95}}}}\n")
+    }
+}
+
+/// A connection to an agent's intake socket.
+pub struct Intake {
+    pub stream: UnixStream,
+    pub reader: BufReader<UnixStream>,
+}
+
+impl Intake {
+    /// Sends one line and returns the agent's JSON answer.
+    pub fn send(&mut self, line: &str) -> Value {
+        let mut text = line.trim_end().to_string();
+        text.push('\n');
+        self.stream.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("intake write: {e}"));
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).unwrap_or_else(|e| panic!("intake read: {e}"));
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("intake answered `{answer}`: {e}"))
+    }
+
+    /// Sends one event and returns what was accepted; panics if it was refused.
+    pub fn accept(&mut self, line: &str) -> Accepted {
+        let v = self.send(line);
+        Accepted {
+            seq: v["accepted"].as_u64().unwrap_or_else(|| panic!("refused: {v}")),
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// Asserts that the hub holds exactly the events `1..=last` of `device`, each once, and that
+/// every accepted event is among them. Returns the number of stored events.
+pub fn assert_stored_exactly_once(hub: &Hub, device: &str, accepted: &[Accepted]) -> usize {
+    let events = hub.events(device);
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "stored sequence numbers of {device} must be 1..=N without gaps or repeats");
+    let ids: std::collections::HashSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "an event id is stored twice");
+    for a in accepted {
+        assert!(ids.contains(a.id.as_str()), "accepted event seq {} ({}) is missing at the hub", a.seq, a.id);
+    }
+    events.len()
+}
+
+/// Waits until the hub holds at least `n` events of `device`.
+pub fn wait_for_events(hub: &Hub, device: &str, n: usize, timeout: Duration) -> Vec<Value> {
+    wait_until(timeout, &format!("{n} events of {device} at the hub"), || {
+        let events = hub.events(device);
+        (events.len() >= n).then_some(events)
+    })
+}
