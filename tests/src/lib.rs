@@ -27,24 +27,31 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Path of a workspace binary, building `vaka-hub` and `vaka-agent` once per test process.
-/// `VAKA_BIN_DIR` overrides where they are looked for (e.g. a release build for benchmarks).
+/// Path of a workspace binary, building `vaka-hub` and `vaka-agent` once per process.
+/// `VAKA_PROFILE=release` builds and uses release binaries (the benchmarks do);
+/// `VAKA_BIN_DIR` overrides where they are looked for and skips the build.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         if let Ok(dir) = std::env::var("VAKA_BIN_DIR") {
             return PathBuf::from(dir);
         }
-        let status = std::process::Command::new(env!("CARGO"))
+        let release = std::env::var("VAKA_PROFILE").is_ok_and(|p| p == "release");
+        let mut args = vec!["build", "--quiet", "-p", "vaka-hub", "-p", "vaka-agent", "--bins"];
+        if release {
+            args.push("--release");
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", "vaka-hub", "-p", "vaka-agent", "--bins"])
+            .args(&args)
             .status()
             .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
         assert!(status.success(), "building vaka-hub and vaka-agent failed");
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join("target"));
-        target.join("debug")
+        target.join(if release { "release" } else { "debug" })
     });
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing", path.display());
