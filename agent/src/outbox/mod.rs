@@ -1,0 +1,365 @@
+//! The outbox: every device event waits here, on disk, until the hub says it has it.
+//!
+//! # Why it exists
+//! Night supervision fails silently when an alarm "was sent" but never arrived. The outbox
+//! makes the agent's side of the path honest: an event is either still in the outbox, or the
+//! hub has acknowledged storing it (or explicitly refused it). Nothing in between.
+//!
+//! # The durability promise, in plain words
+//! - [`Outbox::accept_batch`] (and the async [`OutboxHandle::accept`] in front of it) returns
+//!   `Accepted { seq, id }` only after the event is committed to the SQLite file with
+//!   `synchronous = FULL`, i.e. fsynced. That moment is when an event *counts as accepted*: a
+//!   crash, `kill -9` or power cut afterwards does not lose it. The intake socket answers a
+//!   producer only after this moment.
+//! - An accepted event is deleted only when the hub's application ack
+//!   ([`vaka_protocol::Ack`] on the device's `acks` topic) names its seq, as committed or as
+//!   rejected. An MQTT PUBACK only means "the broker has it" and changes nothing here.
+//! - Every accepted event gets the next per-device `seq` (1, 2, 3, … with no gaps among
+//!   accepted events) and a fresh UUIDv7 `id`. The seq counter is stored in the same
+//!   transaction as the event, so a restart neither repeats nor skips a seq.
+//! - On start the outbox reloads every pending event and sends it again; the hub recognises
+//!   a resend by `id` and stores it once.
+//!
+//! # Bounded on disk, and what is given up first
+//! `max_bytes` bounds the payload bytes of pending events (a device can be offline for days).
+//! When an accept would exceed it, the same transaction that inserts the new event deletes
+//! the oldest *info* events first, then the oldest *warnings*. A new event never evicts a more
+//! severe one. **Alarms are never evicted**, and a new alarm is accepted even beyond the budget
+//! (logged at ERROR: a person must look at a device whose disk budget is full of alarms). A new
+//! info or warning that still does not fit is itself dropped and the caller is told so with
+//! [`Acceptance::Dropped`] — an expected outcome, not an error. Every drop is counted, logged
+//! at ERROR and reported to the hub as an `outbox_overflow` warning event, at most one report
+//! per [`OVERFLOW_REPORT_INTERVAL`] (drops in between are summed into the next report). The
+//! pending tally of drops lives in memory: a crash before the report loses the report, never
+//! an accepted event that was not evicted.
+//!
+//! # Sending
+//! The pure [`core::OutboxCore`] decides what goes on the wire: alarms before warnings before
+//! info, oldest first within a severity, at most `max_in_flight` unacked at a time. On every
+//! new MQTT session everything in flight is sent again; an event not acked within
+//! `ack_timeout` is sent again. The uplink carries out the resulting [`Publish`]es.
+//!
+//! # Threads
+//! SQLite calls block, so the outbox lives on its own OS thread ([`spawn`]); everyone else
+//! holds a cheap [`OutboxHandle`]. The thread commits all accepts that queued up while it was
+//! busy in one transaction (group commit), which keeps a burst of a thousand events from
+//! costing a thousand fsyncs, without weakening the promise above.
+
+pub mod core;
+pub mod store;
+mod worker;
+
+pub use self::core::{Action, Admission, Input, Limits, OutboxCore};
+pub use store::{Store, StoreError};
+pub use worker::{spawn, OutboxHandle, Publish};
+
+use jiff::Timestamp;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+use vaka_protocol::kinds::OutboxOverflow;
+use vaka_protocol::{Ack, DeviceId, Envelope, EventBody, Severity};
+
+/// At most one `outbox_overflow` report per this interval.
+pub const OVERFLOW_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Error)]
+pub enum OutboxError {
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    #[error("the outbox has stopped")]
+    Stopped,
+}
+
+impl From<StoreError> for OutboxError {
+    fn from(e: StoreError) -> Self {
+        OutboxError::Store(Arc::new(e))
+    }
+}
+
+/// An event offered to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub body: EventBody,
+    pub severity: Severity,
+}
+
+impl NewEvent {
+    /// An event with its kind's default severity.
+    pub fn new(body: EventBody) -> Self {
+        let severity = body.default_severity();
+        NewEvent { body, severity }
+    }
+}
+
+/// The expected outcomes of offering an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// On disk; will reach the hub.
+    Accepted { seq: u64, id: Uuid },
+    /// Not stored: an info or warning that does not fit the disk budget.
+    Dropped { reason: String },
+}
+
+/// Counters in pairs, so that a gap is visible.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub accepted: u64,
+    pub acked: u64,
+    pub rejected_by_hub: u64,
+    pub evicted: u64,
+    pub refused: u64,
+}
+
+/// Drops not yet reported to the hub.
+#[derive(Debug, Default)]
+struct OverflowTally {
+    dropped: u64,
+    seqs: Option<(u64, u64)>,
+    last_report: Option<Instant>,
+}
+
+/// The outbox shell: the SQLite [`Store`] and the pure [`OutboxCore`] kept in step.
+pub struct Outbox {
+    store: Store,
+    core: OutboxCore,
+    next_seq: u64,
+    device: DeviceId,
+    tally: OverflowTally,
+    counters: Counters,
+}
+
+impl Outbox {
+    /// Opens the file and reloads every pending event.
+    pub fn open(path: &Path, device: DeviceId, limits: Limits) -> Result<Outbox, OutboxError> {
+        let store = Store::open(path)?;
+        let mut outbox = Outbox {
+            store,
+            core: OutboxCore::new(limits),
+            next_seq: 1,
+            device,
+            tally: OverflowTally::default(),
+            counters: Counters::default(),
+        };
+        outbox.reload(Instant::now())?;
+        info!(
+            path = %path.display(),
+            pending = outbox.core.len(),
+            bytes = outbox.core.bytes(),
+            next_seq = outbox.next_seq,
+            "Outbox opened"
+        );
+        Ok(outbox)
+    }
+
+    /// Rebuilds the core from disk; used at start and after a failed transaction.
+    fn reload(&mut self, now: Instant) -> Result<Vec<Action>, OutboxError> {
+        let (next_seq, events) = self.store.load()?;
+        let connected = self.core.is_connected();
+        let mut core = OutboxCore::new(self.core.limits());
+        for e in events {
+            core.handle(
+                now,
+                Input::Accepted { seq: e.seq, severity: e.severity, payload: e.payload, evicted: Vec::new() },
+            );
+        }
+        self.core = core;
+        self.next_seq = next_seq;
+        Ok(if connected { self.core.handle(now, Input::Connected) } else { Vec::new() })
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.core.len() as u64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.core.bytes()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Accepts a batch of events in one transaction. Returns one outcome per event, in order,
+    /// only after the transaction is durable, and the sends the new events allow.
+    pub fn accept_batch(
+        &mut self,
+        now: Instant,
+        ts: Timestamp,
+        events: Vec<NewEvent>,
+    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+        match self.try_accept_batch(now, ts, events, false) {
+            Ok(ok) => Ok(ok),
+            Err(e) => {
+                // The core may hold events of the failed transaction: rebuild it from disk.
+                error!(error = %e, "Outbox transaction failed; nothing of it was accepted");
+                if let Err(reload) = self.reload(now) {
+                    error!(error = %reload, "Outbox could not reload after a failed transaction");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn try_accept_batch(
+        &mut self,
+        now: Instant,
+        ts: Timestamp,
+        events: Vec<NewEvent>,
+        overflow_report: bool,
+    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut actions = Vec::new();
+        let mut next_seq = self.next_seq;
+        let mut evicted_total = 0u64;
+        let mut refused_total = 0u64;
+        let mut batch = self.store.batch()?;
+        for event in events {
+            let id = Uuid::now_v7();
+            let envelope = Envelope {
+                id,
+                device: self.device.clone(),
+                seq: next_seq,
+                ts,
+                severity: event.severity,
+                body: event.body,
+            };
+            let payload: Arc<[u8]> = envelope.encode().into();
+            // The overflow report is the hub's only way to learn of lost events, so it is
+            // admitted like an alarm (beyond the budget if need be); it is rate-limited.
+            let admit_as = if overflow_report { Severity::Alarm } else { event.severity };
+            match self.core.admit(admit_as, payload.len() as u64) {
+                Admission::Refuse => {
+                    refused_total += 1;
+                    self.tally.dropped += 1;
+                    error!(
+                        kind = envelope.kind(),
+                        severity = event.severity.as_str(),
+                        bytes = payload.len(),
+                        "Outbox is full; new event dropped"
+                    );
+                    outcomes.push(Acceptance::Dropped {
+                        reason: format!(
+                            "outbox is full ({} bytes pending) and a {} may not evict more severe events",
+                            self.core.bytes(),
+                            event.severity.as_str()
+                        ),
+                    });
+                }
+                Admission::Admit { evict, over_budget } => {
+                    if !evict.is_empty() {
+                        batch.delete(&evict)?;
+                        evicted_total += evict.len() as u64;
+                        self.tally.dropped += evict.len() as u64;
+                        for &s in &evict {
+                            let (lo, hi) = self.tally.seqs.unwrap_or((s, s));
+                            self.tally.seqs = Some((lo.min(s), hi.max(s)));
+                        }
+                        error!(
+                            evicted = evict.len(),
+                            first = evict.first().copied().unwrap_or_default(),
+                            "Outbox is full; oldest low-severity events dropped"
+                        );
+                    }
+                    if over_budget && !overflow_report {
+                        error!(seq = next_seq, bytes = self.core.bytes(), "Outbox is over its disk budget with alarms; alarm accepted anyway");
+                    }
+                    batch.insert(next_seq, &id, event.severity, &payload)?;
+                    actions.extend(self.core.handle(
+                        now,
+                        Input::Accepted { seq: next_seq, severity: event.severity, payload, evicted: evict },
+                    ));
+                    outcomes.push(Acceptance::Accepted { seq: next_seq, id });
+                    next_seq += 1;
+                }
+            }
+        }
+        if next_seq != self.next_seq {
+            batch.set_next_seq(next_seq)?;
+        }
+        batch.commit()?;
+        let accepted = next_seq - self.next_seq;
+        self.next_seq = next_seq;
+        self.counters.accepted += accepted;
+        self.counters.evicted += evicted_total;
+        self.counters.refused += refused_total;
+        actions.extend(self.report_overflow(now, ts)?);
+        Ok((outcomes, actions))
+    }
+
+    /// Accepts an `outbox_overflow` event if drops are unreported and the last report is old
+    /// enough.
+    fn report_overflow(&mut self, now: Instant, ts: Timestamp) -> Result<Vec<Action>, OutboxError> {
+        if self.tally.dropped == 0 {
+            return Ok(Vec::new());
+        }
+        if self.tally.last_report.is_some_and(|t| now.duration_since(t) < OVERFLOW_REPORT_INTERVAL) {
+            return Ok(Vec::new());
+        }
+        // Events refused at the door never had a seq: they are reported as dropped after the
+        // last seq handed out.
+        let last_seq = self.next_seq.saturating_sub(1);
+        let (first, last) = self.tally.seqs.unwrap_or((last_seq, last_seq));
+        let body = EventBody::OutboxOverflow(OutboxOverflow {
+            dropped: self.tally.dropped,
+            first_dropped_seq: first,
+            last_dropped_seq: last,
+        });
+        warn!(dropped = self.tally.dropped, first, last, "Reporting outbox overflow to the hub");
+        self.tally = OverflowTally { dropped: 0, seqs: None, last_report: Some(now) };
+        let (_, actions) = self.try_accept_batch(now, ts, vec![NewEvent::new(body)], true)?;
+        Ok(actions)
+    }
+
+    /// Applies the hub's ack: deletes committed and rejected events. Returns the sends the
+    /// freed room allows.
+    pub fn ack(&mut self, now: Instant, ack: &Ack) -> Result<Vec<Action>, OutboxError> {
+        for r in &ack.rejected {
+            if let Some(severity) = self.core.severity_of(r.seq) {
+                error!(
+                    device = %self.device,
+                    seq = r.seq,
+                    severity = severity.as_str(),
+                    "Hub rejected event: {}",
+                    r.reason
+                );
+            }
+        }
+        let mut seqs = ack.committed.clone();
+        seqs.extend(ack.rejected.iter().map(|r| r.seq));
+        let rejected: Vec<u64> = ack.rejected.iter().map(|r| r.seq).collect();
+        let actions = self.core.handle(now, Input::Acked { seqs });
+        let mut deleted = Vec::new();
+        let mut sends = Vec::new();
+        for a in actions {
+            match a {
+                Action::Delete { seq } => deleted.push(seq),
+                send @ Action::Send { .. } => sends.push(send),
+            }
+        }
+        let rejected_count = deleted.iter().filter(|s| rejected.contains(s)).count() as u64;
+        self.counters.rejected_by_hub += rejected_count;
+        self.counters.acked += deleted.len() as u64 - rejected_count;
+        if !deleted.is_empty() {
+            // If this fails the rows stay and are resent after a restart; the hub dedups.
+            self.store.delete(&deleted)?;
+        }
+        Ok(sends)
+    }
+
+    /// Connection changes and ticks; also sends a due overflow report.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Action>, OutboxError> {
+        let tick = input == Input::Tick;
+        let mut actions = self.core.handle(now, input);
+        if tick {
+            actions.extend(self.report_overflow(now, Timestamp::now())?);
+        }
+        Ok(actions)
+    }
+}
+
+#[cfg(test)]
+mod tests;

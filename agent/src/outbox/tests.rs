@@ -1,0 +1,164 @@
+use super::*;
+use vaka_protocol::kinds::{Sos, TestAlarm};
+use vaka_protocol::Rejection;
+
+fn limits(max_bytes: u64) -> Limits {
+    Limits { max_in_flight: 100, ack_timeout: Duration::from_secs(30), max_bytes }
+}
+
+fn device() -> DeviceId {
+    DeviceId::new("home-7").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn test_alarm(note: &str) -> NewEvent {
+    NewEvent::new(EventBody::TestAlarm(TestAlarm { note: Some(note.into()) }))
+}
+
+fn with_severity(note: &str, severity: Severity) -> NewEvent {
+    NewEvent { severity, ..test_alarm(note) }
+}
+
+fn accept(outbox: &mut Outbox, events: Vec<NewEvent>) -> Vec<Acceptance> {
+    outbox.accept_batch(Instant::now(), Timestamp::now(), events).unwrap().0
+}
+
+fn seqs(outcomes: &[Acceptance]) -> Vec<u64> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Acceptance::Accepted { seq, .. } => Some(*seq),
+            Acceptance::Dropped { .. } => None,
+        })
+        .collect()
+}
+
+fn sent_envelopes(actions: &[Action]) -> Vec<Envelope> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { payload, .. } => Some(Envelope::decode(payload).unwrap()),
+            Action::Delete { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reopened_outbox_keeps_pending_events_and_continues_the_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/outbox.db");
+    {
+        let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+        assert_eq!(seqs(&accept(&mut outbox, vec![test_alarm("a"), test_alarm("b")])), vec![1, 2]);
+        assert_eq!(seqs(&accept(&mut outbox, vec![test_alarm("c")])), vec![3]);
+        outbox.ack(Instant::now(), &Ack::new(vec![3], vec![])).unwrap();
+    }
+    let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    assert_eq!(outbox.depth(), 2);
+    let sent = sent_envelopes(&outbox.handle(Instant::now(), Input::Connected).unwrap());
+    assert_eq!(sent.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(sent[0].device, device());
+    assert_eq!(sent[0].body, test_alarm("a").body);
+    // The seq continues after the acked 3, it does not restart or reuse.
+    assert_eq!(seqs(&accept(&mut outbox, vec![test_alarm("d")])), vec![4]);
+}
+
+#[test]
+fn resent_event_is_byte_identical_so_the_hub_can_recognise_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    let first = accept(&mut outbox, vec![test_alarm("a")]);
+    let before = outbox.handle(Instant::now(), Input::Connected).unwrap();
+    drop(outbox);
+    let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    let after = outbox.handle(Instant::now(), Input::Connected).unwrap();
+    assert_eq!(before, after);
+    let Acceptance::Accepted { id, .. } = first[0] else { panic!("not accepted") };
+    assert_eq!(sent_envelopes(&after)[0].id, id);
+}
+
+#[test]
+fn hub_ack_deletes_committed_and_rejected_events_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    accept(&mut outbox, vec![test_alarm("a"), test_alarm("b"), test_alarm("c")]);
+    let ack = Ack::new(vec![1], vec![Rejection { seq: 2, reason: "bad".into() }]);
+    outbox.ack(Instant::now(), &ack).unwrap();
+    assert_eq!(outbox.depth(), 1);
+    assert_eq!((outbox.counters().acked, outbox.counters().rejected_by_hub), (1, 1));
+    drop(outbox);
+    let outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    assert_eq!(outbox.depth(), 1);
+}
+
+#[test]
+fn eviction_respects_severity_and_is_reported_as_outbox_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let probe = Envelope::new(device(), 1, Uuid::now_v7(), Timestamp::now(), test_alarm("x").body)
+        .encode()
+        .len() as u64;
+    // Room for five events of this size (seq digits aside) before the overflow report.
+    let mut outbox = Outbox::open(&path, device(), limits(probe * 5 + 60)).unwrap();
+    accept(
+        &mut outbox,
+        vec![
+            with_severity("x", Severity::Alarm),
+            with_severity("x", Severity::Info),
+            with_severity("x", Severity::Warning),
+            with_severity("x", Severity::Info),
+            with_severity("x", Severity::Alarm),
+        ],
+    );
+    let out = accept(&mut outbox, vec![with_severity("x", Severity::Warning)]);
+    assert_eq!(seqs(&out), vec![6]);
+    // One by the new warning, one by the overflow report.
+    assert_eq!(outbox.counters().evicted, 2);
+    let sent = sent_envelopes(&outbox.handle(Instant::now(), Input::Connected).unwrap());
+    let pending: Vec<(u64, Severity)> = sent.iter().map(|e| (e.seq, e.severity)).collect();
+    // Info 2 went first; the overflow report (a warning, seq 7) evicted info 4 to fit.
+    assert!(!pending.iter().any(|p| p.0 == 2 || p.0 == 4), "{pending:?}");
+    assert!(pending.contains(&(1, Severity::Alarm)) && pending.contains(&(5, Severity::Alarm)));
+    let report = sent.iter().find(|e| e.kind() == "outbox_overflow").expect("overflow reported");
+    let EventBody::OutboxOverflow(o) = &report.body else { panic!() };
+    assert_eq!((o.dropped, o.first_dropped_seq, o.last_dropped_seq), (1, 2, 2));
+}
+
+#[test]
+fn alarm_is_accepted_beyond_the_budget_and_info_is_dropped_as_an_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let mut outbox = Outbox::open(&path, device(), limits(10)).unwrap();
+    let out = accept(
+        &mut outbox,
+        vec![NewEvent::new(EventBody::Sos(Sos { lat: None, lon: None })), with_severity("x", Severity::Info)],
+    );
+    assert!(matches!(out[0], Acceptance::Accepted { seq: 1, .. }));
+    assert!(matches!(out[1], Acceptance::Dropped { .. }));
+    assert_eq!(outbox.counters().refused, 1);
+    // The overflow report is admitted beyond the budget (seq 2); seqs stay gap-free.
+    assert_eq!(outbox.depth(), 2);
+    assert_eq!(seqs(&accept(&mut outbox, vec![test_alarm("y")])), vec![3]);
+}
+
+#[tokio::test]
+async fn handle_accepts_a_burst_with_group_commit_and_answers_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let outbox = Outbox::open(&path, device(), limits(1 << 24)).unwrap();
+    let (handle, mut publishes, join) = spawn(outbox).unwrap();
+    let receivers: Vec<_> = (0..500).map(|i| handle.submit(test_alarm(&format!("n{i}")))).collect();
+    let mut expected = 1;
+    for r in receivers {
+        let Acceptance::Accepted { seq, .. } = r.await.unwrap().unwrap() else { panic!("dropped") };
+        assert_eq!(seq, expected);
+        expected += 1;
+    }
+    handle.connected();
+    let first = publishes.recv().await.unwrap();
+    assert_eq!(first.seq, 1);
+    handle.stop();
+    join.join().unwrap();
+    assert!(matches!(handle.accept(test_alarm("late")).await, Err(OutboxError::Stopped)));
+}
