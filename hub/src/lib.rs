@@ -1,1 +1,201 @@
+//! The Vaka hub: receives device events over MQTT, stores them durably, supervises that
+//! devices stay in touch, and serves the JSON API and the night staff's console.
+//!
+//! [`serve`] runs a hub until a shutdown future completes; [`Hub::start`] gives the running
+//! hub to the caller (tests, the demo) with the embedded broker's address. Both take the HTTP
+//! listener already bound, so tests bind port 0 and run the real thing in-process.
+//!
+//! Folders: `ingest/` (MQTT session, pipeline, group-committing writer), `store/` (the store
+//! interface and SQLite), `presence/` (online/offline and supervision), `broker/` (embedded
+//! rumqttd), `console/` (HTTP), `config.rs` (the config file).
 
+pub mod broker;
+pub mod config;
+pub mod console;
+pub mod ingest;
+pub mod presence;
+pub mod store;
+
+pub use config::{BrokerConfig, HubConfig, SupervisionConfig};
+pub use ingest::StatsSnapshot;
+
+use ingest::{spawn_session, AckOut, Feed, SessionHandles, Stats, Writer, WriterMsg};
+use jiff::Timestamp;
+use presence::Presence;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{SqliteStore, Store, StoreError};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use vaka_agent::link::MqttLink;
+
+/// Messages waiting for the store writer. When full, the MQTT session stops reading.
+const WRITER_QUEUE: usize = 16 * 1024;
+/// Live-feed messages buffered per console client before it is told it lagged.
+const FEED_BUFFER: usize = 4096;
+
+#[derive(Debug, Error)]
+pub enum HubError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running hub.
+pub struct Hub {
+    http_addr: SocketAddr,
+    broker_addr: Option<SocketAddr>,
+    stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    session: SessionHandles,
+    ticker: JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+/// Runs a hub until `shutdown` completes, then stops it gracefully.
+pub async fn serve(
+    config: HubConfig,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), HubError> {
+    let hub = Hub::start(config, http).await?;
+    shutdown.await;
+    hub.stop().await;
+    Ok(())
+}
+
+impl Hub {
+    /// Opens the store, starts the embedded broker if configured, connects ingest and serves
+    /// HTTP on `http`. Returns once everything is started (MQTT may still be connecting).
+    pub async fn start(config: HubConfig, http: TcpListener) -> Result<Hub, HubError> {
+        let path = config.store_path.clone();
+        let (writer_store, reader_store, devices) = tokio::task::spawn_blocking(move || {
+            let writer = SqliteStore::open(&path)?;
+            let reader = SqliteStore::open(&path)?;
+            let devices = writer.devices()?;
+            Ok::<_, StoreError>((writer, reader, devices))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        info!(store = %config.store_path.display(), devices = devices.len(), "Store opened");
+
+        let (options, broker_addr) = match &config.broker {
+            BrokerConfig::Embedded { listen } => {
+                let listen = *listen;
+                let b = tokio::task::spawn_blocking(move || broker::start(listen))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                let host = match b.addr.ip() {
+                    ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    ip => ip,
+                };
+                let link = MqttLink::plaintext(host.to_string(), b.addr.port());
+                (link.options(config::DEFAULT_CLIENT_ID), Some(b.addr))
+            }
+            BrokerConfig::External { link, client_id } => (link.options(client_id), None),
+        };
+
+        let presence = Presence::restore(config.supervision.clone(), devices, Timestamp::now());
+        let tick_period = presence.tick_period();
+        let stats = Arc::new(Stats::default());
+        let (feed, _) = broadcast::channel::<Feed>(FEED_BUFFER);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (writer_tx, writer_rx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel::<AckOut>();
+
+        let writer = Writer {
+            store: Box::new(writer_store),
+            presence,
+            stats: stats.clone(),
+            acks: acks_tx,
+            feed: feed.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("vaka-store-writer".into())
+            .spawn(move || writer.run(writer_rx))?;
+        let ticker = tokio::spawn(tick(writer_tx.clone(), tick_period, shutdown_rx.clone()));
+        let session = spawn_session(options, writer_tx, acks_rx, stats.clone(), shutdown_rx.clone());
+
+        let state = console::AppState {
+            store: Arc::new(Mutex::new(Box::new(reader_store) as Box<dyn Store>)),
+            stats: stats.clone(),
+            feed,
+            token: config.api_token.as_str().into(),
+            shutdown: shutdown_rx.clone(),
+        };
+        let http_addr = http.local_addr()?;
+        let mut stop_http = shutdown_rx;
+        let app = console::router(state);
+        let http = tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        info!(%http_addr, broker = ?broker_addr, "Hub started");
+        Ok(Hub { http_addr, broker_addr, stats, shutdown, session, ticker, writer, http })
+    }
+
+    /// The address the HTTP API and console answer on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The embedded broker's address (with its real port), or `None` with an external broker.
+    pub fn embedded_broker_addr(&self) -> Option<SocketAddr> {
+        self.broker_addr
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops taking messages, lets the writer commit what it has, closes HTTP. Acks not yet
+    /// published are dropped; their devices resend and get them as duplicates.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.session.poller.await;
+        let _ = self.ticker.await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let mut acker = self.session.acker;
+        if tokio::time::timeout(Duration::from_secs(2), &mut acker).await.is_err() {
+            acker.abort();
+        }
+        let mut http = self.http;
+        match tokio::time::timeout(Duration::from_secs(5), &mut http).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Err(_) => {
+                warn!("HTTP connections did not close within 5 s; closing them");
+                http.abort();
+            }
+            _ => {}
+        }
+        info!(stats = ?self.stats.snapshot(), "Hub stopped");
+    }
+}
+
+/// Wakes the writer so an idle hub still checks supervision.
+async fn tick(writer: mpsc::Sender<WriterMsg>, period: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = interval.tick() => {
+                // A full queue means the writer is busy and checks the time itself.
+                let _ = writer.try_send(WriterMsg::Tick);
+            }
+        }
+    }
+}

@@ -1,1 +1,95 @@
-fn main(){}
+//! `vaka-hub`: parses arguments, reads the config and runs [`vaka_hub::serve`].
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "vaka-hub", version, about = "The Vaka hub: MQTT ingest, store, supervision, console")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a config file and print every problem (exit 2 if there are any).
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    vaka_agent::link::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match vaka_hub::config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: problems:", config.display());
+                for problem in e.problems() {
+                    eprintln!("  - {problem}");
+                }
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => match serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vaka-hub: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = vaka_hub::config::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+        vaka_hub::serve(config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("Shutdown requested");
+}

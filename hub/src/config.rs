@@ -1,0 +1,298 @@
+//! The hub's configuration file (`config/hub.toml` is the annotated example and the spec).
+//!
+//! Read in two steps: [`RawConfig`] is what serde reads (unknown keys are refused), then the
+//! pure [`RawConfig::validate`] collects *every* problem into one [`ConfigReport`] and returns
+//! a typed [`HubConfig`]. `HubConfig` has public fields so tests and the demo can build one in
+//! code without a file.
+
+use jiff::SignedDuration;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use vaka_agent::link::{MqttLink, RawMqtt};
+use vaka_protocol::DeviceId;
+
+/// The default MQTT client id of the hub. It keeps a persistent session under this id.
+pub const DEFAULT_CLIENT_ID: &str = "vaka-hub";
+/// EN 50136 reporting-time class T4.
+pub const DEFAULT_SUPERVISION: Duration = Duration::from_secs(180);
+const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub mqtt: Option<RawMqtt>,
+    pub embedded_broker: Option<RawEmbeddedBroker>,
+    pub store: RawStore,
+    pub http: RawHttp,
+    #[serde(default)]
+    pub supervision: RawSupervision,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddedBroker {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: String,
+    pub api_token: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervision {
+    pub default_interval: Option<SignedDuration>,
+    #[serde(default)]
+    pub devices: BTreeMap<String, SignedDuration>,
+}
+
+/// Where the hub's MQTT client connects.
+#[derive(Debug, Clone)]
+pub enum BrokerConfig {
+    /// Run rumqttd inside the hub, listening here; the hub connects to it on loopback.
+    Embedded { listen: SocketAddr },
+    /// Connect to an external broker (Mosquitto in production).
+    External { link: MqttLink, client_id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisionConfig {
+    /// A device silent for longer than this raises `supervision_lost`.
+    pub default_interval: Duration,
+    /// Per-device overrides of `default_interval`.
+    pub devices: HashMap<DeviceId, Duration>,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig { default_interval: DEFAULT_SUPERVISION, devices: HashMap::new() }
+    }
+}
+
+/// The validated configuration that [`crate::serve`] runs with.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub broker: BrokerConfig,
+    /// SQLite database file; created with its schema if missing.
+    pub store_path: PathBuf,
+    /// Where `vaka-hub serve` binds the HTTP listener. `serve` itself takes a bound listener.
+    pub http_listen: SocketAddr,
+    /// Bearer token for the API and the console.
+    pub api_token: String,
+    pub supervision: SupervisionConfig,
+}
+
+/// Every problem found in a config file, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigReport {
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} has problems:\n{report}")]
+    Invalid { path: PathBuf, report: ConfigReport },
+}
+
+impl ConfigError {
+    /// The problems as separate lines, for `check-config`.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { report, .. } => report.problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let raw: RawConfig = toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    raw.validate().map_err(|report| ConfigError::Invalid { path: path.to_path_buf(), report })
+}
+
+fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Duration {
+    match Duration::try_from(d) {
+        Ok(d) if d >= Duration::from_secs(1) => d,
+        _ => {
+            problems.push(format!("{field}: {d} must be at least 1s"));
+            DEFAULT_SUPERVISION
+        }
+    }
+}
+
+impl RawConfig {
+    /// Checks everything and returns the typed config, or every problem at once.
+    pub fn validate(&self) -> Result<HubConfig, ConfigReport> {
+        let mut problems = Vec::new();
+        let broker = match &self.mqtt {
+            Some(raw) => {
+                let client_id = raw.client_id.clone().unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
+                if client_id.is_empty() || client_id.len() > 64 {
+                    problems.push("mqtt.client_id: must be 1-64 characters".to_string());
+                }
+                raw.validate(&mut problems).map(|link| BrokerConfig::External { link, client_id })
+            }
+            None => {
+                let listen = self
+                    .embedded_broker
+                    .as_ref()
+                    .map_or("127.0.0.1:1883", |e| e.listen.as_str());
+                match listen.parse::<SocketAddr>() {
+                    Ok(listen) => Some(BrokerConfig::Embedded { listen }),
+                    Err(e) => {
+                        problems.push(format!(
+                            "embedded_broker.listen: `{listen}` is not an address like 127.0.0.1:1883: {e}"
+                        ));
+                        None
+                    }
+                }
+            }
+        };
+        if self.store.path.as_os_str().is_empty() {
+            problems.push("store.path: must not be empty".to_string());
+        }
+        let http_listen = match self.http.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(format!(
+                    "http.listen: `{}` is not an address like 127.0.0.1:8080: {e}",
+                    self.http.listen
+                ));
+                None
+            }
+        };
+        if self.http.api_token.chars().count() < MIN_TOKEN_LEN {
+            problems.push(format!(
+                "http.api_token: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
+            ));
+        }
+        let default_interval = self
+            .supervision
+            .default_interval
+            .map_or(DEFAULT_SUPERVISION, |d| positive("supervision.default_interval", d, &mut problems));
+        let mut devices = HashMap::new();
+        for (id, d) in &self.supervision.devices {
+            let interval = positive(&format!("supervision.devices.{id}"), *d, &mut problems);
+            match DeviceId::new(id.clone()) {
+                Ok(id) => {
+                    devices.insert(id, interval);
+                }
+                Err(e) => problems.push(format!("supervision.devices: {e}")),
+            }
+        }
+        match (broker, http_listen, problems.is_empty()) {
+            (Some(broker), Some(http_listen), true) => Ok(HubConfig {
+                broker,
+                store_path: self.store.path.clone(),
+                http_listen,
+                api_token: self.http.api_token.clone(),
+                supervision: SupervisionConfig { default_interval, devices },
+            }),
+            _ => Err(ConfigReport { problems }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HubConfig, ConfigReport> {
+        toml::from_str::<RawConfig>(text).map_err(|e| ConfigReport { problems: vec![e.to_string()] })?.validate()
+    }
+
+    const MINIMAL: &str = r#"
+        [store]
+        path = "/tmp/hub.db"
+        [http]
+        listen = "127.0.0.1:8080"
+        api_token = "0123456789abcdef0123"
+    "#;
+
+    #[test]
+    fn minimal_config_runs_the_embedded_broker_with_t4_supervision() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(matches!(c.broker, BrokerConfig::Embedded { listen } if listen.port() == 1883));
+        assert_eq!(c.supervision.default_interval, Duration::from_secs(180));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            [embedded_broker]
+            listen = "nowhere"
+            [store]
+            path = ""
+            [http]
+            listen = "localhost"
+            api_token = "short"
+            [supervision]
+            default_interval = "0s"
+            [supervision.devices]
+            "Bad/Id" = "10s"
+        "#;
+        let problems = parse(text).unwrap_err().problems.join("\n");
+        for field in [
+            "embedded_broker.listen",
+            "store.path",
+            "http.listen",
+            "http.api_token",
+            "supervision.default_interval",
+            "supervision.devices",
+        ] {
+            assert!(problems.contains(field), "{field} missing in:\n{problems}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<RawConfig>(&format!("{MINIMAL}\n[extra]\nx = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn per_device_supervision_overrides_are_read() {
+        let text = format!("{MINIMAL}\n[supervision]\ndefault_interval = \"60s\"\n[supervision.devices]\nhome-042 = \"10m\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.supervision.default_interval, Duration::from_secs(60));
+        let id = DeviceId::new("home-042").unwrap();
+        assert_eq!(c.supervision.devices.get(&id), Some(&Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn external_broker_over_plaintext_needs_explicit_permission_and_takes_the_client_id() {
+        let text = format!("{MINIMAL}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n");
+        assert!(parse(&text).unwrap_err().problems.join("").contains("allow_plaintext"));
+        let text = format!("{MINIMAL}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nallow_plaintext = true\nclient_id = \"hub-2\"\n");
+        let c = parse(&text).unwrap();
+        assert!(matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2"));
+    }
+
+    #[test]
+    fn the_example_config_parses_and_only_misses_its_certificates() {
+        let text = include_str!("../../config/hub.toml");
+        let problems = parse(text).unwrap_err().problems;
+        assert!(problems.iter().all(|p| p.starts_with("mqtt.")), "{problems:?}");
+    }
+}

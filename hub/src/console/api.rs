@@ -1,0 +1,123 @@
+//! JSON API and the server-sent-events stream.
+
+use super::AppState;
+use crate::ingest::Feed;
+use crate::store::{Store, StoreError};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+use tracing::{error, warn};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 10_000;
+
+/// An API failure: the store did not answer.
+pub struct ApiError(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": "store_unavailable", "message": self.0});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// Runs a read on the reader connection, off the async threads.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let guard = store.lock().map_err(|_| ApiError("store lock poisoned".into()))?;
+        f(guard.as_ref()).map_err(|e| ApiError(e.to_string()))
+    })
+    .await;
+    match result {
+        Ok(r) => r.inspect_err(|e| error!(error = %e.0, "Store read failed")),
+        Err(e) => Err(ApiError(format!("read task failed: {e}"))),
+    }
+}
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+    mqtt_connected: bool,
+    store_ok: bool,
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let store_ok = read(&state, |s| s.ping()).await.is_ok();
+    let mqtt_connected = state.stats.snapshot().mqtt_connected;
+    let status = if store_ok && mqtt_connected { "ok" } else { "degraded" };
+    Json(Health { status, mqtt_connected, store_ok })
+}
+
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<usize>,
+    device: Option<String>,
+}
+
+impl Limit {
+    fn get(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+}
+
+pub async fn devices(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(read(&state, |s| s.devices()).await?).into_response())
+}
+
+pub async fn events(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+    let limit = q.get();
+    let rows = read(&state, move |s| s.events(q.device.as_deref(), limit)).await?;
+    Ok(Json(rows).into_response())
+}
+
+pub async fn rejects(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+    let limit = q.get();
+    Ok(Json(read(&state, move |s| s.rejects(limit)).await?).into_response())
+}
+
+pub async fn alarms(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+    let limit = q.get();
+    Ok(Json(read(&state, move |s| s.alarms(limit)).await?).into_response())
+}
+
+pub async fn stats(State(state): State<AppState>) -> Json<crate::ingest::StatsSnapshot> {
+    Json(state.stats.snapshot())
+}
+
+fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
+    let (name, data) = match item {
+        Ok(Feed::Event(e)) => ("event", serde_json::to_string(e.as_ref())),
+        Ok(Feed::Device(d)) => ("device", serde_json::to_string(&d)),
+        Ok(Feed::Alarm(a)) => ("alarm", serde_json::to_string(&a)),
+        Err(BroadcastStreamRecvError::Lagged(n)) => {
+            warn!(skipped = n, "Live stream client too slow; skipped messages");
+            ("lagged", Ok(format!("{{\"skipped\":{n}}}")))
+        }
+    };
+    data.ok().map(|d| SseEvent::default().event(name).data(d))
+}
+
+/// `text/event-stream` of `event`, `device` and `alarm` messages (and `lagged` when a slow
+/// client missed some). Ends when the hub stops.
+pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let feed = BroadcastStream::new(state.feed.subscribe()).map(|item| Some(sse_event(item)));
+    let stop = WatchStream::new(state.shutdown.clone()).filter(|stop| *stop).map(|_| None);
+    let events = feed
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|item| item.flatten())
+        .map(Ok);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,102 @@
+//! Token check and the login form.
+
+use super::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+
+pub const COOKIE: &str = "vaka_token";
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right. The length is not secret.
+pub fn same_token(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..b.len() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b[i];
+    }
+    diff == 0
+}
+
+fn presented(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ok = presented(request.headers()).is_some_and(|t| same_token(&t, &state.token));
+    if ok {
+        return next.run(request).await;
+    }
+    if request.uri().path().starts_with("/api/") {
+        let body = serde_json::json!({"error": "unauthorized", "hint": "send Authorization: Bearer <api_token>"});
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    Redirect::to("/login").into_response()
+}
+
+const FORM: &str = r#"<!doctype html><html lang="sv"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>Vaka – logga in</title>
+<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}
+input,button{font-size:1.1rem;width:100%;padding:.6rem;margin:.4rem 0;box-sizing:border-box}
+.err{color:#b00020}</style></head><body><h1>Vaka</h1>{ERROR}
+<form method="post" action="/login"><label for="token">Åtkomstnyckel (API token)</label>
+<input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
+<button type="submit">Logga in</button></form></body></html>"#;
+
+pub async fn login_form() -> Html<String> {
+    Html(FORM.replace("{ERROR}", ""))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    if !same_token(form.token.trim(), &state.token) {
+        let page = FORM.replace("{ERROR}", r#"<p class="err">Fel nyckel. / Wrong token.</p>"#);
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    }
+    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", form.token.trim());
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(same_token("abcdef", "abcdef"));
+        assert!(!same_token("abcdeg", "abcdef"));
+        assert!(!same_token("abc", "abcdef"));
+        assert!(!same_token("abcdefg", "abcdef"));
+        assert!(!same_token("", "abcdef"));
+    }
+
+    #[test]
+    fn token_is_found_in_bearer_header_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=b; vaka_token=secret; c=d".parse().unwrap());
+        assert_eq!(presented(&h).as_deref(), Some("secret"));
+        h.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
+        assert_eq!(presented(&h).as_deref(), Some("other"));
+    }
+}

@@ -1,0 +1,47 @@
+//! The hub's HTTP side: health check, JSON API, live stream and the console page.
+//!
+//! Every route except `/healthz` and `/login` needs the API token, either as
+//! `Authorization: Bearer <token>` or as the `vaka_token` cookie that `POST /login` sets
+//! (HttpOnly, SameSite=Strict). Tokens are compared in constant time. API routes answer 401
+//! JSON without it; the console page redirects a browser to `/login`.
+//!
+//! Reads go to a separate SQLite connection on a blocking thread, so a slow query never holds
+//! up ingest (WAL lets readers and the writer run together).
+
+mod api;
+mod auth;
+mod page;
+
+use crate::ingest::{Feed, Stats};
+use crate::store::Store;
+use axum::routing::get;
+use axum::Router;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, watch};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Mutex<Box<dyn Store>>>,
+    pub stats: Arc<Stats>,
+    pub feed: broadcast::Sender<Feed>,
+    pub token: Arc<str>,
+    /// Turns true when the hub stops; live streams end then.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/", get(page::console))
+        .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/events", get(api::events))
+        .route("/api/v1/rejects", get(api::rejects))
+        .route("/api/v1/alarms", get(api::alarms))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/stream", get(api::stream))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .merge(protected)
+        .with_state(state)
+}

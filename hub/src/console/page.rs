@@ -1,0 +1,73 @@
+//! The console page: devices and a live list of the latest events. Served whole by the hub
+//! (no CDN, inline CSS and script) and readable on a phone. Data comes from the JSON API and
+//! the live stream, both authorised by the login cookie.
+
+use axum::response::Html;
+
+pub async fn console() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="sv"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Vaka – nattillsyn</title>
+<style>
+ body{font-family:system-ui,sans-serif;margin:0;padding:.5rem;background:#f6f6f4;color:#1b1b1b}
+ h1{font-size:1.3rem;margin:.3rem 0} h2{font-size:1.05rem;margin:1rem 0 .3rem}
+ #conn{font-size:.85rem;color:#555}
+ table{border-collapse:collapse;width:100%;background:#fff;font-size:.95rem}
+ th,td{padding:.35rem .4rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+ .on{color:#0a6b2d;font-weight:600}.off{color:#b00020;font-weight:600}
+ tr.lost{background:#ffe3e3} .alarm{color:#b00020;font-weight:700}
+ .warning{color:#8a5a00} ul{list-style:none;padding:0;margin:0;background:#fff}
+ li{padding:.35rem .4rem;border-bottom:1px solid #ddd;font-size:.92rem}
+ .t{color:#555;font-variant-numeric:tabular-nums}
+ @media (max-width:600px){.wide{display:none}}
+</style></head><body>
+<h1>Vaka – nattillsyn</h1><div id="conn">Ansluter…</div>
+<h2>Enheter</h2>
+<table><thead><tr><th>Enhet</th><th class="wide">Plats</th><th>Status</th><th>Senast hörd</th>
+<th class="wide">Kö</th><th>Tillsyn</th></tr></thead><tbody id="devices"></tbody></table>
+<h2>Senaste händelser</h2><ul id="events"></ul>
+<script>
+"use strict";
+const MAX_EVENTS = 100;
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
+const time = t => t ? new Date(t).toLocaleString("sv-SE") : "–";
+const devices = new Map();
+function renderDevices(){
+  const rows = [...devices.values()].sort((a,b)=> (b.supervision_lost-a.supervision_lost) || a.id.localeCompare(b.id));
+  document.getElementById("devices").innerHTML = rows.map(d =>
+    `<tr class="${d.supervision_lost?"lost":""}"><td>${esc(d.id)}</td><td class="wide">${esc(d.site)}</td>`+
+    `<td class="${d.online?"on":"off"}">${d.online?"online":"offline"}</td><td class="t">${time(d.last_seen)}</td>`+
+    `<td class="wide">${d.outbox_depth ?? "–"}</td><td>${d.supervision_lost?'<span class="alarm">TILLSYN BRUTEN</span>':"ok"}</td></tr>`).join("");
+}
+function addEvent(e, top){
+  const li = document.createElement("li");
+  li.innerHTML = `<span class="t">${time(e.ts)}</span> <b>${esc(e.device)}</b> `+
+    `<span class="${esc(e.severity)}">${esc(e.kind)}</span> <span class="t">#${e.seq}</span>`;
+  const ul = document.getElementById("events");
+  if (top) ul.prepend(li); else ul.append(li);
+  while (ul.children.length > MAX_EVENTS) ul.lastChild.remove();
+}
+async function load(){
+  const [d, e] = await Promise.all([fetch("/api/v1/devices"), fetch("/api/v1/events?limit=50")]);
+  if (d.status === 401) { location.href = "/login"; return; }
+  devices.clear(); for (const x of await d.json()) devices.set(x.id, x);
+  renderDevices();
+  document.getElementById("events").innerHTML = "";
+  for (const x of await e.json()) addEvent(x, false);
+}
+function live(){
+  const es = new EventSource("/api/v1/stream");
+  const conn = document.getElementById("conn");
+  es.onopen = () => { conn.textContent = "Live"; load(); };
+  es.onerror = () => { conn.textContent = "Ingen förbindelse – försöker igen…"; };
+  es.addEventListener("event", m => addEvent(JSON.parse(m.data), true));
+  es.addEventListener("device", m => { const d = JSON.parse(m.data); devices.set(d.id, d); renderDevices(); });
+  es.addEventListener("alarm", () => load());
+  es.addEventListener("lagged", () => load());
+}
+live();
+</script></body></html>"#;

@@ -1,0 +1,144 @@
+//! The MQTT session: connects (and reconnects, with backoff) to the broker, subscribes to every
+//! device's `events` and `status` on each ConnAck, forwards what arrives to the writer queue,
+//! and publishes the acks the writer hands back.
+//!
+//! The event loop is polled by one task that never awaits a publish: `AsyncClient::publish`
+//! waits for room in the request queue that only polling empties, so publishing from the
+//! polling task can deadlock. Acks and subscriptions are sent from other tasks.
+
+use super::{AckOut, Incoming, Stats, WriterMsg};
+use jiff::Timestamp;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use vaka_protocol::Channel;
+
+/// Requests (acks, subscriptions) that may wait for the event loop.
+const REQUEST_QUEUE: usize = 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub struct SessionHandles {
+    pub poller: JoinHandle<()>,
+    pub acker: JoinHandle<()>,
+}
+
+/// Starts the session. It runs until `shutdown` turns true; then it disconnects and drops its
+/// end of the writer queue, so the writer drains and stops.
+pub fn spawn_session(
+    mut options: MqttOptions,
+    writer: mpsc::Sender<WriterMsg>,
+    acks: mpsc::UnboundedReceiver<AckOut>,
+    stats: Arc<Stats>,
+    shutdown: watch::Receiver<bool>,
+) -> SessionHandles {
+    options.set_clean_session(false);
+    // Accept larger packets than any broker should pass on, so an oversize message is refused
+    // by the broker or stored as a reject, and never breaks the hub's own connection.
+    options.set_max_packet_size(2 * 1024 * 1024, 256 * 1024);
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let poller = tokio::spawn(poll(eventloop, client.clone(), writer, stats.clone(), shutdown));
+    let acker = tokio::spawn(publish_acks(client, acks, stats));
+    SessionHandles { poller, acker }
+}
+
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    writer: mpsc::Sender<WriterMsg>,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let broker = format!("{}:{}", eventloop.mqtt_options.broker_address().0, eventloop.mqtt_options.broker_address().1);
+    let mut backoff = BACKOFF_MIN;
+    let mut outage: Option<Instant> = None;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                stats.mqtt_connected.store(true, Relaxed);
+                backoff = BACKOFF_MIN;
+                match outage.take() {
+                    Some(since) => info!(broker, outage_s = since.elapsed().as_secs(), session_present = ack.session_present, "MQTT reconnected"),
+                    None => info!(broker, session_present = ack.session_present, "MQTT connected"),
+                }
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let filters = [Channel::Events, Channel::Status]
+                        .map(|c| SubscribeFilter::new(c.filter_all(), QoS::AtLeastOnce));
+                    if let Err(e) = client.subscribe_many(filters).await {
+                        warn!(error = %e, "MQTT subscribe could not be queued");
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                stats.received.fetch_add(1, Relaxed);
+                let msg = Incoming {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    retained: p.retain,
+                    received_at: Timestamp::now(),
+                };
+                if writer.send(WriterMsg::Incoming(msg)).await.is_err() {
+                    warn!("Store writer is gone; MQTT session stops");
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    warn!(broker, "Broker refused a subscription; events may not arrive");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                stats.mqtt_connected.store(false, Relaxed);
+                if outage.is_none() {
+                    warn!(broker, error = %e, "MQTT connection lost; reconnecting with backoff");
+                    outage = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    stats.mqtt_connected.store(false, Relaxed);
+    drop(writer);
+    // Say goodbye so the broker keeps the session but knows we left; bounded in time.
+    if client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    info!(broker, "MQTT session closed");
+}
+
+async fn publish_acks(client: AsyncClient, mut acks: mpsc::UnboundedReceiver<AckOut>, stats: Arc<Stats>) {
+    while let Some(ack) = acks.recv().await {
+        match client.publish(ack.topic, QoS::AtLeastOnce, false, ack.payload).await {
+            Ok(()) => {
+                stats.acks_sent.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                // Only when the event loop is gone (shutdown). Unacked events are resent.
+                warn!(error = %e, "Ack could not be queued; the device will resend");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The store writer: the one thread that writes the database, in group commits.
+//!
+//! It takes every message the MQTT session queued (up to [`BATCH_MAX`]) at once, classifies
+//! them, lets the presence core update devices and alarms, and writes all of it in a single
+//! transaction. Only after that commit returned does it hand the acks to the ack publisher and
+//! announce new events, device changes and alarms on the live feed. So under load one fsync
+//! covers thousands of events, and an idle hub still commits each message at once.
+//!
+//! If a commit fails (disk full, I/O error) nothing is acked; the writer retries the same batch
+//! with growing pauses and meanwhile takes no new messages, so the bounded queue in front of it
+//! fills and the MQTT session stops reading: back-pressure, not loss.
+
+use super::classify::{classify, Inbound, Rejected};
+use super::{AckOut, AlarmNotice, Feed, Incoming, Stats};
+use crate::presence::{Action, Heard, Input, Presence};
+use crate::store::{DeviceRow, EventRow, Inserted, RejectRow, Store, WriteBatch, SUPERVISION_LOST};
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{error, info, warn};
+use vaka_protocol::{Ack, Channel, DeviceState, Rejection, Topic};
+
+/// Most messages in one transaction.
+pub const BATCH_MAX: usize = 4096;
+
+pub enum WriterMsg {
+    Incoming(Incoming),
+    /// Wakes an idle writer so supervision is checked.
+    Tick,
+}
+
+pub struct Writer {
+    pub store: Box<dyn Store>,
+    pub presence: Presence,
+    pub stats: Arc<Stats>,
+    pub acks: mpsc::UnboundedSender<AckOut>,
+    pub feed: broadcast::Sender<Feed>,
+}
+
+/// Acks owed to one device after this batch commits.
+#[derive(Default)]
+struct DeviceAcks {
+    committed: Vec<u64>,
+    rejected: Vec<Rejection>,
+}
+
+/// What to do after the commit returned.
+#[derive(Default)]
+struct AfterCommit {
+    acks: HashMap<Topic, DeviceAcks>,
+    changed: Vec<DeviceRow>,
+    alarms: Vec<AlarmNotice>,
+    rejected: Vec<Rejected>,
+    statuses: u64,
+}
+
+impl Writer {
+    /// Runs until the queue is closed and drained. Blocking: call on its own thread.
+    pub fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+        let period = self.presence.tick_period();
+        let mut last_tick = Instant::now();
+        let mut msgs = Vec::with_capacity(BATCH_MAX);
+        while let Some(first) = rx.blocking_recv() {
+            msgs.push(first);
+            while msgs.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+            // Under constant load the queue is never empty, so time is checked here too.
+            let tick = last_tick.elapsed() >= period;
+            if tick {
+                last_tick = Instant::now();
+            }
+            let incoming = msgs.drain(..).filter_map(|m| match m {
+                WriterMsg::Incoming(i) => Some(i),
+                WriterMsg::Tick => None,
+            });
+            let incoming: Vec<Incoming> = incoming.collect();
+            if incoming.is_empty() && !tick {
+                continue;
+            }
+            self.process(Timestamp::now(), incoming, tick, &rx);
+        }
+        info!("Store writer stopped: the ingest queue is closed and drained");
+    }
+
+    fn process(&mut self, now: Timestamp, incoming: Vec<Incoming>, tick: bool, rx: &mpsc::Receiver<WriterMsg>) {
+        let mut batch = WriteBatch::default();
+        let mut after = AfterCommit::default();
+        let mut devices: HashMap<String, DeviceRow> = HashMap::new();
+        let mut actions = Vec::new();
+        for msg in incoming {
+            match classify(&msg.topic, &msg.payload) {
+                Inbound::Event { topic, envelope } => {
+                    after.acks.entry(ack_topic(&topic)).or_default().committed.push(envelope.seq);
+                    actions.extend(self.presence.handle(
+                        now,
+                        Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at: msg.received_at, what: Heard::Event },
+                    ));
+                    batch.events.push(event_row(&topic, &envelope, msg.received_at));
+                }
+                Inbound::Status { topic, status } => {
+                    after.statuses += 1;
+                    let what = match status.state {
+                        DeviceState::Online => Heard::Online { outbox_depth: status.outbox_depth },
+                        DeviceState::Offline => Heard::Offline,
+                    };
+                    // A retained status may be old: it says when it was true.
+                    let at = match (msg.retained, status.ts) {
+                        (true, Some(ts)) => ts.min(msg.received_at),
+                        _ => msg.received_at,
+                    };
+                    actions.extend(self.presence.handle(
+                        now,
+                        Input::Heard { device: topic.device, site: topic.site, at, what },
+                    ));
+                }
+                Inbound::Rejected(r) => {
+                    if let Some(topic) = &r.topic {
+                        if let Some(seq) = r.seq {
+                            after.acks.entry(ack_topic(topic)).or_default().rejected.push(Rejection { seq, reason: r.reason.clone() });
+                        }
+                        // A device sending garbage is still a device that is alive.
+                        actions.extend(self.presence.handle(
+                            now,
+                            Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at: msg.received_at, what: Heard::Event },
+                        ));
+                    }
+                    batch.rejects.push(RejectRow {
+                        received_at: msg.received_at,
+                        topic: r.topic_text.clone(),
+                        reason: r.reason.clone(),
+                        label: r.label.to_string(),
+                        payload_excerpt: r.excerpt.clone(),
+                        device: r.device().map(|d| d.to_string()),
+                    });
+                    after.rejected.push(r);
+                }
+            }
+        }
+        if tick {
+            actions.extend(self.presence.handle(now, Input::Tick));
+        }
+        for action in actions {
+            match action {
+                Action::Persist(row) => {
+                    devices.insert(row.id.clone(), row);
+                }
+                Action::Changed(row) => after.changed.push(row),
+                Action::AlarmRaised { device, site, at, last_seen } => {
+                    batch.raise_alarms.push((device.clone(), site.clone(), at));
+                    after.alarms.push(AlarmNotice { device, site, kind: SUPERVISION_LOST, state: "raised", at, last_seen: Some(last_seen) });
+                }
+                Action::AlarmCleared { device, site, at } => {
+                    batch.clear_alarms.push((device.clone(), at));
+                    after.alarms.push(AlarmNotice { device, site, kind: SUPERVISION_LOST, state: "cleared", at, last_seen: None });
+                }
+            }
+        }
+        batch.devices = devices.into_values().collect();
+        if batch.is_empty() {
+            return;
+        }
+        let Some(inserted) = self.commit_until_done(&batch, rx) else { return };
+        self.after_commit(batch, inserted, after);
+    }
+
+    /// Commits, retrying with growing pauses while the database refuses. Gives up only when the
+    /// hub is shutting down (nothing of the batch is acked, so devices send it again).
+    fn commit_until_done(&mut self, batch: &WriteBatch, rx: &mpsc::Receiver<WriterMsg>) -> Option<Vec<Inserted>> {
+        let mut pause = Duration::from_millis(100);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match self.store.commit(batch) {
+                Ok(inserted) => {
+                    if let Some(since) = failing_since {
+                        info!(outage_s = since.elapsed().as_secs(), "Database writes work again");
+                    }
+                    return Some(inserted);
+                }
+                Err(e) => {
+                    self.stats.commit_failures.fetch_add(1, Relaxed);
+                    if failing_since.is_none() {
+                        error!(events = batch.events.len(), error = %e, "Database commit failed; nothing is acked, retrying");
+                        failing_since = Some(Instant::now());
+                    }
+                    if rx.is_closed() {
+                        error!(events = batch.events.len(), "Hub stopping with an uncommitted batch; devices will resend it");
+                        return None;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn after_commit(&mut self, batch: WriteBatch, inserted: Vec<Inserted>, after: AfterCommit) {
+        let stats = &self.stats;
+        stats.commits.fetch_add(1, Relaxed);
+        stats.statuses.fetch_add(after.statuses, Relaxed);
+        stats.rejected.fetch_add(after.rejected.len() as u64, Relaxed);
+        for r in &after.rejected {
+            warn!(topic = %r.topic_text, label = r.label, seq = r.seq, "Message rejected: {}", r.reason);
+        }
+        for (topic, acks) in after.acks {
+            let ack = Ack::new(acks.committed, acks.rejected);
+            // The receiver is gone only when the hub is stopping; devices then resend.
+            let _ = self.acks.send(AckOut { topic: topic.to_string(), payload: ack.encode() });
+        }
+        let listening = self.feed.receiver_count() > 0;
+        for (event, how) in batch.events.into_iter().zip(inserted) {
+            match how {
+                Inserted::New => {
+                    stats.stored.fetch_add(1, Relaxed);
+                    if listening {
+                        let _ = self.feed.send(Feed::Event(Arc::new(event)));
+                    }
+                }
+                Inserted::Duplicate => {
+                    stats.duplicates.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        for row in after.changed {
+            info!(device = %row.id, site = %row.site, online = row.online, outbox_depth = row.outbox_depth, supervision_lost = row.supervision_lost, "Device presence changed");
+            let _ = self.feed.send(Feed::Device(row));
+        }
+        for alarm in after.alarms {
+            if alarm.state == "raised" {
+                error!(device = %alarm.device, site = %alarm.site, last_seen = ?alarm.last_seen, "Supervision lost: device silent for longer than its supervision interval");
+            } else {
+                info!(device = %alarm.device, site = %alarm.site, "Supervision restored: device heard again, alarm cleared");
+            }
+            let _ = self.feed.send(Feed::Alarm(alarm));
+        }
+    }
+}
+
+fn ack_topic(topic: &Topic) -> Topic {
+    Topic::new(topic.site.clone(), topic.device.clone(), Channel::Acks)
+}
+
+fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp) -> EventRow {
+    // EventBody serialises as {"kind": …, "body": …}; the row keeps the body part.
+    let body = serde_json::to_value(&e.body)
+        .ok()
+        .and_then(|mut v| v.get_mut("body").map(serde_json::Value::take))
+        .unwrap_or(serde_json::Value::Null);
+    EventRow {
+        id: e.id,
+        device: e.device.to_string(),
+        site: topic.site.to_string(),
+        seq: e.seq,
+        ts: e.ts,
+        received_at,
+        kind: e.kind().to_string(),
+        severity: e.severity.as_str().to_string(),
+        body,
+    }
+}
