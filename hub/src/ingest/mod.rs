@@ -86,6 +86,8 @@ pub struct Stats {
     pub commit_failures: AtomicU64,
     pub acks_sent: AtomicU64,
     pub mqtt_connected: AtomicBool,
+    /// The broker confirmed the subscriptions of the current connection.
+    pub mqtt_subscribed: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +101,7 @@ pub struct StatsSnapshot {
     pub commit_failures: u64,
     pub acks_sent: u64,
     pub mqtt_connected: bool,
+    pub mqtt_subscribed: bool,
 }
 
 impl Stats {
@@ -113,6 +116,7 @@ impl Stats {
             commit_failures: self.commit_failures.load(Relaxed),
             acks_sent: self.acks_sent.load(Relaxed),
             mqtt_connected: self.mqtt_connected.load(Relaxed),
+            mqtt_subscribed: self.mqtt_subscribed.load(Relaxed),
         }
     }
 }

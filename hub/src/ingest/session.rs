@@ -94,11 +94,14 @@ async fn poll(
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
                     warn!(broker, "Broker refused a subscription; events may not arrive");
+                } else {
+                    stats.mqtt_subscribed.store(true, Relaxed);
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 stats.mqtt_connected.store(false, Relaxed);
+                stats.mqtt_subscribed.store(false, Relaxed);
                 if outage.is_none() {
                     warn!(broker, error = %e, "MQTT connection lost; reconnecting with backoff");
                     outage = Some(Instant::now());
@@ -112,6 +115,7 @@ async fn poll(
         }
     }
     stats.mqtt_connected.store(false, Relaxed);
+    stats.mqtt_subscribed.store(false, Relaxed);
     drop(writer);
     // Say goodbye so the broker keeps the session but knows we left; bounded in time.
     if client.try_disconnect().is_ok() {

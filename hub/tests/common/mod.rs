@@ -1,0 +1,155 @@
+//! Helpers for running a real hub in-process: embedded broker on a free port, temp SQLite,
+//! HTTP on port 0, a tiny HTTP client and MQTT device clients.
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use vaka_hub::{BrokerConfig, Hub, HubConfig, SupervisionConfig};
+use vaka_protocol::kinds::TestAlarm;
+use vaka_protocol::{DeviceId, Envelope, EventBody};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub fn config(db: &Path, supervision: Duration) -> HubConfig {
+    HubConfig {
+        broker: BrokerConfig::Embedded { listen: "127.0.0.1:0".parse().unwrap() },
+        store_path: db.to_path_buf(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        api_token: TOKEN.into(),
+        supervision: SupervisionConfig { default_interval: supervision, devices: Default::default() },
+    }
+}
+
+pub async fn start(config: HubConfig) -> Hub {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hub = Hub::start(config, listener).await.unwrap();
+    wait_until("hub subscribed", Duration::from_secs(10), || async { hub.stats().mqtt_subscribed }).await;
+    hub
+}
+
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Response { status, head: head.to_string(), body: body.to_string() }
+}
+
+pub async fn api(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let r = http(addr, "GET", path, &[("Authorization", &auth)], "").await;
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    r.json()
+}
+
+pub fn envelope(device: &str, seq: u64) -> Envelope {
+    Envelope::new(
+        DeviceId::new(device).unwrap(),
+        seq,
+        uuid::Uuid::now_v7(),
+        jiff::Timestamp::now(),
+        EventBody::TestAlarm(TestAlarm { note: Some(format!("test {seq}")) }),
+    )
+}
+
+/// A device's MQTT connection that listens to its acks topic.
+pub struct Device {
+    pub client: AsyncClient,
+    pub eventloop: EventLoop,
+    pub site: String,
+    pub id: String,
+}
+
+impl Device {
+    pub async fn connect(broker: SocketAddr, site: &str, id: &str, will: Option<rumqttc::LastWill>) -> Device {
+        let mut o = MqttOptions::new(format!("{site}-{id}"), broker.ip().to_string(), broker.port());
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        if let Some(will) = will {
+            o.set_last_will(will);
+        }
+        let (client, mut eventloop) = AsyncClient::new(o, 1024);
+        client.subscribe(format!("vaka/v1/{site}/{id}/acks"), QoS::AtLeastOnce).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.unwrap() {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("device subscribed");
+        Device { client, eventloop, site: site.into(), id: id.into() }
+    }
+
+    pub fn topic(&self, channel: &str) -> String {
+        format!("vaka/v1/{}/{}/{channel}", self.site, self.id)
+    }
+
+    pub async fn publish(&mut self, channel: &str, payload: Vec<u8>, retain: bool) {
+        self.client.publish(self.topic(channel), QoS::AtLeastOnce, retain, payload).await.unwrap();
+    }
+
+    /// Polls the connection until an ack arrives.
+    pub async fn next_ack(&mut self) -> vaka_protocol::Ack {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Event::Incoming(Packet::Publish(p)) = self.eventloop.poll().await.unwrap() {
+                    return vaka_protocol::Ack::decode(&p.payload).unwrap();
+                }
+            }
+        })
+        .await
+        .expect("no ack within 5 s")
+    }
+
+    /// Polls the connection for a while so outgoing publishes are flushed.
+    pub async fn flush(&mut self, d: Duration) {
+        let _ = tokio::time::timeout(d, async {
+            loop {
+                if self.eventloop.poll().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
