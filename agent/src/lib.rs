@@ -1,3 +1,82 @@
+//! The Vaka in-home agent: device events reach the hub over MQTT, durably, with nothing lost.
+//!
+//! Sources (the [`intake`] socket, the [`simulator`], later real cameras, dispensers and GPS
+//! trackers) offer events to the [`outbox`], which commits each to disk before it counts as
+//! accepted; the [`uplink`] publishes them to the broker and deletes them only when the hub's
+//! application ack names them. [`run`] wires these together for one device; `main.rs` only
+//! parses arguments, reads the [`config`] and calls it.
+
 pub mod config;
+pub mod intake;
 pub mod link;
 pub mod outbox;
+pub mod simulator;
+pub mod uplink;
+
+pub use config::{AgentConfig, ConfigError};
+
+use outbox::{Limits, Outbox, OutboxError};
+use std::future::Future;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::info;
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Intake(#[from] intake::IntakeError),
+    #[error("cannot start the outbox thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Runs the agent until `shutdown` resolves: opens the outbox (reloading what is pending),
+/// binds the intake socket if configured, starts the simulator if configured, and keeps the
+/// MQTT session up. On shutdown it publishes `offline`, and lets the outbox thread finish
+/// what is queued. Returns an error only if something could not start.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    info!(summary = %config.summary(), version = env!("CARGO_PKG_VERSION"), "Agent starting");
+    let limits = Limits {
+        max_in_flight: config.uplink.max_in_flight,
+        ack_timeout: config.uplink.ack_timeout,
+        max_bytes: config.outbox.max_bytes,
+    };
+    let (path, device) = (config.outbox.path.clone(), config.device_id.clone());
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&path, device, limits))
+        .await
+        .map_err(|e| AgentError::Thread(std::io::Error::other(e)))??;
+    let (handle, publishes, outbox_thread) = outbox::spawn(outbox).map_err(AgentError::Thread)?;
+
+    let mut tasks = Vec::new();
+    if let Some(socket) = &config.intake_socket {
+        let listener = intake::bind(socket)?;
+        tasks.push(tokio::spawn(intake::serve(listener, handle.clone())));
+    }
+    let camera = match &config.simulator {
+        Some(sim) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), rx)));
+            info!(speed = sim.speed, seed = sim.seed, "Simulator started");
+            Some(tx)
+        }
+        None => None,
+    };
+
+    uplink::Uplink::run(&config, handle.clone(), publishes, camera, shutdown).await;
+
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(socket) = &config.intake_socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    handle.stop();
+    drop(handle);
+    let _ = tokio::task::spawn_blocking(move || outbox_thread.join()).await;
+    info!("Agent stopped");
+    Ok(())
+}

@@ -149,11 +149,9 @@ async fn handle_accepts_a_burst_with_group_commit_and_answers_each_in_order() {
     let outbox = Outbox::open(&path, device(), limits(1 << 24)).unwrap();
     let (handle, mut publishes, join) = spawn(outbox).unwrap();
     let receivers: Vec<_> = (0..500).map(|i| handle.submit(test_alarm(&format!("n{i}")))).collect();
-    let mut expected = 1;
-    for r in receivers {
+    for (expected, r) in (1..).zip(receivers) {
         let Acceptance::Accepted { seq, .. } = r.await.unwrap().unwrap() else { panic!("dropped") };
         assert_eq!(seq, expected);
-        expected += 1;
     }
     handle.connected();
     let first = publishes.recv().await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 use vaka_protocol::Ack;
 
 /// Most accepts committed in one transaction.
@@ -53,6 +53,17 @@ impl OutboxHandle {
     /// Offers an event and waits until it is durable. See the module note of `outbox`.
     pub async fn accept(&self, event: NewEvent) -> Result<Acceptance, OutboxError> {
         self.submit(event).await.unwrap_or(Err(OutboxError::Stopped))
+    }
+
+    /// Offers an event from a local source and logs the outcome instead of returning it:
+    /// sources keep running when the outbox refuses an event or has stopped.
+    pub async fn offer(&self, event: NewEvent) {
+        let kind = event.body.kind();
+        match self.accept(event).await {
+            Ok(Acceptance::Accepted { seq, .. }) => debug!(seq, kind, "Event accepted"),
+            Ok(Acceptance::Dropped { reason }) => warn!(kind, "Event dropped: {reason}"),
+            Err(e) => error!(kind, error = %e, "Event could not be stored"),
+        }
     }
 
     pub fn ack(&self, ack: Ack) {

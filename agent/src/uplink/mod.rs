@@ -1,0 +1,300 @@
+//! The MQTT session to the hub's broker.
+//!
+//! Two tasks. The *driver* ([`drive`]) does nothing but poll rumqttc's event loop, forward what
+//! arrives, and sleep a jittered back-off after a connection error before polling (and thereby
+//! reconnecting) again. The *session* task ([`Uplink::run`]) reacts: it never awaits the
+//! client (only `try_publish`/`try_subscribe`), so it cannot block the event loop.
+//!
+//! Invariants:
+//! - Durability is the outbox's job. The session is clean (rumqttc drops its queue when the
+//!   broker has no session for us); on every ConnAck the outbox marks everything in flight as
+//!   waiting and sends it again, most severe first.
+//! - Events leave on `vaka/v1/{site}/{device}/events` with QoS 1. A PUBACK empties nothing;
+//!   only the hub's [`Ack`] on our `acks` topic deletes events.
+//! - `status` is retained: `online` with the outbox depth on connect and every heartbeat; the
+//!   last will is `offline`, and a clean shutdown publishes `offline` itself.
+//! - A connection loss is logged at WARN once per outage, a reconnection at INFO. Malformed
+//!   acks and commands are logged and counted; they never stop the session.
+
+pub mod backoff;
+
+use crate::config::AgentConfig;
+use crate::outbox::{OutboxHandle, Publish};
+use backoff::Backoff;
+use jiff::Timestamp;
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use vaka_protocol::{Ack, Channel, Command, CommandBody, SiteId, DeviceId, Status, Topic};
+
+/// A camera check the hub asked for, for whatever camera the agent has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraRequest {
+    pub check_id: String,
+}
+
+/// What the driver reports to the session task.
+#[derive(Debug)]
+enum SessionEvent {
+    Connected,
+    Disconnected,
+    Message { topic: String, payload: Vec<u8> },
+    Closed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    published: u64,
+    publish_failed: u64,
+    acks: u64,
+    malformed_acks: u64,
+    commands: u64,
+    malformed_commands: u64,
+}
+
+pub struct Uplink {
+    client: AsyncClient,
+    site: SiteId,
+    device: DeviceId,
+    heartbeat: Duration,
+    ack_timeout: Duration,
+    outbox: OutboxHandle,
+    camera: Option<mpsc::UnboundedSender<CameraRequest>>,
+    connected: bool,
+    counters: Counters,
+}
+
+fn topic(site: &SiteId, device: &DeviceId, channel: Channel) -> String {
+    Topic::new(site.clone(), device.clone(), channel).to_string()
+}
+
+impl Uplink {
+    /// Runs the session until `shutdown` resolves, then publishes `offline` and disconnects.
+    pub async fn run(
+        config: &AgentConfig,
+        outbox: OutboxHandle,
+        mut publishes: mpsc::UnboundedReceiver<Publish>,
+        camera: Option<mpsc::UnboundedSender<CameraRequest>>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut options = config.link.options(&config.client_id);
+        options.set_clean_session(true);
+        options.set_last_will(LastWill::new(
+            topic(&config.site, &config.device_id, Channel::Status),
+            Status::offline().encode(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let max_in_flight = config.uplink.max_in_flight;
+        options.set_inflight(u16::try_from(max_in_flight).unwrap_or(u16::MAX).max(1));
+        // Room for a full window of events plus control messages; try_publish never blocks.
+        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + 64);
+        let (session_tx, mut session_rx) = mpsc::unbounded_channel();
+        let backoff = Backoff::new(config.uplink.reconnect_min, config.uplink.reconnect_max);
+        let driver = tokio::spawn(drive(eventloop, session_tx, backoff));
+
+        let mut uplink = Uplink {
+            client,
+            site: config.site.clone(),
+            device: config.device_id.clone(),
+            heartbeat: config.uplink.heartbeat,
+            ack_timeout: config.uplink.ack_timeout,
+            outbox,
+            camera,
+            connected: false,
+            counters: Counters::default(),
+        };
+        let mut heartbeat = tokio::time::interval(uplink.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tick_every = (uplink.ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(event) = session_rx.recv() => uplink.on_session_event(event),
+                Some(p) = publishes.recv() => uplink.publish_event(p),
+                _ = heartbeat.tick() => {
+                    if uplink.connected {
+                        uplink.publish_status();
+                    }
+                }
+                _ = tick.tick() => uplink.outbox.tick(),
+            }
+        }
+        uplink.close(&mut session_rx).await;
+        driver.abort();
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Connected => {
+                self.connected = true;
+                for channel in [Channel::Acks, Channel::Cmd] {
+                    let t = topic(&self.site, &self.device, channel);
+                    if let Err(e) = self.client.try_subscribe(t.as_str(), QoS::AtLeastOnce) {
+                        warn!(topic = %t, error = %e, "Subscribe could not be queued");
+                    }
+                }
+                self.publish_status();
+                self.outbox.connected();
+            }
+            SessionEvent::Disconnected => {
+                if self.connected {
+                    self.connected = false;
+                    self.outbox.disconnected();
+                }
+            }
+            SessionEvent::Message { topic, payload } => self.on_message(&topic, &payload),
+            SessionEvent::Closed => {}
+        }
+    }
+
+    fn publish_event(&mut self, p: Publish) {
+        let t = topic(&self.site, &self.device, Channel::Events);
+        match self.client.try_publish(t, QoS::AtLeastOnce, false, p.payload.to_vec()) {
+            Ok(()) => self.counters.published += 1,
+            Err(e) => {
+                // The outbox resends it after ack_timeout; nothing is lost.
+                self.counters.publish_failed += 1;
+                warn!(seq = p.seq, error = %e, "Event publish could not be queued; will resend after {:?}", self.ack_timeout);
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let status = Status::online(
+            Timestamp::now(),
+            self.outbox.depth(),
+            u32::try_from(self.heartbeat.as_secs()).unwrap_or(u32::MAX).max(1),
+            env!("CARGO_PKG_VERSION"),
+        );
+        let t = topic(&self.site, &self.device, Channel::Status);
+        if let Err(e) = self.client.try_publish(t, QoS::AtLeastOnce, true, status.encode()) {
+            warn!(error = %e, "Status publish could not be queued");
+        }
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        let channel = Topic::parse(topic).ok().filter(|t| t.device == self.device && t.site == self.site);
+        match channel.map(|t| t.channel) {
+            Some(Channel::Acks) => match Ack::decode(payload) {
+                Ok(ack) => {
+                    self.counters.acks += 1;
+                    debug!(committed = ack.committed.len(), rejected = ack.rejected.len(), "Ack received");
+                    self.outbox.ack(ack);
+                }
+                Err(e) => {
+                    self.counters.malformed_acks += 1;
+                    warn!(topic, malformed = self.counters.malformed_acks, "Malformed ack ignored: {e}");
+                }
+            },
+            Some(Channel::Cmd) => match Command::decode(payload) {
+                Ok(cmd) => {
+                    self.counters.commands += 1;
+                    self.on_command(cmd);
+                }
+                Err(e) => {
+                    self.counters.malformed_commands += 1;
+                    warn!(topic, malformed = self.counters.malformed_commands, "Malformed command ignored: {e}");
+                }
+            },
+            _ => debug!(topic, "Message on an unexpected topic ignored"),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        info!(command = %cmd.id, "Command received: {:?}", cmd.body);
+        match cmd.body {
+            CommandBody::Ping(_) => self.publish_status(),
+            CommandBody::CameraCheck { check_id } => match &self.camera {
+                Some(camera) => {
+                    let _ = camera.send(CameraRequest { check_id });
+                }
+                None => warn!(check_id, "Camera check requested but no camera configured"),
+            },
+        }
+    }
+
+    /// Clean shutdown: retained `offline` (the broker would not send the will after a clean
+    /// disconnect), then DISCONNECT, waiting at most a second for both to go out.
+    async fn close(&mut self, session_rx: &mut mpsc::UnboundedReceiver<SessionEvent>) {
+        let c = self.counters;
+        info!(
+            published = c.published,
+            publish_failed = c.publish_failed,
+            acks = c.acks,
+            malformed_acks = c.malformed_acks,
+            commands = c.commands,
+            malformed_commands = c.malformed_commands,
+            "Uplink stopping"
+        );
+        if !self.connected {
+            return;
+        }
+        let t = topic(&self.site, &self.device, Channel::Status);
+        let _ = self.client.try_publish(t, QoS::AtLeastOnce, true, Status::offline().encode());
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(e) = session_rx.recv().await {
+                if matches!(e, SessionEvent::Closed | SessionEvent::Disconnected) {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Polls the event loop for ever; the only place that touches it.
+async fn drive(mut eventloop: EventLoop, events: mpsc::UnboundedSender<SessionEvent>, mut backoff: Backoff) {
+    let mut online = false;
+    let mut outage_logged = false;
+    let mut down_since: Option<tokio::time::Instant> = None;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                online = true;
+                outage_logged = false;
+                match down_since.take() {
+                    Some(t) => info!(down_for = ?t.elapsed(), "Reconnected to broker"),
+                    None => info!("Connected to broker"),
+                }
+                let _ = events.send(SessionEvent::Connected);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = p.topic.clone();
+                let _ = events.send(SessionEvent::Message { topic, payload: p.payload.to_vec() });
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                let _ = events.send(SessionEvent::Closed);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !outage_logged {
+                    if online {
+                        warn!(reason = %e, "Connection to broker lost; events wait in the outbox");
+                    } else {
+                        warn!(reason = %e, "Cannot connect to broker; events wait in the outbox");
+                    }
+                    outage_logged = true;
+                    down_since.get_or_insert_with(tokio::time::Instant::now);
+                } else {
+                    debug!(reason = %e, "Reconnect attempt failed");
+                }
+                if online {
+                    online = false;
+                    let _ = events.send(SessionEvent::Disconnected);
+                }
+                let wait = backoff.next(rand::rng().random_range(0.0..=1.0));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
