@@ -117,7 +117,14 @@ impl Uplink {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(event) = session_rx.recv() => uplink.on_session_event(event),
+                Some(event) = session_rx.recv() => {
+                    if matches!(event, SessionEvent::Connected) {
+                        // The status goes out with the ConnAck; the next heartbeat is a full
+                        // interval later.
+                        heartbeat.reset();
+                    }
+                    uplink.on_session_event(event);
+                }
                 Some(p) = publishes.recv() => uplink.publish_event(p),
                 _ = heartbeat.tick() => {
                     if uplink.connected {
