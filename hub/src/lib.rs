@@ -9,6 +9,9 @@
 //! interface and SQLite), `presence/` (online/offline and supervision), `broker/` (embedded
 //! rumqttd), `console/` (HTTP), `config.rs` (the config file).
 
+// Tests may unwrap; the library itself may not (workspace lint `unwrap_used`).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod broker;
 pub mod config;
 pub mod console;

@@ -1,6 +1,8 @@
 //! The hub end to end, in-process: embedded broker on a free port, temp SQLite, HTTP on
 //! port 0, a device talking MQTT.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Path supervision with a short interval, on a real hub.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -41,7 +41,7 @@ pub struct Writer {
 }
 
 /// Acks owed to one device after this batch commits.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct DeviceAcks {
     committed: Vec<u64>,
     rejected: Vec<Rejection>,
@@ -208,22 +208,20 @@ impl Writer {
         for r in &after.rejected {
             warn!(topic = %r.topic_text, label = r.label, seq = r.seq, "Message rejected: {}", r.reason);
         }
+        let new = inserted.iter().filter(|i| **i == Inserted::New).count() as u64;
+        stats.stored.fetch_add(new, Relaxed);
+        stats.duplicates.fetch_add(inserted.len() as u64 - new, Relaxed);
         for (topic, acks) in after.acks {
-            let ack = Ack::new(acks.committed, acks.rejected);
-            // The receiver is gone only when the hub is stopping; devices then resend.
-            let _ = self.acks.send(AckOut { topic: topic.to_string(), payload: ack.encode() });
+            let topic = topic.to_string();
+            for ack in split_ack(acks) {
+                // The receiver is gone only when the hub is stopping; devices then resend.
+                let _ = self.acks.send(AckOut { topic: topic.clone(), payload: ack.encode() });
+            }
         }
-        let listening = self.feed.receiver_count() > 0;
-        for (event, how) in batch.events.into_iter().zip(inserted) {
-            match how {
-                Inserted::New => {
-                    stats.stored.fetch_add(1, Relaxed);
-                    if listening {
-                        let _ = self.feed.send(Feed::Event(Arc::new(event)));
-                    }
-                }
-                Inserted::Duplicate => {
-                    stats.duplicates.fetch_add(1, Relaxed);
+        if self.feed.receiver_count() > 0 {
+            for (event, how) in batch.events.into_iter().zip(inserted) {
+                if how == Inserted::New {
+                    let _ = self.feed.send(Feed::Event(Arc::new(event)));
                 }
             }
         }
@@ -240,6 +238,27 @@ impl Writer {
             let _ = self.feed.send(Feed::Alarm(alarm));
         }
     }
+}
+
+/// Seqs per ack message, so an ack stays far below the protocol's 64 KiB control limit.
+const ACK_COMMITTED_MAX: usize = 1000;
+/// Rejections (with their reasons) per ack message.
+const ACK_REJECTED_MAX: usize = 50;
+
+/// One device's acks of a batch as messages of bounded size.
+fn split_ack(acks: DeviceAcks) -> Vec<Ack> {
+    let mut out: Vec<Ack> = acks
+        .committed
+        .chunks(ACK_COMMITTED_MAX)
+        .map(|c| Ack::new(c.to_vec(), Vec::new()))
+        .collect();
+    for chunk in acks.rejected.chunks(ACK_REJECTED_MAX) {
+        match out.last_mut() {
+            Some(last) if last.rejected.is_empty() => last.rejected = chunk.to_vec(),
+            _ => out.push(Ack::new(Vec::new(), chunk.to_vec())),
+        }
+    }
+    out
 }
 
 fn ack_topic(topic: &Topic) -> Topic {
@@ -262,5 +281,32 @@ fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp)
         kind: e.kind().to_string(),
         severity: e.severity.as_str().to_string(),
         body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_batch_acks_are_split_so_each_stays_small_and_nothing_is_left_out() {
+        let acks = DeviceAcks {
+            committed: (1..=2500).collect(),
+            rejected: (3000..3120).map(|seq| Rejection { seq, reason: "x".repeat(300) }).collect(),
+        };
+        let out = split_ack(acks);
+        let committed: Vec<u64> = out.iter().flat_map(|a| a.committed.clone()).collect();
+        let rejected: Vec<u64> = out.iter().flat_map(|a| a.rejected.iter().map(|r| r.seq)).collect();
+        assert_eq!(committed, (1..=2500).collect::<Vec<_>>());
+        assert_eq!(rejected, (3000..3120).collect::<Vec<_>>());
+        assert!(out.iter().all(|a| a.encode().len() < 32 * 1024));
+    }
+
+    #[test]
+    fn small_batch_gets_one_ack_with_both_lists() {
+        let acks = DeviceAcks { committed: vec![1, 2], rejected: vec![Rejection { seq: 3, reason: "bad".into() }] };
+        let out = split_ack(acks);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].committed.len(), out[0].rejected.len()), (2, 1));
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers for running a real hub in-process: embedded broker on a free port, temp SQLite,
 //! HTTP on port 0, a tiny HTTP client and MQTT device clients.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
