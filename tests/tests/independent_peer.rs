@@ -19,10 +19,11 @@ fn pub_raw(port: u16, topic: &str, payload: &str) {
 /// Starts `mosquitto_sub` for `count` messages on `topic` and waits until it has subscribed.
 fn sub(dir: &std::path::Path, name: &str, port: u16, topic: &str, count: u32) -> Proc {
     let log = dir.join(format!("{name}.out"));
+    // stdbuf: mosquitto_sub's debug lines are block-buffered when written to a file.
     let p = Proc::spawn(
         name,
-        "mosquitto_sub",
-        &["-d", "-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-C", &count.to_string(), "-W", "30"],
+        "stdbuf",
+        &["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-C", &count.to_string(), "-W", "30"],
         log,
     );
     wait_until(Duration::from_secs(10), "mosquitto_sub to subscribe", || p.log_text().contains("SUBACK").then_some(()));
