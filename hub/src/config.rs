@@ -187,6 +187,13 @@ impl RawConfig {
                 "http.api_token: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
             ));
         }
+        // The token travels in a header and a cookie: keep it to characters safe in both.
+        if !self.http.api_token.bytes().all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b)) {
+            problems.push(
+                "http.api_token: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
+                    .to_string(),
+            );
+        }
         let default_interval = self
             .supervision
             .default_interval
@@ -246,7 +253,7 @@ mod tests {
             path = ""
             [http]
             listen = "localhost"
-            api_token = "short"
+            api_token = "short; x"
             [supervision]
             default_interval = "0s"
             [supervision.devices]

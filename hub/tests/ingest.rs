@@ -182,3 +182,22 @@ async fn status_heartbeat_sets_outbox_depth_and_last_will_marks_the_device_offli
     assert_eq!(d[0]["outbox_depth"], 4, "the last known depth is kept");
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_over_the_broker_limit_is_refused_there_and_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(config(&dir.path().join("hub.db"), Duration::from_secs(180))).await;
+    let broker = hub.embedded_broker_addr().unwrap();
+    let mut rogue = Device::connect(broker, "skelleftea", "rogue-1", None).await;
+    rogue.publish("events", vec![b'x'; 300 * 1024], false).await;
+    rogue.flush(Duration::from_millis(500)).await;
+
+    let mut dev = Device::connect(broker, "skelleftea", "home-4", None).await;
+    dev.publish("events", envelope("home-4", 1).encode(), false).await;
+    assert_eq!(dev.next_ack().await.committed, vec![1]);
+    let stats = api(hub.http_addr(), "/api/v1/stats").await;
+    assert_eq!(stats["mqtt_connected"], true, "{stats}");
+    assert_eq!(stats["stored"], 1, "{stats}");
+    assert_eq!(stats["received"], 1, "the broker passed the oversize publish on: {stats}");
+    hub.stop().await;
+}

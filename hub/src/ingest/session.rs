@@ -19,6 +19,8 @@ use vaka_protocol::Channel;
 
 /// Requests (acks, subscriptions) that may wait for the event loop.
 const REQUEST_QUEUE: usize = 1024;
+/// The largest packet MQTT 3.1.1 can express (remaining length of 4 bytes).
+const MQTT_MAX_PACKET: usize = 268_435_455;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -37,9 +39,11 @@ pub fn spawn_session(
     shutdown: watch::Receiver<bool>,
 ) -> SessionHandles {
     options.set_clean_session(false);
-    // Accept larger packets than any broker should pass on, so an oversize message is refused
-    // by the broker or stored as a reject, and never breaks the hub's own connection.
-    options.set_max_packet_size(2 * 1024 * 1024, 256 * 1024);
+    // Accept any packet MQTT allows. A smaller limit would make rumqttc drop the connection on
+    // an oversize message, and the broker would redeliver it to the persistent session after
+    // every reconnect: one rogue device could stop all ingest. Oversize payloads are stored as
+    // rejects instead; brokers should cap message size themselves (the embedded one does).
+    options.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let poller = tokio::spawn(poll(eventloop, client.clone(), writer, stats.clone(), shutdown));
     let acker = tokio::spawn(publish_acks(client, acks, stats));
