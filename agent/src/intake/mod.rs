@@ -197,4 +197,18 @@ mod tests {
             assert!(err.contains(needle), "{needle} not in {err}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_give_an_event_or_a_reason_and_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_line(&bytes);
+        }
+
+        #[test]
+        fn any_valid_position_line_is_accepted_as_info(lat in -90.0f64..=90.0, lon in -180.0f64..=180.0) {
+            let line = serde_json::json!({"kind": "position", "body": {"lat": lat, "lon": lon}}).to_string();
+            let e = parse_line(line.as_bytes()).map_err(proptest::test_runner::TestCaseError::fail)?;
+            proptest::prop_assert_eq!(e.severity, Severity::Info);
+        }
+    }
 }

@@ -160,3 +160,68 @@ async fn handle_accepts_a_burst_with_group_commit_and_answers_each_in_order() {
     join.join().unwrap();
     assert!(matches!(handle.accept(test_alarm("late")).await, Err(OutboxError::Stopped)));
 }
+
+mod durable_model {
+    //! The outbox with its file, against a `BTreeMap` of what must be pending: random batches,
+    //! acks and reopenings (a restart) keep seqs gap-free and pending events exactly those
+    //! accepted and not acked.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Accept(usize),
+        AckOldest(usize),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1usize..5).prop_map(Op::Accept),
+            2 => (1usize..4).prop_map(Op::AckOldest),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn pending_events_and_seqs_survive_reopening(ops in proptest::collection::vec(op(), 1..25)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("outbox.db");
+            let mut outbox = Outbox::open(&path, device(), limits(1 << 24)).unwrap();
+            let mut model: BTreeMap<u64, Uuid> = BTreeMap::new();
+            let mut last_seq = 0u64;
+            for op in ops {
+                match op {
+                    Op::Accept(n) => {
+                        let out = accept(&mut outbox, (0..n).map(|i| test_alarm(&format!("e{i}"))).collect());
+                        for o in out {
+                            let Acceptance::Accepted { seq, id } = o else { panic!("dropped") };
+                            prop_assert_eq!(seq, last_seq + 1);
+                            last_seq = seq;
+                            model.insert(seq, id);
+                        }
+                    }
+                    Op::AckOldest(n) => {
+                        let seqs: Vec<u64> = model.keys().take(n).copied().collect();
+                        for s in &seqs {
+                            model.remove(s);
+                        }
+                        outbox.ack(Instant::now(), &Ack::new(seqs, vec![])).unwrap();
+                    }
+                    Op::Reopen => {
+                        drop(outbox);
+                        outbox = Outbox::open(&path, device(), limits(1 << 24)).unwrap();
+                    }
+                }
+                prop_assert_eq!(outbox.depth(), model.len() as u64);
+            }
+            let sent = sent_envelopes(&outbox.handle(Instant::now(), Input::Connected).unwrap());
+            let got: BTreeMap<u64, Uuid> = sent.iter().map(|e| (e.seq, e.id)).collect();
+            prop_assert_eq!(got, model);
+        }
+    }
+}
