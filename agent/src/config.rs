@@ -134,9 +134,12 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
-        raw.validate().map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        raw.validate()
+            .map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })
     }
 
     /// A one-line summary for `check-config` and the start-up log.
@@ -200,29 +203,51 @@ impl RawConfig {
         let device_id = DeviceId::new(self.device_id.clone())
             .map_err(|e| problems.push(format!("device_id: {e}")))
             .ok();
-        let site = SiteId::new(self.site.clone()).map_err(|e| problems.push(format!("site: {e}"))).ok();
+        let site =
+            SiteId::new(self.site.clone()).map_err(|e| problems.push(format!("site: {e}"))).ok();
         let link = self.mqtt.validate(&mut problems);
         if let Some(id) = &self.mqtt.client_id {
             if id.is_empty() || id.len() > 128 || id.contains(['/', '+', '#']) {
-                problems.push("mqtt.client_id: must be 1–128 characters without '/', '+' or '#'".into());
+                problems.push(
+                    "mqtt.client_id: must be 1–128 characters without '/', '+' or '#'".into(),
+                );
             }
         }
 
         let u = &self.uplink;
         let d = UplinkSettings::default();
         let s = Duration::from_secs;
-        let heartbeat = duration(&mut problems, "uplink.heartbeat", u.heartbeat, d.heartbeat, s(1), s(3600));
-        let reconnect_min =
-            duration(&mut problems, "uplink.reconnect_min", u.reconnect_min, d.reconnect_min, Duration::from_millis(10), s(3600));
-        let reconnect_max =
-            duration(&mut problems, "uplink.reconnect_max", u.reconnect_max, d.reconnect_max, Duration::from_millis(10), s(3600));
+        let heartbeat =
+            duration(&mut problems, "uplink.heartbeat", u.heartbeat, d.heartbeat, s(1), s(3600));
+        let reconnect_min = duration(
+            &mut problems,
+            "uplink.reconnect_min",
+            u.reconnect_min,
+            d.reconnect_min,
+            Duration::from_millis(10),
+            s(3600),
+        );
+        let reconnect_max = duration(
+            &mut problems,
+            "uplink.reconnect_max",
+            u.reconnect_max,
+            d.reconnect_max,
+            Duration::from_millis(10),
+            s(3600),
+        );
         if reconnect_min > reconnect_max {
             problems.push(format!(
                 "uplink.reconnect_min ({reconnect_min:?}) must not be larger than uplink.reconnect_max ({reconnect_max:?})"
             ));
         }
-        let ack_timeout =
-            duration(&mut problems, "uplink.ack_timeout", u.ack_timeout, d.ack_timeout, Duration::from_millis(100), s(3600));
+        let ack_timeout = duration(
+            &mut problems,
+            "uplink.ack_timeout",
+            u.ack_timeout,
+            d.ack_timeout,
+            Duration::from_millis(100),
+            s(3600),
+        );
         let max_in_flight = match u.max_in_flight {
             None => d.max_in_flight,
             Some(n) if (1..=65_535).contains(&n) => n as usize,
@@ -248,7 +273,10 @@ impl RawConfig {
             if socket.as_os_str().is_empty() {
                 problems.push("intake.socket: must name a path; leave it out to disable".into());
             } else if socket.as_os_str().len() > 100 {
-                problems.push(format!("intake.socket: {} is too long for a Unix socket path (max 100 bytes)", socket.display()));
+                problems.push(format!(
+                    "intake.socket: {} is too long for a Unix socket path (max 100 bytes)",
+                    socket.display()
+                ));
             }
         }
 
@@ -257,15 +285,26 @@ impl RawConfig {
         if !(speed.is_finite() && (0.01..=100_000.0).contains(&speed)) {
             problems.push(format!("simulator.speed: {speed} must be between 0.01 and 100000"));
         }
-        let simulator = sim.enabled.then(|| SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) });
+        let simulator =
+            sim.enabled.then(|| SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) });
 
         match (device_id, site, link, problems.is_empty()) {
             (Some(device_id), Some(site), Some(link), true) => Ok(AgentConfig {
-                client_id: self.mqtt.client_id.clone().unwrap_or_else(|| format!("{site}-{device_id}")),
+                client_id: self
+                    .mqtt
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{site}-{device_id}")),
                 device_id,
                 site,
                 link,
-                uplink: UplinkSettings { heartbeat, reconnect_min, reconnect_max, ack_timeout, max_in_flight },
+                uplink: UplinkSettings {
+                    heartbeat,
+                    reconnect_min,
+                    reconnect_max,
+                    ack_timeout,
+                    max_in_flight,
+                },
                 outbox: OutboxSettings { path: self.outbox.path.clone(), max_bytes },
                 intake_socket: self.intake.socket.clone(),
                 simulator,
@@ -334,7 +373,15 @@ speed = -1.0
 "#;
         let problems = parse(text).validate().unwrap_err();
         let all = problems.join("\n");
-        for field in ["device_id", "allow_plaintext", "uplink.heartbeat", "reconnect_min", "max_in_flight", "max_bytes", "simulator.speed"] {
+        for field in [
+            "device_id",
+            "allow_plaintext",
+            "uplink.heartbeat",
+            "reconnect_min",
+            "max_in_flight",
+            "max_bytes",
+            "simulator.speed",
+        ] {
             assert!(all.contains(field), "{field} missing in:\n{all}");
         }
     }
@@ -353,7 +400,10 @@ speed = -1.0
 
     #[test]
     fn durations_are_read_in_friendly_form() {
-        let text = MINIMAL.replace("[outbox]", "[uplink]\nheartbeat = \"1m 30s\"\nack_timeout = \"500ms\"\n[outbox]");
+        let text = MINIMAL.replace(
+            "[outbox]",
+            "[uplink]\nheartbeat = \"1m 30s\"\nack_timeout = \"500ms\"\n[outbox]",
+        );
         let c = parse(&text).validate().unwrap();
         assert_eq!(c.uplink.heartbeat, Duration::from_secs(90));
         assert_eq!(c.uplink.ack_timeout, Duration::from_millis(500));

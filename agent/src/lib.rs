@@ -35,7 +35,10 @@ pub enum AgentError {
 /// binds the intake socket if configured, starts the simulator if configured, and keeps the
 /// MQTT session up. On shutdown it publishes `offline`, and lets the outbox thread finish
 /// what is queued. Returns an error only if something could not start.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     info!(summary = %config.summary(), version = env!("CARGO_PKG_VERSION"), "Agent starting");
     let limits = Limits {
         max_in_flight: config.uplink.max_in_flight,

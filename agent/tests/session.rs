@@ -15,7 +15,9 @@ use tokio::net::UnixStream;
 use vaka_agent::config::SimulatorSettings;
 use vaka_agent::link::MqttLink;
 use vaka_agent::AgentConfig;
-use vaka_protocol::{Ack, Command as Cmd, CommandBody, DeviceId, DeviceState, Envelope, SiteId, Status};
+use vaka_protocol::{
+    Ack, Command as Cmd, CommandBody, DeviceId, DeviceState, Envelope, SiteId, Status,
+};
 
 struct Mosquitto {
     child: Child,
@@ -27,7 +29,8 @@ impl Mosquitto {
     fn start(dir: &Path) -> Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n"))
+            .unwrap();
         let mut m = Mosquitto { child: spawn_mosquitto(&conf), port, conf };
         m.wait_listening();
         m
@@ -65,7 +68,8 @@ fn spawn_mosquitto(conf: &Path) -> Child {
 }
 
 fn which(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
 }
 
 impl Drop for Mosquitto {
@@ -83,7 +87,8 @@ struct Peer {
 
 impl Peer {
     async fn connect(port: u16, filter: &str) -> Peer {
-        let mut options = MqttOptions::new(format!("peer-{}", uuid::Uuid::now_v7()), "127.0.0.1", port);
+        let mut options =
+            MqttOptions::new(format!("peer-{}", uuid::Uuid::now_v7()), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, eventloop) = AsyncClient::new(options, 100);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -143,7 +148,9 @@ fn config(dir: &Path, port: u16, device: &str) -> AgentConfig {
     c
 }
 
-async fn intake(socket: &Path) -> (BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf) {
+async fn intake(
+    socket: &Path,
+) -> (BufReader<tokio::net::unix::OwnedReadHalf>, tokio::net::unix::OwnedWriteHalf) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match UnixStream::connect(socket).await {
@@ -197,7 +204,10 @@ async fn accepted_event_reaches_the_broker_and_only_the_hubs_ack_empties_the_out
     assert_eq!(answer["accepted"], 1, "{answer}");
     let envelope = Envelope::decode(&peer.next("/events").await).unwrap();
     let latency = sent_at.elapsed();
-    assert_eq!((envelope.seq, envelope.id.to_string()), (1, answer["id"].as_str().unwrap().to_string()));
+    assert_eq!(
+        (envelope.seq, envelope.id.to_string()),
+        (1, answer["id"].as_str().unwrap().to_string())
+    );
     eprintln!("intake line to event at the broker: {latency:?}");
 
     // Broker-level delivery (PUBACK) does not empty the outbox; the heartbeat says 1 waits.
@@ -207,7 +217,12 @@ async fn accepted_event_reaches_the_broker_and_only_the_hubs_ack_empties_the_out
         .await
         .unwrap();
     peer.client
-        .publish("vaka/v1/testsite/home-1/acks", QoS::AtLeastOnce, false, Ack::new(vec![1], vec![]).encode())
+        .publish(
+            "vaka/v1/testsite/home-1/acks",
+            QoS::AtLeastOnce,
+            false,
+            Ack::new(vec![1], vec![]).encode(),
+        )
         .await
         .unwrap();
     wait_depth(&mut peer, 0).await;
@@ -255,9 +270,20 @@ async fn camera_check_command_is_answered_by_the_simulated_camera_with_its_check
     // The simulator's first event comes at once.
     let first = Instant::now();
     Envelope::decode(&peer.next("/events").await).unwrap();
-    assert!(first.elapsed() < Duration::from_secs(3), "first simulated event took {:?}", first.elapsed());
-    let cmd = Cmd::new(uuid::Uuid::now_v7(), jiff::Timestamp::now(), CommandBody::CameraCheck { check_id: "chk-42".into() });
-    peer.client.publish("vaka/v1/testsite/home-3/cmd", QoS::AtLeastOnce, false, cmd.encode()).await.unwrap();
+    assert!(
+        first.elapsed() < Duration::from_secs(3),
+        "first simulated event took {:?}",
+        first.elapsed()
+    );
+    let cmd = Cmd::new(
+        uuid::Uuid::now_v7(),
+        jiff::Timestamp::now(),
+        CommandBody::CameraCheck { check_id: "chk-42".into() },
+    );
+    peer.client
+        .publish("vaka/v1/testsite/home-3/cmd", QoS::AtLeastOnce, false, cmd.encode())
+        .await
+        .unwrap();
     loop {
         let e = Envelope::decode(&peer.next("/events").await).unwrap();
         if let vaka_protocol::EventBody::CameraCheck(c) = &e.body {

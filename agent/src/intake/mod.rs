@@ -54,7 +54,8 @@ fn empty_object() -> serde_json::Value {
 
 /// Decodes and validates one line into an event. Pure.
 pub fn parse_line(line: &[u8]) -> Result<NewEvent, String> {
-    let line: Line = serde_json::from_slice(line).map_err(|e| format!("not a valid intake line: {e}"))?;
+    let line: Line =
+        serde_json::from_slice(line).map_err(|e| format!("not a valid intake line: {e}"))?;
     let tagged = serde_json::json!({ "kind": line.kind, "body": line.body });
     let body: EventBody =
         serde_json::from_value(tagged).map_err(|e| format!("kind `{}`: {e}", line.kind))?;
@@ -86,8 +87,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, IntakeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(IntakeError::RemoveStale { path: path.to_path_buf(), source }),
     }
-    let listener =
-        UnixListener::bind(path).map_err(|source| IntakeError::Bind { path: path.to_path_buf(), source })?;
+    let listener = UnixListener::bind(path)
+        .map_err(|source| IntakeError::Bind { path: path.to_path_buf(), source })?;
     info!(path = %path.display(), "Intake socket listening");
     Ok(listener)
 }

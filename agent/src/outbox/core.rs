@@ -204,8 +204,12 @@ impl OutboxCore {
             }
             Input::Tick => {
                 if let Some(deadline) = now.checked_sub(self.limits.ack_timeout) {
-                    let expired: Vec<(Instant, u64)> =
-                        self.in_flight.iter().take_while(|(t, _)| *t <= deadline).copied().collect();
+                    let expired: Vec<(Instant, u64)> = self
+                        .in_flight
+                        .iter()
+                        .take_while(|(t, _)| *t <= deadline)
+                        .copied()
+                        .collect();
                     for (_, seq) in expired {
                         self.back_to_waiting(seq);
                     }

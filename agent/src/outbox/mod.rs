@@ -163,7 +163,12 @@ impl Outbox {
         for e in events {
             core.handle(
                 now,
-                Input::Accepted { seq: e.seq, severity: e.severity, payload: e.payload, evicted: Vec::new() },
+                Input::Accepted {
+                    seq: e.seq,
+                    severity: e.severity,
+                    payload: e.payload,
+                    evicted: Vec::new(),
+                },
             );
         }
         self.core = core;
@@ -265,12 +270,21 @@ impl Outbox {
                         );
                     }
                     if over_budget && !overflow_report {
-                        error!(seq = next_seq, bytes = self.core.bytes(), "Outbox is over its disk budget with alarms; alarm accepted anyway");
+                        error!(
+                            seq = next_seq,
+                            bytes = self.core.bytes(),
+                            "Outbox is over its disk budget with alarms; alarm accepted anyway"
+                        );
                     }
                     batch.insert(next_seq, &id, event.severity, &payload)?;
                     actions.extend(self.core.handle(
                         now,
-                        Input::Accepted { seq: next_seq, severity: event.severity, payload, evicted: evict },
+                        Input::Accepted {
+                            seq: next_seq,
+                            severity: event.severity,
+                            payload,
+                            evicted: evict,
+                        },
                     ));
                     outcomes.push(Acceptance::Accepted { seq: next_seq, id });
                     next_seq += 1;
@@ -296,7 +310,8 @@ impl Outbox {
         if self.tally.dropped == 0 {
             return Ok(Vec::new());
         }
-        if self.tally.last_report.is_some_and(|t| now.duration_since(t) < OVERFLOW_REPORT_INTERVAL) {
+        if self.tally.last_report.is_some_and(|t| now.duration_since(t) < OVERFLOW_REPORT_INTERVAL)
+        {
             return Ok(Vec::new());
         }
         // Events refused at the door never had a seq: they are reported as dropped after the

@@ -153,16 +153,27 @@ impl Batch<'_> {
         |source| StoreError::Sqlite { path: self.path.clone(), source }
     }
 
-    pub fn insert(&mut self, seq: u64, id: &uuid::Uuid, severity: Severity, payload: &[u8]) -> Result<(), StoreError> {
+    pub fn insert(
+        &mut self,
+        seq: u64,
+        id: &uuid::Uuid,
+        severity: Severity,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached("INSERT INTO events (seq, id, severity, payload) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![seq as i64, id.to_string(), severity_code(severity), payload]))
+            .prepare_cached(
+                "INSERT INTO events (seq, id, severity, payload) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![seq as i64, id.to_string(), severity_code(severity), payload])
+            })
             .map_err(self.err())?;
         Ok(())
     }
 
     pub fn delete(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut stmt = self.tx.prepare_cached("DELETE FROM events WHERE seq = ?1").map_err(self.err())?;
+        let mut stmt =
+            self.tx.prepare_cached("DELETE FROM events WHERE seq = ?1").map_err(self.err())?;
         for seq in seqs {
             stmt.execute(params![*seq as i64]).map_err(self.err())?;
         }

@@ -132,7 +132,10 @@ fn alarm_is_accepted_beyond_the_budget_and_info_is_dropped_as_an_outcome() {
     let mut outbox = Outbox::open(&path, device(), limits(10)).unwrap();
     let out = accept(
         &mut outbox,
-        vec![NewEvent::new(EventBody::Sos(Sos { lat: None, lon: None })), with_severity("x", Severity::Info)],
+        vec![
+            NewEvent::new(EventBody::Sos(Sos { lat: None, lon: None })),
+            with_severity("x", Severity::Info),
+        ],
     );
     assert!(matches!(out[0], Acceptance::Accepted { seq: 1, .. }));
     assert!(matches!(out[1], Acceptance::Dropped { .. }));

@@ -97,7 +97,8 @@ impl OutboxHandle {
 /// the thread's join handle.
 pub fn spawn(
     outbox: Outbox,
-) -> std::io::Result<(OutboxHandle, mpsc::UnboundedReceiver<Publish>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(OutboxHandle, mpsc::UnboundedReceiver<Publish>, std::thread::JoinHandle<()>)>
+{
     let (tx, rx) = std_mpsc::channel();
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let depth = Arc::new(AtomicU64::new(outbox.depth()));

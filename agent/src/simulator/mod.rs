@@ -26,8 +26,8 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use vaka_protocol::kinds::{
-    BatteryLow, BatterySource, CameraCheck, Dose, GeofenceLeft, GeofenceReturned, LowStock, Position, Sos,
-    Verdict,
+    BatteryLow, BatterySource, CameraCheck, Dose, GeofenceLeft, GeofenceReturned, LowStock,
+    Position, Sos, Verdict,
 };
 use vaka_protocol::EventBody;
 
@@ -110,7 +110,11 @@ impl Night {
                     lat,
                     lon,
                     accuracy_m: Some(self.rng.random_range(3.0..25.0)),
-                    speed_mps: Some(if self.outside { self.rng.random_range(0.5..1.5) } else { 0.0 }),
+                    speed_mps: Some(if self.outside {
+                        self.rng.random_range(0.5..1.5)
+                    } else {
+                        0.0
+                    }),
                 }));
                 if !self.outside && self.rng.random_bool(0.02) {
                     self.outside = true;
@@ -130,7 +134,11 @@ impl Night {
             Due::GeofenceReturned => {
                 self.outside = false;
                 let (lat, lon) = self.position();
-                out.push(EventBody::GeofenceReturned(GeofenceReturned { area: AREA.into(), lat, lon }));
+                out.push(EventBody::GeofenceReturned(GeofenceReturned {
+                    area: AREA.into(),
+                    lat,
+                    lon,
+                }));
             }
             Due::CameraCheck => {
                 out.push(self.camera_check(None));
@@ -151,7 +159,8 @@ impl Night {
                 if self.doses_left == 0 {
                     self.doses_left = 14; // the pharmacy refilled it
                 }
-                let after = if self.rng.random_bool(0.9) { self.rng.random_range(2..15) } else { 30 };
+                let after =
+                    if self.rng.random_bool(0.9) { self.rng.random_range(2..15) } else { 30 };
                 self.schedule(t + minutes(after), Due::DoseOutcome { dose });
             }
             Due::DoseOutcome { dose } => {
@@ -221,7 +230,8 @@ pub async fn run(
     mut camera: mpsc::UnboundedReceiver<CameraRequest>,
 ) {
     let start = tokio::time::Instant::now();
-    let first = SignedDuration::try_from(Duration::from_millis(500).mul_f64(speed)).unwrap_or_default();
+    let first =
+        SignedDuration::try_from(Duration::from_millis(500).mul_f64(speed)).unwrap_or_default();
     let mut night = Night::new(seed, first);
     let sim_now = |start: tokio::time::Instant| {
         SignedDuration::try_from(start.elapsed().mul_f64(speed)).unwrap_or(SignedDuration::MAX)
@@ -231,7 +241,11 @@ pub async fn run(
             .next_due()
             .map(|due| {
                 let ahead = due - sim_now(start);
-                if ahead.is_negative() { Duration::ZERO } else { ahead.unsigned_abs().div_f64(speed) }
+                if ahead.is_negative() {
+                    Duration::ZERO
+                } else {
+                    ahead.unsigned_abs().div_f64(speed)
+                }
             })
             .unwrap_or(Duration::from_secs(60));
         let input = tokio::select! {
@@ -285,13 +299,20 @@ mod tests {
         let mut night = Night::new(1, SignedDuration::from_millis(500));
         let wall = Timestamp::now();
         assert!(night.handle(SignedDuration::from_millis(400), wall, Input::Tick).is_empty());
-        assert_eq!(night.handle(SignedDuration::from_millis(500), wall, Input::Tick)[0].kind(), "position");
+        assert_eq!(
+            night.handle(SignedDuration::from_millis(500), wall, Input::Tick)[0].kind(),
+            "position"
+        );
     }
 
     #[test]
     fn a_requested_camera_check_carries_the_hubs_check_id() {
         let mut night = Night::new(1, SignedDuration::from_secs(10));
-        let out = night.handle(SignedDuration::ZERO, Timestamp::now(), Input::CameraCheck { check_id: "c-9".into() });
+        let out = night.handle(
+            SignedDuration::ZERO,
+            Timestamp::now(),
+            Input::CameraCheck { check_id: "c-9".into() },
+        );
         let EventBody::CameraCheck(c) = &out[0] else { panic!("{out:?}") };
         assert_eq!(c.check_id.as_deref(), Some("c-9"));
     }

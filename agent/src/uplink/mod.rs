@@ -28,7 +28,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use vaka_protocol::{Ack, Channel, Command, CommandBody, SiteId, DeviceId, Status, Topic};
+use vaka_protocol::{Ack, Channel, Command, CommandBody, DeviceId, SiteId, Status, Topic};
 
 /// A camera check the hub asked for, for whatever camera the agent has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,8 @@ impl Uplink {
         };
         let mut heartbeat = tokio::time::interval(uplink.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let tick_every = (uplink.ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick_every =
+            (uplink.ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -188,17 +189,26 @@ impl Uplink {
     }
 
     fn on_message(&mut self, topic: &str, payload: &[u8]) {
-        let channel = Topic::parse(topic).ok().filter(|t| t.device == self.device && t.site == self.site);
+        let channel =
+            Topic::parse(topic).ok().filter(|t| t.device == self.device && t.site == self.site);
         match channel.map(|t| t.channel) {
             Some(Channel::Acks) => match Ack::decode(payload) {
                 Ok(ack) => {
                     self.counters.acks += 1;
-                    debug!(committed = ack.committed.len(), rejected = ack.rejected.len(), "Ack received");
+                    debug!(
+                        committed = ack.committed.len(),
+                        rejected = ack.rejected.len(),
+                        "Ack received"
+                    );
                     self.outbox.ack(ack);
                 }
                 Err(e) => {
                     self.counters.malformed_acks += 1;
-                    warn!(topic, malformed = self.counters.malformed_acks, "Malformed ack ignored: {e}");
+                    warn!(
+                        topic,
+                        malformed = self.counters.malformed_acks,
+                        "Malformed ack ignored: {e}"
+                    );
                 }
             },
             Some(Channel::Cmd) => match Command::decode(payload) {
@@ -208,7 +218,11 @@ impl Uplink {
                 }
                 Err(e) => {
                     self.counters.malformed_commands += 1;
-                    warn!(topic, malformed = self.counters.malformed_commands, "Malformed command ignored: {e}");
+                    warn!(
+                        topic,
+                        malformed = self.counters.malformed_commands,
+                        "Malformed command ignored: {e}"
+                    );
                 }
             },
             _ => debug!(topic, "Message on an unexpected topic ignored"),
@@ -259,7 +273,11 @@ impl Uplink {
 }
 
 /// Polls the event loop for ever; the only place that touches it.
-async fn drive(mut eventloop: EventLoop, events: mpsc::UnboundedSender<SessionEvent>, mut backoff: Backoff) {
+async fn drive(
+    mut eventloop: EventLoop,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    mut backoff: Backoff,
+) {
     let mut online = false;
     let mut outage_logged = false;
     let mut down_since: Option<tokio::time::Instant> = None;

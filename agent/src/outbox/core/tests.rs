@@ -13,7 +13,13 @@ fn payload(size: usize) -> Arc<[u8]> {
 }
 
 /// Accepts an event the way the shell does: plan, then feed the committed result.
-fn accept(core: &mut OutboxCore, now: Instant, seq: u64, severity: Severity, size: usize) -> (Admission, Vec<Action>) {
+fn accept(
+    core: &mut OutboxCore,
+    now: Instant,
+    seq: u64,
+    severity: Severity,
+    size: usize,
+) -> (Admission, Vec<Action>) {
     let admission = core.admit(severity, size as u64);
     let actions = match &admission {
         Admission::Admit { evict, .. } => core.handle(
@@ -48,7 +54,13 @@ fn nothing_is_sent_before_the_first_connection() {
 fn alarms_go_before_warnings_before_info_and_older_first_within_a_severity() {
     let now = Instant::now();
     let mut core = OutboxCore::new(limits(10, 1_000));
-    for (seq, s) in [(1, Severity::Info), (2, Severity::Warning), (3, Severity::Alarm), (4, Severity::Info), (5, Severity::Alarm)] {
+    for (seq, s) in [
+        (1, Severity::Info),
+        (2, Severity::Warning),
+        (3, Severity::Alarm),
+        (4, Severity::Info),
+        (5, Severity::Alarm),
+    ] {
         accept(&mut core, now, seq, s, 10);
     }
     assert_eq!(sent(&core.handle(now, Input::Connected)), vec![3, 5, 2, 1, 4]);
