@@ -188,6 +188,18 @@ impl Outbox {
         self.counters
     }
 
+    /// Accepts one event; returns only after it is durable. See [`Outbox::accept_batch`].
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        ts: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Acceptance, Vec<Action>), OutboxError> {
+        let (mut outcomes, actions) = self.accept_batch(now, ts, vec![event])?;
+        let outcome = outcomes.pop().unwrap_or(Acceptance::Dropped { reason: "no outcome".into() });
+        Ok((outcome, actions))
+    }
+
     /// Accepts a batch of events in one transaction. Returns one outcome per event, in order,
     /// only after the transaction is durable, and the sends the new events allow.
     pub fn accept_batch(
