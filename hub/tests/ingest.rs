@@ -114,6 +114,7 @@ async fn api_needs_the_token_and_the_browser_logs_in_with_a_cookie() {
     let head = r.head.to_lowercase();
     assert!(head.contains(&format!("set-cookie: vaka_token={}", TOKEN.to_lowercase())), "{}", r.head);
     assert!(head.contains("httponly") && head.contains("samesite=strict") && head.contains("path=/"), "{}", r.head);
+    assert!(head.contains("max-age=43200"), "a login lasts a night shift: {}", r.head);
 
     let cookie = format!("vaka_token={TOKEN}");
     let page = http(web, "GET", "/", &[("Cookie", &cookie)], "").await;

@@ -9,6 +9,8 @@ use axum::{Form, Json};
 use serde::Deserialize;
 
 pub const COOKIE: &str = "vaka_token";
+/// How long the login cookie lasts: 12 hours.
+pub const LOGIN_SECONDS: u64 = 12 * 3600;
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was
 /// right. The length is not secret.
@@ -74,7 +76,11 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
         let page = FORM.replace("{ERROR}", r#"<p class="err">Fel nyckel. / Wrong token.</p>"#);
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     }
-    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", form.token.trim());
+    // Lasts a night shift, so a tablet in the car need not log in again after a restart.
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_SECONDS}",
+        form.token.trim()
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 

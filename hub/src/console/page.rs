@@ -62,12 +62,15 @@ async function load(){
 function live(){
   const es = new EventSource("/api/v1/stream");
   const conn = document.getElementById("conn");
-  es.onopen = () => { conn.textContent = "Live"; load(); };
+  let opened = false;
+  // Reload on reconnect: events may have been missed while the stream was down.
+  es.onopen = () => { conn.textContent = "Live"; if (opened) load(); opened = true; };
   es.onerror = () => { conn.textContent = "Ingen förbindelse – försöker igen…"; };
   es.addEventListener("event", m => addEvent(JSON.parse(m.data), true));
   es.addEventListener("device", m => { const d = JSON.parse(m.data); devices.set(d.id, d); renderDevices(); });
   es.addEventListener("alarm", () => load());
   es.addEventListener("lagged", () => load());
 }
+load().catch(() => {});
 live();
 </script></body></html>"#;
