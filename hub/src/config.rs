@@ -78,7 +78,10 @@ pub struct SupervisionConfig {
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
-        SupervisionConfig { default_interval: DEFAULT_SUPERVISION, devices: HashMap::new() }
+        SupervisionConfig {
+            default_interval: DEFAULT_SUPERVISION,
+            devices: HashMap::new(),
+        }
     }
 }
 
@@ -105,7 +108,10 @@ pub struct ConfigReport {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} has problems:\n{report}")]
@@ -124,11 +130,18 @@ impl ConfigError {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let raw: RawConfig = toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-    raw.validate().map_err(|report| ConfigError::Invalid { path: path.to_path_buf(), report })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    raw.validate().map_err(|report| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        report,
+    })
 }
 
 fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Duration {
@@ -147,11 +160,15 @@ impl RawConfig {
         let mut problems = Vec::new();
         let broker = match &self.mqtt {
             Some(raw) => {
-                let client_id = raw.client_id.clone().unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
+                let client_id = raw
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
                 if client_id.is_empty() || client_id.len() > 64 {
                     problems.push("mqtt.client_id: must be 1-64 characters".to_string());
                 }
-                raw.validate(&mut problems).map(|link| BrokerConfig::External { link, client_id })
+                raw.validate(&mut problems)
+                    .map(|link| BrokerConfig::External { link, client_id })
             }
             None => {
                 let listen = self
@@ -188,7 +205,12 @@ impl RawConfig {
             ));
         }
         // The token travels in a header and a cookie: keep it to characters safe in both.
-        if !self.http.api_token.bytes().all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b)) {
+        if !self
+            .http
+            .api_token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b))
+        {
             problems.push(
                 "http.api_token: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
                     .to_string(),
@@ -197,7 +219,9 @@ impl RawConfig {
         let default_interval = self
             .supervision
             .default_interval
-            .map_or(DEFAULT_SUPERVISION, |d| positive("supervision.default_interval", d, &mut problems));
+            .map_or(DEFAULT_SUPERVISION, |d| {
+                positive("supervision.default_interval", d, &mut problems)
+            });
         let mut devices = HashMap::new();
         for (id, d) in &self.supervision.devices {
             let interval = positive(&format!("supervision.devices.{id}"), *d, &mut problems);
@@ -214,7 +238,10 @@ impl RawConfig {
                 store_path: self.store.path.clone(),
                 http_listen,
                 api_token: self.http.api_token.clone(),
-                supervision: SupervisionConfig { default_interval, devices },
+                supervision: SupervisionConfig {
+                    default_interval,
+                    devices,
+                },
             }),
             _ => Err(ConfigReport { problems }),
         }
@@ -226,7 +253,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<HubConfig, ConfigReport> {
-        toml::from_str::<RawConfig>(text).map_err(|e| ConfigReport { problems: vec![e.to_string()] })?.validate()
+        toml::from_str::<RawConfig>(text)
+            .map_err(|e| ConfigReport {
+                problems: vec![e.to_string()],
+            })?
+            .validate()
     }
 
     const MINIMAL: &str = r#"
@@ -284,22 +315,34 @@ mod tests {
         let c = parse(&text).unwrap();
         assert_eq!(c.supervision.default_interval, Duration::from_secs(60));
         let id = DeviceId::new("home-042").unwrap();
-        assert_eq!(c.supervision.devices.get(&id), Some(&Duration::from_secs(600)));
+        assert_eq!(
+            c.supervision.devices.get(&id),
+            Some(&Duration::from_secs(600))
+        );
     }
 
     #[test]
     fn external_broker_over_plaintext_needs_explicit_permission_and_takes_the_client_id() {
         let text = format!("{MINIMAL}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n");
-        assert!(parse(&text).unwrap_err().problems.join("").contains("allow_plaintext"));
+        assert!(parse(&text)
+            .unwrap_err()
+            .problems
+            .join("")
+            .contains("allow_plaintext"));
         let text = format!("{MINIMAL}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nallow_plaintext = true\nclient_id = \"hub-2\"\n");
         let c = parse(&text).unwrap();
-        assert!(matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2"));
+        assert!(
+            matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2")
+        );
     }
 
     #[test]
     fn the_example_config_parses_and_only_misses_its_certificates() {
         let text = include_str!("../../config/hub.toml");
         let problems = parse(text).unwrap_err().problems;
-        assert!(problems.iter().all(|p| p.starts_with("mqtt.")), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.starts_with("mqtt.")),
+            "{problems:?}"
+        );
     }
 }

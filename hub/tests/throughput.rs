@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
-    let total: usize = std::env::var("VAKA_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(40_000);
+    let total: usize = std::env::var("VAKA_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000);
     let devices = 20;
     let per_device = total / devices;
     let dir = tempfile::tempdir().unwrap();
@@ -24,7 +27,11 @@ async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
 
     // Encode everything first so the measurement is the hub's work, not ours.
     let payloads: Vec<Vec<Vec<u8>>> = (0..devices)
-        .map(|d| (1..=per_device as u64).map(|seq| envelope(&format!("bench-{d}"), seq).encode()).collect())
+        .map(|d| {
+            (1..=per_device as u64)
+                .map(|seq| envelope(&format!("bench-{d}"), seq).encode())
+                .collect()
+        })
         .collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -35,12 +42,18 @@ async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
             o.set_inflight(500);
             o.set_keep_alive(Duration::from_secs(30));
             let (client, mut el) = AsyncClient::new(o, 4096);
-            client.subscribe(format!("vaka/v1/s/{id}/acks"), QoS::AtLeastOnce).await.unwrap();
+            client
+                .subscribe(format!("vaka/v1/s/{id}/acks"), QoS::AtLeastOnce)
+                .await
+                .unwrap();
             let topic = format!("vaka/v1/s/{id}/events");
             let n = payloads.len();
             let sender = tokio::spawn(async move {
                 for p in payloads {
-                    client.publish(&topic, QoS::AtLeastOnce, false, p).await.unwrap();
+                    client
+                        .publish(&topic, QoS::AtLeastOnce, false, p)
+                        .await
+                        .unwrap();
                 }
                 client
             });
@@ -48,7 +61,10 @@ async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
             let mut acked = 0usize;
             while acked < n {
                 if let Event::Incoming(Packet::Publish(p)) = el.poll().await.unwrap() {
-                    acked += vaka_protocol::Ack::decode(&p.payload).unwrap().committed.len();
+                    acked += vaka_protocol::Ack::decode(&p.payload)
+                        .unwrap()
+                        .committed
+                        .len();
                 }
             }
             let _client = sender.await.unwrap();
@@ -57,7 +73,10 @@ async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
     }
     let mut acked = 0;
     for t in tasks {
-        acked += tokio::time::timeout(Duration::from_secs(120), t).await.expect("bench timed out").unwrap();
+        acked += tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .expect("bench timed out")
+            .unwrap();
     }
     let elapsed = started.elapsed();
     let stats = api(web, "/api/v1/stats").await;
@@ -71,6 +90,9 @@ async fn hub_stores_and_acks_tens_of_thousands_of_events_per_second() {
         n / stats["commits"].as_f64().unwrap_or(1.0),
     );
     assert_eq!(acked, per_device * devices);
-    assert_eq!(stats["stored"].as_u64(), Some((per_device * devices) as u64));
+    assert_eq!(
+        stats["stored"].as_u64(),
+        Some((per_device * devices) as u64)
+    );
     hub.stop().await;
 }

@@ -25,7 +25,10 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 #[derive(Debug, Error)]
 pub enum BrokerError {
     #[error("embedded broker cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("embedded broker did not start listening on {0} within 5 s")]
     NotListening(SocketAddr),
     #[error("embedded broker thread could not start: {0}")]
@@ -74,7 +77,10 @@ pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
     // Resolve port 0 and report "address in use" here, as rumqttd would only log it.
     let addr = TcpListener::bind(listen)
         .and_then(|l| l.local_addr())
-        .map_err(|source| BrokerError::Bind { addr: listen, source })?;
+        .map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?;
     let mut broker = Broker::new(config(addr));
     std::thread::Builder::new()
         .name("vaka-broker".into())

@@ -48,28 +48,57 @@ async fn embedded_broker_delivers_qos1_and_retained_messages_and_last_wills() {
     let mut o = MqttOptions::new("dev-1", "127.0.0.1", broker.addr.port());
     o.set_keep_alive(Duration::from_secs(5));
     o.set_max_packet_size(512 * 1024, 512 * 1024);
-    o.set_last_will(LastWill::new("vaka/v1/s/dev-1/status", "offline", QoS::AtLeastOnce, true));
+    o.set_last_will(LastWill::new(
+        "vaka/v1/s/dev-1/status",
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
     let (device, device_loop) = AsyncClient::new(o, 64);
     let device_task = drive(device_loop);
-    device.publish("vaka/v1/s/dev-1/status", QoS::AtLeastOnce, true, "online").await.unwrap();
+    device
+        .publish("vaka/v1/s/dev-1/status", QoS::AtLeastOnce, true, "online")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (hub, mut hub_loop) = client(broker, "hub");
-    hub.subscribe("vaka/v1/+/+/status", QoS::AtLeastOnce).await.unwrap();
-    hub.subscribe("vaka/v1/+/+/events", QoS::AtLeastOnce).await.unwrap();
+    hub.subscribe("vaka/v1/+/+/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    hub.subscribe("vaka/v1/+/+/events", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     until_suback(&mut hub_loop).await;
     let retained = next_publish(&mut hub_loop).await;
-    assert_eq!((retained.payload.as_ref(), retained.retain), (b"online".as_ref(), true));
+    assert_eq!(
+        (retained.payload.as_ref(), retained.retain),
+        (b"online".as_ref(), true)
+    );
 
-    device.publish("vaka/v1/s/dev-1/events", QoS::AtLeastOnce, false, vec![7u8; 200 * 1024]).await.unwrap();
+    device
+        .publish(
+            "vaka/v1/s/dev-1/events",
+            QoS::AtLeastOnce,
+            false,
+            vec![7u8; 200 * 1024],
+        )
+        .await
+        .unwrap();
     let event = next_publish(&mut hub_loop).await;
-    assert_eq!((event.qos, event.payload.len()), (QoS::AtLeastOnce, 200 * 1024));
+    assert_eq!(
+        (event.qos, event.payload.len()),
+        (QoS::AtLeastOnce, 200 * 1024)
+    );
 
     // The device vanishes without DISCONNECT: the broker publishes its will.
     device_task.abort();
     drop(device);
     let will = next_publish(&mut hub_loop).await;
-    assert_eq!((will.topic.as_str(), will.payload.as_ref()), ("vaka/v1/s/dev-1/status", b"offline".as_ref()));
+    assert_eq!(
+        (will.topic.as_str(), will.payload.as_ref()),
+        ("vaka/v1/s/dev-1/status", b"offline".as_ref())
+    );
 }
 
 #[test]

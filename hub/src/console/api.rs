@@ -36,7 +36,9 @@ async fn read<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let guard = store.lock().map_err(|_| ApiError("store lock poisoned".into()))?;
+        let guard = store
+            .lock()
+            .map_err(|_| ApiError("store lock poisoned".into()))?;
         f(guard.as_ref()).map_err(|e| ApiError(e.to_string()))
     })
     .await;
@@ -56,8 +58,16 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let store_ok = read(&state, |s| s.ping()).await.is_ok();
     let mqtt_connected = state.stats.snapshot().mqtt_connected;
-    let status = if store_ok && mqtt_connected { "ok" } else { "degraded" };
-    Json(Health { status, mqtt_connected, store_ok })
+    let status = if store_ok && mqtt_connected {
+        "ok"
+    } else {
+        "degraded"
+    };
+    Json(Health {
+        status,
+        mqtt_connected,
+        store_ok,
+    })
 }
 
 #[derive(Deserialize)]
@@ -76,18 +86,27 @@ pub async fn devices(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(Json(read(&state, |s| s.devices()).await?).into_response())
 }
 
-pub async fn events(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Response, ApiError> {
     let limit = q.get();
     let rows = read(&state, move |s| s.events(q.device.as_deref(), limit)).await?;
     Ok(Json(rows).into_response())
 }
 
-pub async fn rejects(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+pub async fn rejects(
+    State(state): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Response, ApiError> {
     let limit = q.get();
     Ok(Json(read(&state, move |s| s.rejects(limit)).await?).into_response())
 }
 
-pub async fn alarms(State(state): State<AppState>, Query(q): Query<Limit>) -> Result<Response, ApiError> {
+pub async fn alarms(
+    State(state): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Response, ApiError> {
     let limit = q.get();
     Ok(Json(read(&state, move |s| s.alarms(limit)).await?).into_response())
 }
@@ -111,9 +130,13 @@ fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
 
 /// `text/event-stream` of `event`, `device` and `alarm` messages (and `lagged` when a slow
 /// client missed some). Ends when the hub stops.
-pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let feed = BroadcastStream::new(state.feed.subscribe()).map(|item| Some(sse_event(item)));
-    let stop = WatchStream::new(state.shutdown.clone()).filter(|stop| *stop).map(|_| None);
+    let stop = WatchStream::new(state.shutdown.clone())
+        .filter(|stop| *stop)
+        .map(|_| None);
     let events = feed
         .merge(stop)
         .take_while(Option::is_some)

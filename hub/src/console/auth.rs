@@ -41,7 +41,11 @@ fn presented(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ok = presented(request.headers()).is_some_and(|t| same_token(&t, &state.token));
     if ok {
         return next.run(request).await;
@@ -73,7 +77,10 @@ pub struct LoginForm {
 
 pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     if !same_token(form.token.trim(), &state.token) {
-        let page = FORM.replace("{ERROR}", r#"<p class="err">Fel nyckel. / Wrong token.</p>"#);
+        let page = FORM.replace(
+            "{ERROR}",
+            r#"<p class="err">Fel nyckel. / Wrong token.</p>"#,
+        );
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     }
     // Lasts a night shift, so a tablet in the car need not log in again after a restart.
@@ -100,7 +107,10 @@ mod tests {
     #[test]
     fn token_is_found_in_bearer_header_or_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=b; vaka_token=secret; c=d".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=b; vaka_token=secret; c=d".parse().unwrap(),
+        );
         assert_eq!(presented(&h).as_deref(), Some("secret"));
         h.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
         assert_eq!(presented(&h).as_deref(), Some("other"));

@@ -38,7 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms", get(api::alarms))
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/stream", get(api::stream))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/login", get(auth::login_form).post(auth::login))

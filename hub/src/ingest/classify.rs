@@ -93,7 +93,10 @@ pub fn classify(topic_text: &str, payload: &[u8]) -> Inbound {
             Err(e) => reject(Some(topic), None, e.to_string(), e.label()),
         },
         Channel::Acks | Channel::Cmd => {
-            let reason = format!("the hub does not take messages on `{}`", topic.channel.as_str());
+            let reason = format!(
+                "the hub does not take messages on `{}`",
+                topic.channel.as_str()
+            );
             reject(Some(topic), None, reason, "unexpected_channel")
         }
     }
@@ -119,39 +122,59 @@ mod tests {
     fn valid_event_on_its_own_topic_is_accepted() {
         let e = envelope("home-1", 3);
         let got = classify("vaka/v1/skelleftea/home-1/events", &e.encode());
-        assert_eq!(got, Inbound::Event { topic: Topic::parse("vaka/v1/skelleftea/home-1/events").unwrap(), envelope: e });
+        assert_eq!(
+            got,
+            Inbound::Event {
+                topic: Topic::parse("vaka/v1/skelleftea/home-1/events").unwrap(),
+                envelope: e
+            }
+        );
     }
 
     #[test]
     fn event_on_another_devices_topic_is_rejected_with_its_seq() {
-        let got = classify("vaka/v1/skelleftea/home-2/events", &envelope("home-1", 9).encode());
-        let Inbound::Rejected(r) = got else { panic!("{got:?}") };
+        let got = classify(
+            "vaka/v1/skelleftea/home-2/events",
+            &envelope("home-1", 9).encode(),
+        );
+        let Inbound::Rejected(r) = got else {
+            panic!("{got:?}")
+        };
         assert_eq!((r.label, r.seq), ("device_mismatch", Some(9)));
         assert_eq!(r.device().map(DeviceId::as_str), Some("home-2"));
     }
 
     #[test]
     fn wrong_version_keeps_its_seq_and_garbage_has_none() {
-        let mut v: serde_json::Value = serde_json::from_slice(&envelope("home-1", 4).encode()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&envelope("home-1", 4).encode()).unwrap();
         v["v"] = 2.into();
         let got = classify("vaka/v1/s/home-1/events", &serde_json::to_vec(&v).unwrap());
-        let Inbound::Rejected(r) = got else { panic!("{got:?}") };
+        let Inbound::Rejected(r) = got else {
+            panic!("{got:?}")
+        };
         assert_eq!((r.label, r.seq), ("unsupported_version", Some(4)));
-        let Inbound::Rejected(r) = classify("vaka/v1/s/home-1/events", b"\xff\x00") else { panic!() };
+        let Inbound::Rejected(r) = classify("vaka/v1/s/home-1/events", b"\xff\x00") else {
+            panic!()
+        };
         assert_eq!((r.label, r.seq), ("not_json", None));
     }
 
     #[test]
     fn oversize_payload_is_rejected_and_only_an_excerpt_is_kept() {
         let payload = vec![b'x'; 100_000];
-        let Inbound::Rejected(r) = classify("vaka/v1/s/home-1/events", &payload) else { panic!() };
+        let Inbound::Rejected(r) = classify("vaka/v1/s/home-1/events", &payload) else {
+            panic!()
+        };
         assert_eq!(r.label, "too_large");
         assert_eq!(r.excerpt.len(), EXCERPT_BYTES);
     }
 
     #[test]
     fn foreign_topic_is_rejected_as_bad_topic() {
-        let Inbound::Rejected(r) = classify("home/kitchen/temp", b"21.5") else { panic!() };
+        let Inbound::Rejected(r) = classify("home/kitchen/temp", b"21.5") else {
+            panic!()
+        };
         assert_eq!((r.label, r.topic.is_none()), ("bad_topic", true));
     }
 

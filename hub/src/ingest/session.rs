@@ -45,7 +45,13 @@ pub fn spawn_session(
     // rejects instead; brokers should cap message size themselves (the embedded one does).
     options.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-    let poller = tokio::spawn(poll(eventloop, client.clone(), writer, stats.clone(), shutdown));
+    let poller = tokio::spawn(poll(
+        eventloop,
+        client.clone(),
+        writer,
+        stats.clone(),
+        shutdown,
+    ));
     let acker = tokio::spawn(publish_acks(client, acks, stats));
     SessionHandles { poller, acker }
 }
@@ -57,7 +63,11 @@ async fn poll(
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let broker = format!("{}:{}", eventloop.mqtt_options.broker_address().0, eventloop.mqtt_options.broker_address().1);
+    let broker = format!(
+        "{}:{}",
+        eventloop.mqtt_options.broker_address().0,
+        eventloop.mqtt_options.broker_address().1
+    );
     let mut backoff = BACKOFF_MIN;
     let mut outage: Option<Instant> = None;
     loop {
@@ -70,8 +80,17 @@ async fn poll(
                 stats.mqtt_connected.store(true, Relaxed);
                 backoff = BACKOFF_MIN;
                 match outage.take() {
-                    Some(since) => info!(broker, outage_s = since.elapsed().as_secs(), session_present = ack.session_present, "MQTT reconnected"),
-                    None => info!(broker, session_present = ack.session_present, "MQTT connected"),
+                    Some(since) => info!(
+                        broker,
+                        outage_s = since.elapsed().as_secs(),
+                        session_present = ack.session_present,
+                        "MQTT reconnected"
+                    ),
+                    None => info!(
+                        broker,
+                        session_present = ack.session_present,
+                        "MQTT connected"
+                    ),
                 }
                 let client = client.clone();
                 tokio::spawn(async move {
@@ -96,8 +115,15 @@ async fn poll(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                    warn!(broker, "Broker refused a subscription; events may not arrive");
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    warn!(
+                        broker,
+                        "Broker refused a subscription; events may not arrive"
+                    );
                 } else {
                     stats.mqtt_subscribed.store(true, Relaxed);
                 }
@@ -136,9 +162,16 @@ async fn poll(
     info!(broker, "MQTT session closed");
 }
 
-async fn publish_acks(client: AsyncClient, mut acks: mpsc::UnboundedReceiver<AckOut>, stats: Arc<Stats>) {
+async fn publish_acks(
+    client: AsyncClient,
+    mut acks: mpsc::UnboundedReceiver<AckOut>,
+    stats: Arc<Stats>,
+) {
     while let Some(ack) = acks.recv().await {
-        match client.publish(ack.topic, QoS::AtLeastOnce, false, ack.payload).await {
+        match client
+            .publish(ack.topic, QoS::AtLeastOnce, false, ack.payload)
+            .await
+        {
             Ok(()) => {
                 stats.acks_sent.fetch_add(1, Relaxed);
             }

@@ -89,7 +89,13 @@ impl Writer {
         info!("Store writer stopped: the ingest queue is closed and drained");
     }
 
-    fn process(&mut self, now: Timestamp, incoming: Vec<Incoming>, tick: bool, rx: &mpsc::Receiver<WriterMsg>) {
+    fn process(
+        &mut self,
+        now: Timestamp,
+        incoming: Vec<Incoming>,
+        tick: bool,
+        rx: &mpsc::Receiver<WriterMsg>,
+    ) {
         let mut batch = WriteBatch::default();
         let mut after = AfterCommit::default();
         let mut devices: HashMap<String, DeviceRow> = HashMap::new();
@@ -97,17 +103,31 @@ impl Writer {
         for msg in incoming {
             match classify(&msg.topic, &msg.payload) {
                 Inbound::Event { topic, envelope } => {
-                    after.acks.entry(ack_topic(&topic)).or_default().committed.push(envelope.seq);
+                    after
+                        .acks
+                        .entry(ack_topic(&topic))
+                        .or_default()
+                        .committed
+                        .push(envelope.seq);
                     actions.extend(self.presence.handle(
                         now,
-                        Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at: msg.received_at, what: Heard::Event },
+                        Input::Heard {
+                            device: topic.device.clone(),
+                            site: topic.site.clone(),
+                            at: msg.received_at,
+                            what: Heard::Event,
+                        },
                     ));
-                    batch.events.push(event_row(&topic, &envelope, msg.received_at));
+                    batch
+                        .events
+                        .push(event_row(&topic, &envelope, msg.received_at));
                 }
                 Inbound::Status { topic, status } => {
                     after.statuses += 1;
                     let what = match status.state {
-                        DeviceState::Online => Heard::Online { outbox_depth: status.outbox_depth },
+                        DeviceState::Online => Heard::Online {
+                            outbox_depth: status.outbox_depth,
+                        },
                         DeviceState::Offline => Heard::Offline,
                     };
                     // A retained status may be old: it says when it was true.
@@ -117,18 +137,36 @@ impl Writer {
                     };
                     actions.extend(self.presence.handle(
                         now,
-                        Input::Heard { device: topic.device, site: topic.site, at, what },
+                        Input::Heard {
+                            device: topic.device,
+                            site: topic.site,
+                            at,
+                            what,
+                        },
                     ));
                 }
                 Inbound::Rejected(r) => {
                     if let Some(topic) = &r.topic {
                         if let Some(seq) = r.seq {
-                            after.acks.entry(ack_topic(topic)).or_default().rejected.push(Rejection { seq, reason: r.reason.clone() });
+                            after
+                                .acks
+                                .entry(ack_topic(topic))
+                                .or_default()
+                                .rejected
+                                .push(Rejection {
+                                    seq,
+                                    reason: r.reason.clone(),
+                                });
                         }
                         // A device sending garbage is still a device that is alive.
                         actions.extend(self.presence.handle(
                             now,
-                            Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at: msg.received_at, what: Heard::Event },
+                            Input::Heard {
+                                device: topic.device.clone(),
+                                site: topic.site.clone(),
+                                at: msg.received_at,
+                                what: Heard::Event,
+                            },
                         ));
                     }
                     batch.rejects.push(RejectRow {
@@ -152,13 +190,32 @@ impl Writer {
                     devices.insert(row.id.clone(), row);
                 }
                 Action::Changed(row) => after.changed.push(row),
-                Action::AlarmRaised { device, site, at, last_seen } => {
+                Action::AlarmRaised {
+                    device,
+                    site,
+                    at,
+                    last_seen,
+                } => {
                     batch.raise_alarms.push((device.clone(), site.clone(), at));
-                    after.alarms.push(AlarmNotice { device, site, kind: SUPERVISION_LOST, state: "raised", at, last_seen: Some(last_seen) });
+                    after.alarms.push(AlarmNotice {
+                        device,
+                        site,
+                        kind: SUPERVISION_LOST,
+                        state: "raised",
+                        at,
+                        last_seen: Some(last_seen),
+                    });
                 }
                 Action::AlarmCleared { device, site, at } => {
                     batch.clear_alarms.push((device.clone(), at));
-                    after.alarms.push(AlarmNotice { device, site, kind: SUPERVISION_LOST, state: "cleared", at, last_seen: None });
+                    after.alarms.push(AlarmNotice {
+                        device,
+                        site,
+                        kind: SUPERVISION_LOST,
+                        state: "cleared",
+                        at,
+                        last_seen: None,
+                    });
                 }
             }
         }
@@ -166,20 +223,29 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let Some(inserted) = self.commit_until_done(&batch, rx) else { return };
+        let Some(inserted) = self.commit_until_done(&batch, rx) else {
+            return;
+        };
         self.after_commit(batch, inserted, after);
     }
 
     /// Commits, retrying with growing pauses while the database refuses. Gives up only when the
     /// hub is shutting down (nothing of the batch is acked, so devices send it again).
-    fn commit_until_done(&mut self, batch: &WriteBatch, rx: &mpsc::Receiver<WriterMsg>) -> Option<Vec<Inserted>> {
+    fn commit_until_done(
+        &mut self,
+        batch: &WriteBatch,
+        rx: &mpsc::Receiver<WriterMsg>,
+    ) -> Option<Vec<Inserted>> {
         let mut pause = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
         loop {
             match self.store.commit(batch) {
                 Ok(inserted) => {
                     if let Some(since) = failing_since {
-                        info!(outage_s = since.elapsed().as_secs(), "Database writes work again");
+                        info!(
+                            outage_s = since.elapsed().as_secs(),
+                            "Database writes work again"
+                        );
                     }
                     return Some(inserted);
                 }
@@ -190,7 +256,10 @@ impl Writer {
                         failing_since = Some(Instant::now());
                     }
                     if rx.is_closed() {
-                        error!(events = batch.events.len(), "Hub stopping with an uncommitted batch; devices will resend it");
+                        error!(
+                            events = batch.events.len(),
+                            "Hub stopping with an uncommitted batch; devices will resend it"
+                        );
                         return None;
                     }
                     std::thread::sleep(pause);
@@ -204,18 +273,25 @@ impl Writer {
         let stats = &self.stats;
         stats.commits.fetch_add(1, Relaxed);
         stats.statuses.fetch_add(after.statuses, Relaxed);
-        stats.rejected.fetch_add(after.rejected.len() as u64, Relaxed);
+        stats
+            .rejected
+            .fetch_add(after.rejected.len() as u64, Relaxed);
         for r in &after.rejected {
             warn!(topic = %r.topic_text, label = r.label, seq = r.seq, "Message rejected: {}", r.reason);
         }
         let new = inserted.iter().filter(|i| **i == Inserted::New).count() as u64;
         stats.stored.fetch_add(new, Relaxed);
-        stats.duplicates.fetch_add(inserted.len() as u64 - new, Relaxed);
+        stats
+            .duplicates
+            .fetch_add(inserted.len() as u64 - new, Relaxed);
         for (topic, acks) in after.acks {
             let topic = topic.to_string();
             for ack in split_ack(acks) {
                 // The receiver is gone only when the hub is stopping; devices then resend.
-                let _ = self.acks.send(AckOut { topic: topic.clone(), payload: ack.encode() });
+                let _ = self.acks.send(AckOut {
+                    topic: topic.clone(),
+                    payload: ack.encode(),
+                });
             }
         }
         if self.feed.receiver_count() > 0 {
@@ -287,16 +363,126 @@ fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SupervisionConfig;
+    use crate::store::{AlarmRow, StoreError};
+    use std::sync::Mutex;
+
+    /// A store that refuses the first `fail` commits and records what it committed.
+    struct FlakyStore {
+        fail: usize,
+        committed: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Store for FlakyStore {
+        fn commit(&mut self, batch: &WriteBatch) -> Result<Vec<Inserted>, StoreError> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(StoreError::Corrupt("disk full".into()));
+            }
+            self.committed
+                .lock()
+                .unwrap()
+                .extend(batch.events.iter().map(|e| e.seq));
+            Ok(vec![Inserted::New; batch.events.len()])
+        }
+        fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn events(&self, _: Option<&str>, _: usize) -> Result<Vec<EventRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn rejects(&self, _: usize) -> Result<Vec<RejectRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn alarms(&self, _: usize) -> Result<Vec<AlarmRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn writer(
+        fail: usize,
+    ) -> (
+        Writer,
+        mpsc::UnboundedReceiver<AckOut>,
+        Arc<Mutex<Vec<u64>>>,
+    ) {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let w = Writer {
+            store: Box::new(FlakyStore {
+                fail,
+                committed: committed.clone(),
+            }),
+            presence: Presence::new(SupervisionConfig::default()),
+            stats: Arc::new(Stats::default()),
+            acks,
+            feed: broadcast::channel(16).0,
+        };
+        (w, acks_rx, committed)
+    }
+
+    fn incoming(seq: u64) -> Incoming {
+        let e = vaka_protocol::Envelope::new(
+            vaka_protocol::DeviceId::new("home-1").unwrap(),
+            seq,
+            uuid::Uuid::now_v7(),
+            Timestamp::now(),
+            vaka_protocol::EventBody::TestAlarm(vaka_protocol::kinds::TestAlarm { note: None }),
+        );
+        Incoming {
+            topic: "vaka/v1/s/home-1/events".into(),
+            payload: e.encode(),
+            retained: false,
+            received_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn events_are_acked_only_once_a_failing_database_has_committed_them() {
+        let (mut w, mut acks, committed) = writer(2);
+        let (_tx, rx) = mpsc::channel(1);
+        w.process(Timestamp::now(), vec![incoming(1), incoming(2)], false, &rx);
+        assert_eq!(*committed.lock().unwrap(), vec![1, 2]);
+        assert_eq!(w.stats.commit_failures.load(Relaxed), 2);
+        let ack = Ack::decode(&acks.try_recv().unwrap().payload).unwrap();
+        assert_eq!(ack.committed, vec![1, 2]);
+        assert!(acks.try_recv().is_err(), "one ack per device per batch");
+    }
+
+    #[test]
+    fn nothing_is_acked_when_the_hub_stops_before_the_database_recovers() {
+        let (mut w, mut acks, committed) = writer(usize::MAX);
+        let (tx, rx) = mpsc::channel(1);
+        drop(tx);
+        w.process(Timestamp::now(), vec![incoming(1)], false, &rx);
+        assert!(committed.lock().unwrap().is_empty());
+        assert!(
+            acks.try_recv().is_err(),
+            "an ack went out for an uncommitted event"
+        );
+        assert_eq!(w.stats.stored.load(Relaxed), 0);
+    }
 
     #[test]
     fn big_batch_acks_are_split_so_each_stays_small_and_nothing_is_left_out() {
         let acks = DeviceAcks {
             committed: (1..=2500).collect(),
-            rejected: (3000..3120).map(|seq| Rejection { seq, reason: "x".repeat(300) }).collect(),
+            rejected: (3000..3120)
+                .map(|seq| Rejection {
+                    seq,
+                    reason: "x".repeat(300),
+                })
+                .collect(),
         };
         let out = split_ack(acks);
         let committed: Vec<u64> = out.iter().flat_map(|a| a.committed.clone()).collect();
-        let rejected: Vec<u64> = out.iter().flat_map(|a| a.rejected.iter().map(|r| r.seq)).collect();
+        let rejected: Vec<u64> = out
+            .iter()
+            .flat_map(|a| a.rejected.iter().map(|r| r.seq))
+            .collect();
         assert_eq!(committed, (1..=2500).collect::<Vec<_>>());
         assert_eq!(rejected, (3000..3120).collect::<Vec<_>>());
         assert!(out.iter().all(|a| a.encode().len() < 32 * 1024));
@@ -304,7 +490,13 @@ mod tests {
 
     #[test]
     fn small_batch_gets_one_ack_with_both_lists() {
-        let acks = DeviceAcks { committed: vec![1, 2], rejected: vec![Rejection { seq: 3, reason: "bad".into() }] };
+        let acks = DeviceAcks {
+            committed: vec![1, 2],
+            rejected: vec![Rejection {
+                seq: 3,
+                reason: "bad".into(),
+            }],
+        };
         let out = split_ack(acks);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].committed.len(), out[0].rejected.len()), (2, 1));

@@ -39,7 +39,12 @@ pub enum Heard {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    Heard { device: DeviceId, site: SiteId, at: Timestamp, what: Heard },
+    Heard {
+        device: DeviceId,
+        site: SiteId,
+        at: Timestamp,
+        what: Heard,
+    },
     /// Time passed: check every device's silence.
     Tick,
 }
@@ -51,8 +56,17 @@ pub enum Action {
     /// Something a person would notice changed (online, outbox depth, supervision): tell the
     /// console. Always preceded by a `Persist` of the same row.
     Changed(DeviceRow),
-    AlarmRaised { device: String, site: String, at: Timestamp, last_seen: Timestamp },
-    AlarmCleared { device: String, site: String, at: Timestamp },
+    AlarmRaised {
+        device: String,
+        site: String,
+        at: Timestamp,
+        last_seen: Timestamp,
+    },
+    AlarmCleared {
+        device: String,
+        site: String,
+        at: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +83,10 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(supervision: SupervisionConfig) -> Self {
-        Presence { supervision, devices: HashMap::new() }
+        Presence {
+            supervision,
+            devices: HashMap::new(),
+        }
     }
 
     /// Rebuilds the state from stored rows at hub start (`now`).
@@ -81,7 +98,10 @@ impl Presence {
                 (row.id.clone(), DeviceState { row, since })
             })
             .collect();
-        Presence { supervision, devices }
+        Presence {
+            supervision,
+            devices,
+        }
     }
 
     /// How often [`Input::Tick`] should come so an alarm fires within its interval plus this
@@ -107,7 +127,12 @@ impl Presence {
 
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Action> {
         match input {
-            Input::Heard { device, site, at, what } => self.heard(now, device, site, at, what),
+            Input::Heard {
+                device,
+                site,
+                at,
+                what,
+            } => self.heard(now, device, site, at, what),
             Input::Tick => self.tick(now),
         }
     }
@@ -140,7 +165,8 @@ impl Presence {
                 };
                 actions.push(Action::Persist(row.clone()));
                 actions.push(Action::Changed(row.clone()));
-                self.devices.insert(row.id.clone(), DeviceState { row, since: at });
+                self.devices
+                    .insert(row.id.clone(), DeviceState { row, since: at });
                 return actions;
             }
         };
@@ -152,7 +178,10 @@ impl Presence {
         match what {
             Heard::Event | Heard::Online { .. } => {
                 row.online = true;
-                if let Heard::Online { outbox_depth: Some(depth) } = what {
+                if let Heard::Online {
+                    outbox_depth: Some(depth),
+                } = what
+                {
                     row.outbox_depth = Some(depth);
                 }
                 if row.supervision_lost {
@@ -185,14 +214,17 @@ impl Presence {
             .values()
             .filter(|s| !s.row.supervision_lost)
             .filter(|s| {
-                let limit = SignedDuration::try_from(self.interval(&s.row.id)).unwrap_or(SignedDuration::MAX);
+                let limit = SignedDuration::try_from(self.interval(&s.row.id))
+                    .unwrap_or(SignedDuration::MAX);
                 now.duration_since(s.since) > limit
             })
             .map(|s| s.row.id.clone())
             .collect();
         silent.sort();
         for id in silent {
-            let Some(state) = self.devices.get_mut(&id) else { continue };
+            let Some(state) = self.devices.get_mut(&id) else {
+                continue;
+            };
             state.row.supervision_lost = true;
             state.row.online = false;
             let row = state.row.clone();

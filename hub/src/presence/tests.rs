@@ -5,7 +5,10 @@ fn t(s: u64) -> Timestamp {
 }
 
 fn config(default_s: u64) -> SupervisionConfig {
-    SupervisionConfig { default_interval: Duration::from_secs(default_s), devices: HashMap::new() }
+    SupervisionConfig {
+        default_interval: Duration::from_secs(default_s),
+        devices: HashMap::new(),
+    }
 }
 
 fn heard(device: &str, at: Timestamp, what: Heard) -> Input {
@@ -28,14 +31,28 @@ fn raised(actions: &[Action]) -> Vec<String> {
 }
 
 fn cleared(actions: &[Action]) -> usize {
-    actions.iter().filter(|a| matches!(a, Action::AlarmCleared { .. })).count()
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::AlarmCleared { .. }))
+        .count()
 }
 
 #[test]
 fn a_device_appears_online_when_first_heard() {
     let mut p = Presence::new(config(180));
-    let actions = p.handle(t(0), heard("home-1", t(0), Heard::Online { outbox_depth: Some(2) }));
-    let Action::Changed(row) = &actions[1] else { panic!("{actions:?}") };
+    let actions = p.handle(
+        t(0),
+        heard(
+            "home-1",
+            t(0),
+            Heard::Online {
+                outbox_depth: Some(2),
+            },
+        ),
+    );
+    let Action::Changed(row) = &actions[1] else {
+        panic!("{actions:?}")
+    };
     assert!(row.online && !row.supervision_lost);
     assert_eq!(row.outbox_depth, Some(2));
 }
@@ -47,8 +64,13 @@ fn silent_device_raises_one_alarm_after_its_interval_and_not_before() {
     assert!(raised(&p.handle(t(180), Input::Tick)).is_empty());
     let actions = p.handle(t(181), Input::Tick);
     assert_eq!(raised(&actions), vec!["home-1"]);
-    assert!(actions.iter().any(|a| matches!(a, Action::Changed(r) if !r.online && r.supervision_lost)));
-    assert!(raised(&p.handle(t(500), Input::Tick)).is_empty(), "raised twice");
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Changed(r) if !r.online && r.supervision_lost)));
+    assert!(
+        raised(&p.handle(t(500), Input::Tick)).is_empty(),
+        "raised twice"
+    );
 }
 
 #[test]
@@ -56,9 +78,20 @@ fn alarm_is_cleared_when_the_device_is_heard_again() {
     let mut p = Presence::new(config(60));
     p.handle(t(0), heard("home-1", t(0), Heard::Event));
     p.handle(t(61), Input::Tick);
-    let actions = p.handle(t(70), heard("home-1", t(70), Heard::Online { outbox_depth: Some(0) }));
+    let actions = p.handle(
+        t(70),
+        heard(
+            "home-1",
+            t(70),
+            Heard::Online {
+                outbox_depth: Some(0),
+            },
+        ),
+    );
     assert_eq!(cleared(&actions), 1);
-    assert!(actions.iter().any(|a| matches!(a, Action::Changed(r) if r.online && !r.supervision_lost)));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Changed(r) if r.online && !r.supervision_lost)));
     // Silent again: a new alarm, one interval after it was last heard.
     assert!(raised(&p.handle(t(130), Input::Tick)).is_empty());
     assert_eq!(raised(&p.handle(t(131), Input::Tick)), vec!["home-1"]);
@@ -69,15 +102,21 @@ fn last_will_marks_offline_at_once_but_does_not_clear_an_alarm() {
     let mut p = Presence::new(config(60));
     p.handle(t(0), heard("home-1", t(0), Heard::Event));
     let actions = p.handle(t(5), heard("home-1", t(5), Heard::Offline));
-    assert!(actions.iter().any(|a| matches!(a, Action::Changed(r) if !r.online)));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Changed(r) if !r.online)));
     assert_eq!(raised(&p.handle(t(66), Input::Tick)), vec!["home-1"]);
-    assert_eq!(cleared(&p.handle(t(70), heard("home-1", t(70), Heard::Offline))), 0);
+    assert_eq!(
+        cleared(&p.handle(t(70), heard("home-1", t(70), Heard::Offline))),
+        0
+    );
 }
 
 #[test]
 fn per_device_interval_overrides_the_default() {
     let mut c = config(180);
-    c.devices.insert(DeviceId::new("home-42").unwrap(), Duration::from_secs(600));
+    c.devices
+        .insert(DeviceId::new("home-42").unwrap(), Duration::from_secs(600));
     let mut p = Presence::new(c);
     p.handle(t(0), heard("home-1", t(0), Heard::Event));
     p.handle(t(0), heard("home-42", t(0), Heard::Event));
@@ -97,7 +136,10 @@ fn restored_open_alarm_is_not_raised_again_after_a_restart() {
     };
     let mut p = Presence::restore(config(60), vec![row], t(1000));
     assert!(raised(&p.handle(t(2000), Input::Tick)).is_empty());
-    assert_eq!(cleared(&p.handle(t(2001), heard("home-1", t(2001), Heard::Event))), 1);
+    assert_eq!(
+        cleared(&p.handle(t(2001), heard("home-1", t(2001), Heard::Event))),
+        1
+    );
 }
 
 #[test]
@@ -126,6 +168,12 @@ fn heartbeat_that_changes_nothing_is_persisted_but_not_announced() {
 
 #[test]
 fn tick_period_is_a_tenth_of_the_shortest_interval_at_most_a_second() {
-    assert_eq!(Presence::new(config(180)).tick_period(), Duration::from_secs(1));
-    assert_eq!(Presence::new(config(2)).tick_period(), Duration::from_millis(200));
+    assert_eq!(
+        Presence::new(config(180)).tick_period(),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        Presence::new(config(2)).tick_period(),
+        Duration::from_millis(200)
+    );
 }

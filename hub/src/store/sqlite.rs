@@ -8,7 +8,10 @@
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
 //! for readers (the HTTP API); WAL lets them run at the same time.
 
-use super::{AlarmRow, DeviceRow, EventRow, Inserted, RejectRow, Store, StoreError, WriteBatch, SUPERVISION_LOST};
+use super::{
+    AlarmRow, DeviceRow, EventRow, Inserted, RejectRow, Store, StoreError, WriteBatch,
+    SUPERVISION_LOST,
+};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -90,9 +93,14 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         if found < 1 {
             let tx = self.conn.transaction()?;
@@ -153,7 +161,11 @@ impl Store for SqliteStore {
                     e.severity,
                     e.body.to_string(),
                 ])?;
-                inserted.push(if n == 1 { Inserted::New } else { Inserted::Duplicate });
+                inserted.push(if n == 1 {
+                    Inserted::New
+                } else {
+                    Inserted::Duplicate
+                });
             }
             let mut reject = tx.prepare_cached(
                 "INSERT INTO rejects (received_at, topic, reason, label, payload_excerpt, device)
@@ -210,7 +222,9 @@ impl Store for SqliteStore {
             "SELECT id, site, online, last_seen, outbox_depth, supervision_lost
              FROM devices ORDER BY site, id",
         )?;
-        let rows = stmt.query_map([], device_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let rows = stmt
+            .query_map([], device_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -276,7 +290,10 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        let one: Option<i64> = self.conn.query_row("SELECT 1", [], |r| r.get(0)).optional()?;
+        let one: Option<i64> = self
+            .conn
+            .query_row("SELECT 1", [], |r| r.get(0))
+            .optional()?;
         match one {
             Some(1) => Ok(()),
             _ => Err(StoreError::Corrupt("SELECT 1 did not answer 1".into())),
@@ -307,9 +324,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
         let e = event("home-1", 1);
-        let batch = WriteBatch { events: vec![e.clone(), e.clone()], ..Default::default() };
-        assert_eq!(store.commit(&batch).unwrap(), vec![Inserted::New, Inserted::Duplicate]);
-        let again = WriteBatch { events: vec![e.clone()], ..Default::default() };
+        let batch = WriteBatch {
+            events: vec![e.clone(), e.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            store.commit(&batch).unwrap(),
+            vec![Inserted::New, Inserted::Duplicate]
+        );
+        let again = WriteBatch {
+            events: vec![e.clone()],
+            ..Default::default()
+        };
         assert_eq!(store.commit(&again).unwrap(), vec![Inserted::Duplicate]);
         assert_eq!(store.events(None, 10).unwrap(), vec![e]);
     }
@@ -347,7 +373,12 @@ mod tests {
                 .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        let seqs: Vec<u64> = store.events(Some("home-1"), 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = store
+            .events(Some("home-1"), 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, vec![2, 1]);
         assert_eq!(store.devices().unwrap(), vec![device]);
         assert_eq!(store.rejects(10).unwrap()[0].label, "not_json");
@@ -369,9 +400,21 @@ mod tests {
             outbox_depth: Some(7),
             supervision_lost: false,
         };
-        store.commit(&WriteBatch { devices: vec![d.clone()], raise_alarms: vec![("home-1".into(), "s".into(), t1)], ..Default::default() }).unwrap();
+        store
+            .commit(&WriteBatch {
+                devices: vec![d.clone()],
+                raise_alarms: vec![("home-1".into(), "s".into(), t1)],
+                ..Default::default()
+            })
+            .unwrap();
         d.outbox_depth = None;
-        store.commit(&WriteBatch { devices: vec![d], clear_alarms: vec![("home-1".into(), t2)], ..Default::default() }).unwrap();
+        store
+            .commit(&WriteBatch {
+                devices: vec![d],
+                clear_alarms: vec![("home-1".into(), t2)],
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(store.devices().unwrap()[0].outbox_depth, Some(7));
         assert_eq!(store.alarms(10).unwrap()[0].cleared_at, Some(t2));
     }

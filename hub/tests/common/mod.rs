@@ -16,18 +16,26 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub fn config(db: &Path, supervision: Duration) -> HubConfig {
     HubConfig {
-        broker: BrokerConfig::Embedded { listen: "127.0.0.1:0".parse().unwrap() },
+        broker: BrokerConfig::Embedded {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        },
         store_path: db.to_path_buf(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
-        supervision: SupervisionConfig { default_interval: supervision, devices: Default::default() },
+        supervision: SupervisionConfig {
+            default_interval: supervision,
+            devices: Default::default(),
+        },
     }
 }
 
 pub async fn start(config: HubConfig) -> Hub {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hub = Hub::start(config, listener).await.unwrap();
-    wait_until("hub subscribed", Duration::from_secs(10), || async { hub.stats().mqtt_subscribed }).await;
+    wait_until("hub subscribed", Duration::from_secs(10), || async {
+        hub.stats().mqtt_subscribed
+    })
+    .await;
     hub
 }
 
@@ -38,7 +46,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + limit;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -56,9 +67,18 @@ impl Response {
 }
 
 /// One HTTP/1.1 request with `Connection: close`.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -69,8 +89,16 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     s.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Response { status, head: head.to_string(), body: body.to_string() }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
 }
 
 pub async fn api(addr: SocketAddr, path: &str) -> serde_json::Value {
@@ -86,7 +114,9 @@ pub fn envelope(device: &str, seq: u64) -> Envelope {
         seq,
         uuid::Uuid::now_v7(),
         jiff::Timestamp::now(),
-        EventBody::TestAlarm(TestAlarm { note: Some(format!("test {seq}")) }),
+        EventBody::TestAlarm(TestAlarm {
+            note: Some(format!("test {seq}")),
+        }),
     )
 }
 
@@ -99,15 +129,27 @@ pub struct Device {
 }
 
 impl Device {
-    pub async fn connect(broker: SocketAddr, site: &str, id: &str, will: Option<rumqttc::LastWill>) -> Device {
-        let mut o = MqttOptions::new(format!("{site}-{id}"), broker.ip().to_string(), broker.port());
+    pub async fn connect(
+        broker: SocketAddr,
+        site: &str,
+        id: &str,
+        will: Option<rumqttc::LastWill>,
+    ) -> Device {
+        let mut o = MqttOptions::new(
+            format!("{site}-{id}"),
+            broker.ip().to_string(),
+            broker.port(),
+        );
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(1024 * 1024, 1024 * 1024);
         if let Some(will) = will {
             o.set_last_will(will);
         }
         let (client, mut eventloop) = AsyncClient::new(o, 1024);
-        client.subscribe(format!("vaka/v1/{site}/{id}/acks"), QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe(format!("vaka/v1/{site}/{id}/acks"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.unwrap() {
@@ -117,7 +159,12 @@ impl Device {
         })
         .await
         .expect("device subscribed");
-        Device { client, eventloop, site: site.into(), id: id.into() }
+        Device {
+            client,
+            eventloop,
+            site: site.into(),
+            id: id.into(),
+        }
     }
 
     pub fn topic(&self, channel: &str) -> String {
@@ -125,7 +172,10 @@ impl Device {
     }
 
     pub async fn publish(&mut self, channel: &str, payload: Vec<u8>, retain: bool) {
-        self.client.publish(self.topic(channel), QoS::AtLeastOnce, retain, payload).await.unwrap();
+        self.client
+            .publish(self.topic(channel), QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
     }
 
     /// Polls the connection until an ack arrives.
