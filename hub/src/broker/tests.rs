@@ -107,3 +107,43 @@ fn broker_on_a_taken_port_is_an_error_not_a_log_line() {
     let err = start(taken.local_addr().unwrap()).unwrap_err();
     assert!(matches!(err, BrokerError::Bind { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn embedded_broker_queues_qos1_messages_for_a_persistent_session_while_it_is_away() {
+    let broker = start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let persistent = |id: &str| {
+        let mut o = MqttOptions::new(id, "127.0.0.1", broker.addr.port());
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_clean_session(false);
+        AsyncClient::new(o, 64)
+    };
+    let (hub, mut hub_loop) = persistent("hub-session");
+    hub.subscribe("vaka/v1/+/+/events", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    until_suback(&mut hub_loop).await;
+    hub.disconnect().await.unwrap();
+    while !matches!(
+        hub_loop.poll().await,
+        Err(_) | Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
+    ) {}
+    drop((hub, hub_loop));
+
+    let (device, device_loop) = client(broker, "dev-2");
+    let device_task = drive(device_loop);
+    device
+        .publish(
+            "vaka/v1/s/dev-2/events",
+            QoS::AtLeastOnce,
+            false,
+            "while away",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (_hub, mut hub_loop) = persistent("hub-session");
+    let queued = next_publish(&mut hub_loop).await;
+    assert_eq!(queued.payload.as_ref(), b"while away");
+    device_task.abort();
+}
