@@ -148,7 +148,7 @@ fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Durat
     match Duration::try_from(d) {
         Ok(d) if d >= Duration::from_secs(1) => d,
         _ => {
-            problems.push(format!("{field}: {d} must be at least 1s"));
+            problems.push(format!("{field}: {d:#} must be at least 1s"));
             DEFAULT_SUPERVISION
         }
     }
@@ -296,7 +296,7 @@ mod tests {
             "store.path",
             "http.listen",
             "http.api_token",
-            "supervision.default_interval",
+            "supervision.default_interval: 0s must be at least 1s",
             "supervision.devices",
         ] {
             assert!(problems.contains(field), "{field} missing in:\n{problems}");
