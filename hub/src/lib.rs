@@ -15,6 +15,7 @@
 pub mod broker;
 pub mod config;
 pub mod console;
+pub mod demo;
 pub mod ingest;
 pub mod presence;
 pub mod store;

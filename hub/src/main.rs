@@ -19,6 +19,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the hub with its embedded broker, SQLite in a temporary directory and five
+    /// simulated homes running the real agent code; prints the console URL and token.
+    Demo {
+        /// Where the console listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// Port of the embedded MQTT broker on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        mqtt_port: u16,
+    },
     /// Check a config file and print every problem (exit 2 if there are any).
     CheckConfig {
         #[arg(long)]
@@ -49,6 +59,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo { http, mqtt_port } => match demo(http, mqtt_port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vaka-hub demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -67,6 +84,23 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
         vaka_hub::serve(config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn demo(http: std::net::SocketAddr, mqtt_port: u16) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let demo = vaka_hub::demo::Demo::start(http, mqtt_port).await?;
+        let addr = demo.http_addr();
+        println!("Vaka demo: hub, embedded broker and {} simulated homes.", vaka_hub::demo::HOMES);
+        println!("  console: http://{addr}/  (log in with the token below)");
+        println!("  token: {}", demo.token);
+        println!("  MQTT:    mqtt://{}  (watch: mosquitto_sub -h {} -p {} -t 'vaka/#' -v)", demo.broker, demo.broker.ip(), demo.broker.port());
+        println!("  data:    {}  (deleted on exit)", demo.data_dir().display());
+        println!("Press Ctrl-C to stop.");
+        shutdown_signal().await;
+        demo.stop().await;
         Ok(())
     })
 }

@@ -30,7 +30,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Runs a read on the reader connection, off the async threads.
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -1,11 +1,61 @@
 //! The console page: devices and a live list of the latest events. Served whole by the hub
-//! (no CDN, inline CSS and script) and readable on a phone. Data comes from the JSON API and
-//! the live stream, both authorised by the login cookie.
+//! (no CDN, inline CSS and script) and readable on a phone. The first view is rendered on the
+//! server, so the page shows the current state even before (or without) its script; the
+//! script then keeps it live from the JSON API and the event stream, both authorised by the
+//! login cookie.
 
+use super::api::{read, ApiError};
+use super::AppState;
+use crate::store::{DeviceRow, EventRow};
+use axum::extract::State;
 use axum::response::Html;
+use jiff::{tz::TimeZone, Timestamp};
 
-pub async fn console() -> Html<&'static str> {
-    Html(PAGE)
+/// Events shown when the page opens.
+const FIRST_EVENTS: usize = 50;
+
+pub async fn console(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let (devices, events) =
+        read(&state, |s| Ok((s.devices()?, s.events(None, FIRST_EVENTS)?))).await?;
+    let tz = TimeZone::get("Europe/Stockholm").unwrap_or(TimeZone::UTC);
+    let devices: String = devices.iter().map(|d| device_row(d, &tz)).collect();
+    let events: String = events.iter().map(|e| event_item(e, &tz)).collect();
+    Ok(Html(PAGE.replace("{{DEVICES}}", &devices).replace("{{EVENTS}}", &events)))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn local(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The same markup as `renderDevices` in the page's script.
+fn device_row(d: &DeviceRow, tz: &TimeZone) -> String {
+    format!(
+        "<tr class=\"{}\"><td>{}</td><td class=\"wide\">{}</td><td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td></tr>",
+        if d.supervision_lost { "lost" } else { "" },
+        esc(&d.id),
+        esc(&d.site),
+        if d.online { "on" } else { "off" },
+        if d.online { "online" } else { "offline" },
+        local(d.last_seen, tz),
+        d.outbox_depth.map_or("–".to_string(), |n| n.to_string()),
+        if d.supervision_lost { "<span class=\"alarm\">TILLSYN BRUTEN</span>" } else { "ok" },
+    )
+}
+
+/// The same markup as `addEvent` in the page's script.
+fn event_item(e: &EventRow, tz: &TimeZone) -> String {
+    format!(
+        "<li><span class=\"t\">{}</span> <b>{}</b> <span class=\"{}\">{}</span> <span class=\"t\">#{}</span></li>",
+        local(e.ts, tz),
+        esc(&e.device),
+        esc(&e.severity),
+        esc(&e.kind),
+        e.seq
+    )
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -28,8 +78,8 @@ const PAGE: &str = r#"<!doctype html>
 <h1>Vaka – nattillsyn</h1><div id="conn">Ansluter…</div>
 <h2>Enheter</h2>
 <table><thead><tr><th>Enhet</th><th class="wide">Plats</th><th>Status</th><th>Senast hörd</th>
-<th class="wide">Kö</th><th>Tillsyn</th></tr></thead><tbody id="devices"></tbody></table>
-<h2>Senaste händelser</h2><ul id="events"></ul>
+<th class="wide">Kö</th><th>Tillsyn</th></tr></thead><tbody id="devices">{{DEVICES}}</tbody></table>
+<h2>Senaste händelser</h2><ul id="events">{{EVENTS}}</ul>
 <script>
 "use strict";
 const MAX_EVENTS = 100;
