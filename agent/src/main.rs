@@ -70,7 +70,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One async thread is plenty for a home's few sources and one MQTT session, and keeps the
+    // agent small on the device; SQLite work has its own thread (see `outbox`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -9,7 +9,7 @@
 //! reads; [`RawMqtt::validate`] collects every problem into the caller's report and returns a
 //! typed [`MqttLink`].
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -92,6 +92,17 @@ impl MqttLink {
         }
         options
     }
+}
+
+/// Creates the MQTT client and its event loop for `options`, with Nagle's algorithm off:
+/// alarms are small packets, and Nagle plus the peer's delayed ACK would hold some of them
+/// back by tens of milliseconds.
+pub fn client(options: MqttOptions, capacity: usize) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    (client, eventloop)
 }
 
 impl RawMqtt {

@@ -68,6 +68,9 @@ impl Store {
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        // A small page cache: the outbox is read once at start and then mostly appended to,
+        // and the agent must stay small on the device (goal: idle RSS <= 8 MB).
+        conn.pragma_update(None, "cache_size", -256).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (

@@ -91,7 +91,7 @@ impl Uplink {
         let max_in_flight = config.uplink.max_in_flight;
         options.set_inflight(u16::try_from(max_in_flight).unwrap_or(u16::MAX).max(1));
         // Room for a full window of events plus control messages; try_publish never blocks.
-        let (client, eventloop) = AsyncClient::new(options, max_in_flight * 2 + 64);
+        let (client, eventloop) = crate::link::client(options, max_in_flight * 2 + 64);
         let (session_tx, mut session_rx) = mpsc::unbounded_channel();
         let backoff = Backoff::new(config.uplink.reconnect_min, config.uplink.reconnect_max);
         let driver = tokio::spawn(drive(eventloop, session_tx, backoff));

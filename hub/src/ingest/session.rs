@@ -44,7 +44,7 @@ pub fn spawn_session(
     // every reconnect: one rogue device could stop all ingest. Oversize payloads are stored as
     // rejects instead; brokers should cap message size themselves (the embedded one does).
     options.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let (client, eventloop) = vaka_agent::link::client(options, REQUEST_QUEUE);
     let poller = tokio::spawn(poll(
         eventloop,
         client.clone(),

@@ -2,7 +2,7 @@
 //! count and time; writes a Markdown report to stdout (BENCHMARKS.md is made from it).
 //!
 //! ```text
-//! VAKA_PROFILE=release cargo run --release -p vaka-e2e --bin vaka-bench -- [--events N]
+//! VAKA_PROFILE=release cargo run --release -p vaka-e2e --bin vaka-bench -- [--events N] [--only ingest|latency|rss]
 //! ```
 //!
 //! 1. Durable ingest rate: N envelopes from 100 devices wait in a real Mosquitto for a
@@ -46,9 +46,17 @@ fn main() -> Result<()> {
             .trim(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    report += &ingest(dir.path(), events)?;
-    report += &latency(dir.path(), 500)?;
-    report += &idle_rss(dir.path())?;
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
+    let wanted = |name: &str| only.is_none_or(|o| o == name);
+    if wanted("ingest") {
+        report += &ingest(dir.path(), events)?;
+    }
+    if wanted("latency") {
+        report += &latency(dir.path(), 500)?;
+    }
+    if wanted("rss") {
+        report += &idle_rss(dir.path())?;
+    }
     println!("{report}");
     Ok(())
 }
@@ -70,19 +78,20 @@ fn publish_backlog(port: u16, n: usize, first_seq: u64) -> Result<()> {
                 let e = Envelope::new(device.clone(), seq, uuid::Uuid::now_v7(), jiff::Timestamp::now(), body);
                 client.publish(format!("vaka/v1/bench/{device}/events"), QoS::AtLeastOnce, false, e.encode()).await?;
             }
-            client.disconnect().await?;
-            anyhow::Ok(())
+            anyhow::Ok(client)
         });
+        // Every envelope is in the broker once its PUBACK is back.
         let mut acked = 0usize;
-        loop {
+        while acked < n {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
                 Ok(_) => {}
-                Err(_) if acked >= n => break,
                 Err(e) => return Err(anyhow!("publisher lost the broker after {acked} of {n}: {e}")),
             }
         }
-        publisher.await??;
+        let client = publisher.await??;
+        client.try_disconnect()?;
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
         Ok(())
     })
 }
