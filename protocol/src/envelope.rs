@@ -218,7 +218,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_field_named() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+        type Change = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("seq", Box::new(|v| v["seq"] = 0.into())),
             ("seq", Box::new(|v| v["seq"] = (-1).into())),
             ("id", Box::new(|v| v["id"] = "6f1c1d1e-4b5a-4c3d-8e9f-0a1b2c3d4e5f".into())),
