@@ -1,0 +1,69 @@
+//! `check-config` reports every problem of a config at once and exits non-zero, so an
+//! installer fixes a file in one go; the annotated example configs parse.
+
+use std::process::Command;
+use vaka_e2e::*;
+
+fn check(binary: &str, config: &std::path::Path) -> (i32, String) {
+    let out = Command::new(bin(binary))
+        .args(["check-config", "--config", &config.display().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn agent_check_config_lists_every_problem_and_fails() {
+    let dir = temp_dir("check-agent");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        r#"device_id = "Home 1"
+site = "skelleftea"
+[mqtt]
+url = "mqtt://broker.example:1883"
+[uplink]
+heartbeat = "-5s"
+max_in_flight = 0
+[outbox]
+path = "/var/lib/vaka/outbox.db"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (code, text) = check("vaka-agent", &path);
+    assert_ne!(code, 0, "{text}");
+    for expected in ["device", "allow_plaintext", "heartbeat", "max_in_flight"] {
+        assert!(text.contains(expected), "no problem about `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_name_and_line() {
+    let dir = temp_dir("check-unknown");
+    let path = dir.path().join("hub.toml");
+    std::fs::write(&path, "[store]\npath = \"/tmp/x.db\"\n\n[http]\nlisten = \"127.0.0.1:8080\"\napi_token = \"a-long-enough-token-for-the-test-1234\"\nverbose = true\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, text) = check("vaka-hub", &path);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("verbose"), "{text}");
+    assert!(text.contains("line 7") || text.contains(":7:") || text.contains("7 |"), "no line number in:\n{text}");
+}
+
+#[test]
+fn annotated_example_configs_parse_and_only_miss_the_installed_files() {
+    for (binary, file) in [("vaka-agent", "agent.toml"), ("vaka-hub", "hub.toml")] {
+        let path = workspace_root().join("config").join(file);
+        let (code, text) = check(binary, &path);
+        // On a developer machine the certificates under /etc/vaka do not exist; nothing else
+        // may be wrong with the examples.
+        // Problem lines are every line but the header, which ends with a colon.
+        let problems: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.ends_with(':')).collect();
+        assert_eq!(code != 0, !problems.is_empty(), "{file}: exit {code} but problems {problems:?}");
+        for line in problems {
+            assert!(line.contains("/etc/vaka/"), "{file}: unexpected problem: {line}\n{text}");
+        }
+        assert!(!text.contains("unknown field"), "{file}:\n{text}");
+    }
+}
