@@ -6,6 +6,7 @@
 //! application ack names them. [`run`] wires these together for one device; `main.rs` only
 //! parses arguments, reads the [`config`] and calls it.
 
+pub mod camera;
 pub mod config;
 pub mod intake;
 pub mod link;
