@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Run { config } => {
             vaka_agent::link::install_crypto_provider();
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

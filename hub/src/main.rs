@@ -38,10 +38,16 @@ enum Command {
 
 fn main() -> ExitCode {
     vaka_agent::link::install_crypto_provider();
+    // Logs go to stderr, so that stdout carries only what a command prints for a person (the
+    // demo's URL and token). The embedded broker logs every dropped device connection at
+    // ERROR (also the hub's own readiness probe); the hub reports presence itself, so those
+    // lines are left out unless RUST_LOG asks for them.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttd::server::broker=off")
+            }),
         )
         .init();
     let cli = Cli::parse();
