@@ -15,6 +15,21 @@ fn assert_is_the_test_alarm(event: &serde_json::Value, accepted: &Accepted) {
     assert_eq!(event["body"]["note"], "installer test");
 }
 
+/// A CA, a Mosquitto requiring client certificates, and a hub connected to it over TLS.
+fn tls_broker_and_hub(dir: &std::path::Path) -> (Pki, Mosquitto, Hub) {
+    let pki = Pki::new(dir, "vaka");
+    let mosquitto = Mosquitto::start(dir, Some(&pki));
+    let hub = Hub::start(
+        dir,
+        HubOpts {
+            external: Some(mosquitto.broker(Some(&pki))),
+            client_cert: Some(pki.issue("vaka-hub", &[])),
+            ..HubOpts::default()
+        },
+    );
+    (pki, mosquitto, hub)
+}
+
 #[test]
 fn agent_event_reaches_the_hub_api_through_the_embedded_broker() {
     let dir = temp_dir("e2e-embedded");
@@ -32,16 +47,7 @@ fn agent_event_reaches_the_hub_api_through_the_embedded_broker() {
 #[test]
 fn agent_event_reaches_the_hub_through_mosquitto_over_tls_with_client_certificates() {
     let dir = temp_dir("e2e-tls");
-    let pki = Pki::new(dir.path(), "vaka");
-    let mosquitto = Mosquitto::start(dir.path(), Some(&pki));
-    let hub = Hub::start(
-        dir.path(),
-        HubOpts {
-            external: Some(mosquitto.broker(Some(&pki))),
-            client_cert: Some(pki.issue("vaka-hub", &[])),
-            ..HubOpts::default()
-        },
-    );
+    let (pki, mosquitto, hub) = tls_broker_and_hub(dir.path());
     let mut opts = AgentOpts::new("home-2", mosquitto.broker(Some(&pki)));
     opts.client_cert = Some(pki.issue("home-2", &[]));
     let agent = Agent::start(dir.path(), opts);
@@ -53,17 +59,8 @@ fn agent_event_reaches_the_hub_through_mosquitto_over_tls_with_client_certificat
 #[test]
 fn agent_that_does_not_trust_the_brokers_certificate_refuses_to_connect_and_says_why() {
     let dir = temp_dir("e2e-wrong-ca");
-    let pki = Pki::new(dir.path(), "vaka");
+    let (pki, mosquitto, hub) = tls_broker_and_hub(dir.path());
     let stranger = Pki::new(dir.path(), "stranger");
-    let mosquitto = Mosquitto::start(dir.path(), Some(&pki));
-    let hub = Hub::start(
-        dir.path(),
-        HubOpts {
-            external: Some(mosquitto.broker(Some(&pki))),
-            client_cert: Some(pki.issue("vaka-hub", &[])),
-            ..HubOpts::default()
-        },
-    );
     // The agent trusts another CA than the one that signed the broker's certificate.
     let mut opts = AgentOpts::new("home-3", mosquitto.broker(Some(&stranger)));
     opts.client_cert = Some(pki.issue("home-3", &[]));
