@@ -166,7 +166,7 @@ impl Mosquitto {
 
     fn wait_ready(&mut self) {
         let port = self.port;
-        wait_until(Duration::from_secs(10), "mosquitto to listen", || port_open(port).then_some(()));
+        wait_until(Duration::from_secs(30), "mosquitto to listen", || port_open(port).then_some(()));
     }
 
     /// Kills the broker (SIGKILL, no persistence: every session and queued message is gone)
@@ -263,9 +263,9 @@ impl Hub {
 
     fn wait_ready(&mut self) {
         let url = format!("http://127.0.0.1:{}/healthz", self.http_port);
-        wait_until(Duration::from_secs(20), "hub /healthz", || ureq::get(&url).call().ok().map(|_| ()));
+        wait_until(Duration::from_secs(60), "hub /healthz", || ureq::get(&url).call().ok().map(|_| ()));
         if let Some(port) = self.mqtt_port {
-            wait_until(Duration::from_secs(10), "embedded broker to listen", || port_open(port).then_some(()));
+            wait_until(Duration::from_secs(30), "embedded broker to listen", || port_open(port).then_some(()));
         }
     }
 
@@ -389,7 +389,7 @@ impl Agent {
 
     fn wait_ready(&mut self) {
         let socket = self.socket.clone();
-        wait_until(Duration::from_secs(20), "agent intake socket", || UnixStream::connect(&socket).ok().map(|_| ()));
+        wait_until(Duration::from_secs(60), "agent intake socket", || UnixStream::connect(&socket).ok().map(|_| ()));
     }
 
     pub fn start_again(&mut self) {

@@ -36,9 +36,9 @@ fn agent_event_reaches_the_hub_api_through_the_embedded_broker() {
     let hub = Hub::start(dir.path(), HubOpts::default());
     let agent = Agent::start(dir.path(), AgentOpts::new("home-1", hub.broker()));
     let accepted = agent.intake().accept(ALARM);
-    let events = wait_for_events(&hub, "home-1", 1, Duration::from_secs(20));
+    let events = wait_for_events(&hub, "home-1", 1, Duration::from_secs(60));
     assert_is_the_test_alarm(&events[0], &accepted);
-    let device = wait_until(Duration::from_secs(20), "home-1 online with empty outbox", || {
+    let device = wait_until(Duration::from_secs(60), "home-1 online with empty outbox", || {
         hub.device("home-1").filter(|d| d["online"] == true && d["outbox_depth"] == 0)
     });
     assert_eq!(device["site"], "testsite");
@@ -52,7 +52,7 @@ fn agent_event_reaches_the_hub_through_mosquitto_over_tls_with_client_certificat
     opts.client_cert = Some(pki.issue("home-2", &[]));
     let agent = Agent::start(dir.path(), opts);
     let accepted = agent.intake().accept(ALARM);
-    let events = wait_for_events(&hub, "home-2", 1, Duration::from_secs(20));
+    let events = wait_for_events(&hub, "home-2", 1, Duration::from_secs(60));
     assert_is_the_test_alarm(&events[0], &accepted);
 }
 
@@ -68,7 +68,7 @@ fn agent_that_does_not_trust_the_brokers_certificate_refuses_to_connect_and_says
     // The event is still accepted: it waits in the outbox for a trustworthy connection.
     let accepted = agent.intake().accept(ALARM);
     assert_eq!(accepted.seq, 1);
-    wait_until(Duration::from_secs(20), "the agent to log the certificate problem", || {
+    wait_until(Duration::from_secs(60), "the agent to log the certificate problem", || {
         agent.proc.log_text().to_lowercase().contains("certificate").then_some(())
     });
     assert!(hub.events("home-3").is_empty(), "an event crossed an untrusted link");
