@@ -400,6 +400,19 @@ impl Consent {
         self.opted_out.contains(&night)
     }
 
+    /// The refusal as a sentence for staff, with times on the person's local clock (the
+    /// [`Display`](fmt::Display) of [`RefusalReason`] has no zone and shows UTC).
+    pub fn explain(&self, reason: &RefusalReason) -> String {
+        match reason {
+            RefusalReason::OutsideWindow { next_window_starts: Some(next) } => format!(
+                "The camera stays closed: this moment is outside the consented check windows; \
+                 the next window opens at {}.",
+                next.to_zoned(self.tz.clone()).strftime("%Y-%m-%d %H:%M %Z")
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// May the camera open at `now`? Pure: reads no clock.
     pub fn decide(&self, now: Timestamp) -> ConsentDecision {
         if self.record.is_none() {
@@ -827,6 +840,18 @@ mod tests {
             }
         );
         assert_eq!(ends(consent.decide(at(d2, 5, 0))), at(d2, 5, 25));
+    }
+
+    #[test]
+    fn refusal_explained_to_staff_names_the_next_opening_on_the_local_clock() {
+        let consent = lock(&["21:00-07:00"], &[]);
+        let ConsentDecision::Refused { reason } = consent.decide(utc("2026-11-23T12:00:00Z"))
+        else {
+            panic!("expected a refusal at noon")
+        };
+        let text = consent.explain(&reason);
+        assert!(text.ends_with("the next window opens at 2026-11-23 21:00 CET."), "{text}");
+        assert!(reason.to_string().contains("2026-11-23T20:00:00Z"), "{reason}");
     }
 
     #[test]
