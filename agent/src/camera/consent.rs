@@ -158,7 +158,7 @@ pub enum ConsentError {
 }
 
 /// A consented span of local wall-clock time, whole minutes, repeated every day. It crosses
-/// midnight when it ends at or before its start (`21:00-07:00`). Never empty.
+/// midnight when it ends before its start (`21:00-07:00`). Never empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConsentWindow {
     /// Minutes after local midnight, 0..1440.
@@ -176,6 +176,15 @@ impl ConsentWindow {
             return Err(ConsentError::EmptyWindow { text: text.to_string() });
         }
         Ok(ConsentWindow { start, end })
+    }
+
+    /// A window from whole-minute wall-clock times; `21:00`–`07:00` crosses midnight.
+    pub fn new(start: Time, end: Time) -> Result<Self, ConsentError> {
+        let text = format!("{start}-{end}");
+        if [start, end].iter().any(|t| t.second() != 0 || t.subsec_nanosecond() != 0) {
+            return Err(ConsentError::WindowSyntax { text });
+        }
+        ConsentWindow::from_minutes(time_minutes(start), time_minutes(end), &text)
     }
 
     pub fn start(&self) -> Time {
@@ -852,6 +861,18 @@ mod tests {
         let text = consent.explain(&reason);
         assert!(text.ends_with("the next window opens at 2026-11-23 21:00 CET."), "{text}");
         assert!(reason.to_string().contains("2026-11-23T20:00:00Z"), "{reason}");
+    }
+
+    #[test]
+    fn window_built_from_times_matches_the_parsed_one_and_refuses_seconds() {
+        let w =
+            ConsentWindow::new(Time::constant(21, 0, 0, 0), Time::constant(7, 0, 0, 0)).unwrap();
+        assert_eq!(w, "21:00-07:00".parse().unwrap());
+        assert!(w.crosses_midnight());
+        assert_eq!(w.wall_clock_length(), SignedDuration::from_hours(10));
+        assert!(
+            ConsentWindow::new(Time::constant(21, 0, 30, 0), Time::constant(7, 0, 0, 0)).is_err()
+        );
     }
 
     #[test]
