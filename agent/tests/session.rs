@@ -101,9 +101,9 @@ impl Peer {
 
     async fn next(&mut self, suffix: &str) -> Vec<u8> {
         loop {
-            let (topic, payload) = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            let (topic, payload) = tokio::time::timeout(Duration::from_secs(30), self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("nothing on *{suffix} within 10 s"))
+                .unwrap_or_else(|_| panic!("nothing on *{suffix} within 30 s"))
                 .unwrap();
             if topic.ends_with(suffix) {
                 return payload;
