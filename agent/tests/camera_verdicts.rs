@@ -14,8 +14,13 @@ use vaka_agent::camera::analysis::{Analyzer, BedZone};
 use vaka_agent::camera::synth::{self, Sequence};
 use vaka_protocol::kinds::Verdict;
 
-const VERDICTS: [Verdict; 5] =
-    [Verdict::Resting, Verdict::MovingInBed, Verdict::NotInBed, Verdict::Unclear, Verdict::CameraFault];
+const VERDICTS: [Verdict; 5] = [
+    Verdict::Resting,
+    Verdict::MovingInBed,
+    Verdict::NotInBed,
+    Verdict::Unclear,
+    Verdict::CameraFault,
+];
 
 fn index(v: Verdict) -> usize {
     VERDICTS.iter().position(|&x| x == v).unwrap_or(0)
@@ -37,16 +42,35 @@ struct Outcome {
     correct: usize,
     unsafe_resting: Vec<String>,
     misses: Vec<String>,
+    /// Highest presence measured in an empty bed, lowest in an occupied one (sound frames).
+    empty_max: f64,
+    occupied_min: f64,
 }
 
 fn judge(set: &[Sequence]) -> Outcome {
-    let mut out =
-        Outcome { matrix: [[0; 5]; 5], total: 0, correct: 0, unsafe_resting: vec![], misses: vec![] };
+    let mut out = Outcome {
+        matrix: [[0; 5]; 5],
+        total: 0,
+        correct: 0,
+        unsafe_resting: vec![],
+        misses: vec![],
+        empty_max: 0.0,
+        occupied_min: 1.0,
+    };
     for s in set {
         let zone = BedZone::new(&s.zone).unwrap();
         let analysis = Analyzer::new(&s.reference, &zone).unwrap().analyze(&s.frames);
         out.matrix[index(s.truth)][index(analysis.verdict)] += 1;
         out.total += 1;
+        if let Some(p) = analysis.figures.presence {
+            match s.truth {
+                Verdict::NotInBed => out.empty_max = out.empty_max.max(p),
+                Verdict::Resting | Verdict::MovingInBed => {
+                    out.occupied_min = out.occupied_min.min(p)
+                }
+                _ => {}
+            }
+        }
         if analysis.verdict == s.truth {
             out.correct += 1;
         } else {
@@ -78,6 +102,10 @@ fn print(out: &Outcome, title: &str) {
         println!();
     }
     println!("unsafe `resting`: {}", out.unsafe_resting.len());
+    println!(
+        "presence in the zone: empty beds at most {:.3}, occupied beds at least {:.3}",
+        out.empty_max, out.occupied_min
+    );
     for m in &out.misses {
         println!("  miss: {m}");
     }
@@ -108,10 +136,14 @@ fn verdicts_and_time_per_frame_at_640x480() {
     assert!(accuracy(&out) >= 0.95, "accuracy {:.3}", accuracy(&out));
 
     // Time: sound sequences only (a fault returns early and would flatter the figure).
-    let sound: Vec<&Sequence> =
-        set.iter().filter(|s| s.truth != Verdict::CameraFault && s.truth != Verdict::Unclear).collect();
-    let analyzers: Vec<Analyzer> =
-        sound.iter().map(|s| Analyzer::new(&s.reference, &BedZone::new(&s.zone).unwrap()).unwrap()).collect();
+    let sound: Vec<&Sequence> = set
+        .iter()
+        .filter(|s| s.truth != Verdict::CameraFault && s.truth != Verdict::Unclear)
+        .collect();
+    let analyzers: Vec<Analyzer> = sound
+        .iter()
+        .map(|s| Analyzer::new(&s.reference, &BedZone::new(&s.zone).unwrap()).unwrap())
+        .collect();
     let mut frames = 0usize;
     let start = Instant::now();
     for _ in 0..5 {
@@ -121,6 +153,8 @@ fn verdicts_and_time_per_frame_at_640x480() {
         }
     }
     let per_frame = start.elapsed().as_secs_f64() * 1000.0 / frames as f64;
-    println!("\nanalysis time: {per_frame:.3} ms per 640×480 frame over {frames} frames (one thread)");
+    println!(
+        "\nanalysis time: {per_frame:.3} ms per 640×480 frame over {frames} frames (one thread)"
+    );
     assert!(per_frame <= 2.0, "{per_frame:.3} ms per frame");
 }

@@ -311,7 +311,8 @@ impl Analyzer {
         let matched: Vec<Work> = works
             .into_iter()
             .map(|mut w| {
-                let gain = self.reference_outside_median / median(&w, &self.in_zone, false).max(1.0);
+                let gain =
+                    self.reference_outside_median / median(&w, &self.in_zone, false).max(1.0);
                 w.px.iter_mut().for_each(|p| *p *= gain);
                 w
             })
@@ -321,7 +322,9 @@ impl Analyzer {
         // figure that moves is not smeared and one odd frame does not.
         let mut presences: Vec<f64> = matched
             .iter()
-            .map(|w| self.changed(w, &self.reference, PRESENCE_LEVEL).0 as f64 / self.zone_pixels as f64)
+            .map(|w| {
+                self.changed(w, &self.reference, PRESENCE_LEVEL).0 as f64 / self.zone_pixels as f64
+            })
             .collect();
         presences.sort_by(f64::total_cmp);
         let presence = presences[presences.len() / 2];
@@ -377,9 +380,16 @@ impl Analyzer {
 }
 
 /// The decision once the frames are sound and the light matches: see the module notes.
-fn decide(presence: f64, motion_in: f64, motion_out: f64, has_motion: bool, figures: Figures) -> Analysis {
+fn decide(
+    presence: f64,
+    motion_in: f64,
+    motion_out: f64,
+    has_motion: bool,
+    figures: Figures,
+) -> Analysis {
     // How far `x` lies beyond `threshold` towards `full`, 0..1.
-    let margin = |x: f64, threshold: f64, full: f64| ((x - threshold) / (full - threshold)).clamp(0.0, 1.0);
+    let margin =
+        |x: f64, threshold: f64, full: f64| ((x - threshold) / (full - threshold)).clamp(0.0, 1.0);
     if presence <= ABSENT {
         let confidence = 0.6 + 0.4 * margin(ABSENT - presence, 0.0, ABSENT);
         return Analysis::new(Verdict::NotInBed, confidence, Reason::BedEmpty, figures);
@@ -443,7 +453,8 @@ fn unsound(work: &Work) -> Option<Reason> {
     }
     let blocks = block_means(work, 8);
     let b = mean(&blocks);
-    let deviation = (blocks.iter().map(|v| (v - b) * (v - b)).sum::<f32>() / blocks.len().max(1) as f32).sqrt();
+    let deviation =
+        (blocks.iter().map(|v| (v - b) * (v - b)).sum::<f32>() / blocks.len().max(1) as f32).sqrt();
     if deviation < UNIFORM {
         return Some(Reason::Uniform(deviation));
     }

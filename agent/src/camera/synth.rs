@@ -118,7 +118,8 @@ pub fn generate(scenario: Scenario, seed: u64, width: u32, height: u32) -> Seque
         }
         Scenario::LensCovered => {
             let from = if rng.below(2) == 0 { 0 } else { 1 + rng.below(frame_count as u32 - 1) };
-            let level = if rng.below(2) == 0 { rng.range(1.0, 10.0) } else { rng.range(20.0, 90.0) };
+            let level =
+                if rng.below(2) == 0 { rng.range(1.0, 10.0) } else { rng.range(20.0, 90.0) };
             let tilt = rng.range(-6.0, 6.0);
             for frame in frames.iter_mut().skip(from as usize) {
                 *frame = covered(&mut rng, width, height, level, tilt, noise * 0.5);
@@ -242,9 +243,17 @@ impl Ellipse {
 enum Pose {
     None,
     /// In bed: head and the bump under the duvet (or an uncovered torso when sitting).
-    InBed { head: Ellipse, body: Ellipse, body_contrast: f64, head_level: f64 },
+    InBed {
+        head: Ellipse,
+        body: Ellipse,
+        body_contrast: f64,
+        head_level: f64,
+    },
     /// Standing on the floor, seen from above.
-    Standing { body: Ellipse, level: f64 },
+    Standing {
+        body: Ellipse,
+        level: f64,
+    },
 }
 
 impl Room {
@@ -509,7 +518,10 @@ mod tests {
     fn every_sequence_has_a_plausible_zone_and_frame_count() {
         for s in mixed_set(40, 9, 80, 60) {
             assert_eq!(s.zone.len(), 4);
-            assert!(s.zone.iter().all(|&(x, y)| (0.0..=1.0).contains(&x) && (0.0..=1.0).contains(&y)));
+            assert!(s
+                .zone
+                .iter()
+                .all(|&(x, y)| (0.0..=1.0).contains(&x) && (0.0..=1.0).contains(&y)));
             assert!(s.frames.len() <= 10);
             if s.scenario != Scenario::Unplugged {
                 assert!(s.frames.len() >= 5, "{:?}", s.scenario);
