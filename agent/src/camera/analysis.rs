@@ -14,8 +14,10 @@
 //! 3. **Presence**: the share of the bed zone that differs from the reference (after matching
 //!    exposure on the rest of the room and allowing a pixel of camera shake). Clearly low →
 //!    `not_in_bed`; clearly high → in bed; in between → `unclear`.
-//! 4. **Motion** between consecutive frames inside the zone: in bed and calm → `resting`,
-//!    in bed and moving → `moving_in_bed`. Much motion in the room around a calm bed → `unclear`.
+//! 4. **Motion** between consecutive frames inside the zone: in bed and moving →
+//!    `moving_in_bed`. In bed and calm → `resting`, but only if part of the zone differs
+//!    *strongly* from the reference (a head or an arm; a duvet left rumpled in an empty bed
+//!    differs only mildly), else `unclear`. Much motion in the room around a calm bed → `unclear`.
 //!
 //! Safety invariant, above accuracy: `resting` is only returned when every frame is sound, the
 //! light matches the reference, presence is clearly above its threshold and nothing moves
@@ -55,6 +57,12 @@ const MOTION_LEVEL: f32 = 8.0;
 /// above `PRESENT` somebody is; in between nobody can tell.
 const ABSENT: f64 = 0.03;
 const PRESENT: f64 = 0.07;
+/// Grey-level difference from the empty bed that a rumpled duvet does not reach but a head,
+/// face or arm of a person in bed does (IR light reflects from skin far more than from cloth).
+const STRONG_LEVEL: f32 = 28.0;
+/// Share of the zone that must differ by `STRONG_LEVEL` before `resting` may be said: without
+/// it the difference may be bedding left as it fell, and nobody in it.
+const CORE: f64 = 0.008;
 /// Peak share of the zone that changed between two frames above which the person moves.
 const MOVING: f64 = 0.02;
 /// Peak share of the room outside the zone that changed, above which something else moves.
@@ -162,6 +170,8 @@ pub enum Reason {
     LightDiffers(f32),
     #[error("presence in the bed is unsure")]
     PresenceUnsure,
+    #[error("the bed differs from the reference, but only as bedding would")]
+    BeddingOnly,
     #[error("the bed is calm but something moves in the room")]
     RoomMoving,
     #[error("person in bed, calm")]
@@ -183,6 +193,8 @@ pub struct Figures {
     pub motion_outside: Option<f64>,
     /// Share of the bed zone that differs from the empty-bed reference.
     pub presence: Option<f64>,
+    /// Share of the bed zone that differs strongly (as skin does, not bedding).
+    pub presence_strong: Option<f64>,
 }
 
 /// The outcome of one check.
@@ -320,38 +332,43 @@ impl Analyzer {
 
         // 3. Presence: each frame against the reference; the median frame decides, so a
         // figure that moves is not smeared and one odd frame does not.
-        let mut presences: Vec<f64> = matched
+        let zone = self.zone_pixels as f64;
+        let (mut presences, mut cores): (Vec<f64>, Vec<f64>) = matched
             .iter()
             .map(|w| {
-                self.changed(w, &self.reference, PRESENCE_LEVEL).0 as f64 / self.zone_pixels as f64
+                let c = self.changed(w, &self.reference, PRESENCE_LEVEL, STRONG_LEVEL);
+                (c.inside as f64 / zone, c.inside_strong as f64 / zone)
             })
-            .collect();
+            .unzip();
         presences.sort_by(f64::total_cmp);
+        cores.sort_by(f64::total_cmp);
         let presence = presences[presences.len() / 2];
+        let core = cores[cores.len() / 2];
 
         // 4. Motion: peak over consecutive pairs.
         let (mut motion_in, mut motion_out) = (0.0f64, 0.0f64);
         for pair in matched.windows(2) {
-            let (i, o) = self.changed(&pair[1], &pair[0], MOTION_LEVEL);
-            motion_in = motion_in.max(i as f64 / self.zone_pixels as f64);
-            motion_out = motion_out.max(o as f64 / self.outside_pixels as f64);
+            let c = self.changed(&pair[1], &pair[0], MOTION_LEVEL, f32::MAX);
+            motion_in = motion_in.max(c.inside as f64 / zone);
+            motion_out = motion_out.max(c.outside as f64 / self.outside_pixels as f64);
         }
         figures.presence = Some(presence);
+        figures.presence_strong = Some(core);
         if matched.len() > 1 {
             figures.motion_in_zone = Some(motion_in);
             figures.motion_outside = Some(motion_out);
         }
 
-        decide(presence, motion_in, motion_out, matched.len() > 1, figures)
+        decide(presence, core, motion_in, motion_out, matched.len() > 1, figures)
     }
 
     /// Counts pixels (inside, outside the zone) where `a` differs from `b` by more than
     /// `level`, allowing up to one pixel of camera shake: a pixel of `a` counts as unchanged
     /// when it lies within `level` of the range `b` spans over the 3×3 neighbourhood, so
     /// sub-pixel shifts of an edge (values between neighbours) are absorbed too.
-    fn changed(&self, a: &Work, b: &Work, level: f32) -> (usize, usize) {
+    fn changed(&self, a: &Work, b: &Work, level: f32, strong: f32) -> Changes {
         let (w, h) = (a.w, a.h);
-        let (mut inside, mut outside) = (0, 0);
+        let mut c = Changes::default();
         for y in 1..h.saturating_sub(1) {
             for x in 1..w.saturating_sub(1) {
                 let i = y * w + x;
@@ -368,20 +385,33 @@ impl Analyzer {
                 }
                 if v < lo - level || v > hi + level {
                     if self.in_zone[i] {
-                        inside += 1;
+                        c.inside += 1;
+                        if v < lo - strong || v > hi + strong {
+                            c.inside_strong += 1;
+                        }
                     } else {
-                        outside += 1;
+                        c.outside += 1;
                     }
                 }
             }
         }
-        (inside, outside)
+        c
     }
+}
+
+/// Pixel counts of one comparison.
+#[derive(Debug, Clone, Copy, Default)]
+struct Changes {
+    inside: usize,
+    outside: usize,
+    /// Inside the zone and beyond the strong level.
+    inside_strong: usize,
 }
 
 /// The decision once the frames are sound and the light matches: see the module notes.
 fn decide(
     presence: f64,
+    core: f64,
     motion_in: f64,
     motion_out: f64,
     has_motion: bool,
@@ -406,6 +436,10 @@ fn decide(
         // One frame cannot show calm; motion around a calm bed may be someone else.
         let reason = if has_motion { Reason::RoomMoving } else { Reason::PresenceUnsure };
         return Analysis::new(Verdict::Unclear, 0.5, reason, figures);
+    }
+    if core < CORE {
+        // Calm and changed, but nothing as bright as skin: perhaps only the duvet as it fell.
+        return Analysis::new(Verdict::Unclear, 0.5, Reason::BeddingOnly, figures);
     }
     let calm = 1.0 - (motion_in / MOVING).clamp(0.0, 1.0);
     Analysis::new(Verdict::Resting, 0.6 + 0.4 * sure.min(calm), Reason::InBedCalm, figures)

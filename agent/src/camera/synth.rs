@@ -96,13 +96,13 @@ pub fn generate(scenario: Scenario, seed: u64, width: u32, height: u32) -> Seque
     let frame_count = 5 + rng.below(6) as usize; // 5..=10
     let noise = rng.range(3.0, 9.0);
 
-    let reference = render(&room, &Pose::None, &mut rng, width, height, noise, 1.0);
+    let reference = render(&room, &Pose::None, false, &mut rng, width, height, noise, 1.0);
     let exposure = rng.range(0.9, 1.1);
 
     let poses = poses(scenario, &room, &mut rng, frame_count);
     let mut frames: Vec<GrayImage> = poses
         .iter()
-        .map(|pose| render(&room, pose, &mut rng, width, height, noise, exposure))
+        .map(|pose| render(&room, pose, true, &mut rng, width, height, noise, exposure))
         .collect();
 
     match scenario {
@@ -282,7 +282,7 @@ impl Room {
                 b: bed.h * rng.range(0.1, 0.2),
             };
             let sign = if rng.below(2) == 0 { -1.0 } else { 1.0 };
-            Some((e, sign * rng.range(3.0, 7.0)))
+            Some((e, sign * rng.range(4.0, 14.0)))
         };
         let sign = if rng.below(10) < 7 { 1.0 } else { -1.0 };
         Room {
@@ -411,10 +411,13 @@ fn poses(scenario: Scenario, room: &Room, rng: &mut Rng, n: usize) -> Vec<Pose> 
     }
 }
 
-/// Draws one frame of `room` with `pose`, sensor noise, hot pixels and a small shake.
+/// Draws one frame of `room` with `pose`, sensor noise, hot pixels and a small shake. The
+/// duvet lies as it was left (`rumple`) only in frames of a check, never in the reference.
+#[allow(clippy::too_many_arguments)]
 fn render(
     room: &Room,
     pose: &Pose,
+    lived_in: bool,
     rng: &mut Rng,
     width: u32,
     height: u32,
@@ -424,7 +427,7 @@ fn render(
     // Shake: up to two pixels at 640×480, the same angle at any size.
     let shake_x = rng.range(-2.0, 2.0) / 640.0;
     let shake_y = rng.range(-2.0, 2.0) / 480.0;
-    let empty_rumple = matches!(pose, Pose::None | Pose::Standing { .. });
+    let empty_rumple = lived_in && matches!(pose, Pose::None | Pose::Standing { .. });
     let bed = &room.bed;
     let folds: Vec<f64> = (0..width)
         .map(|px| {
