@@ -174,7 +174,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n` > 0).
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n.max(1)) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n.max(1))) >> 32) as u32
     }
 
     /// Two roughly normal samples (mean 0, deviation 1), each the sum of four uniform bytes.
@@ -293,7 +293,7 @@ impl Room {
             bed,
             duvet,
             fold_freq: rng.range(8.0, 20.0),
-            fold_phase: rng.range(0.0, 6.28),
+            fold_phase: rng.range(0.0, std::f64::consts::TAU),
             fold_depth: rng.range(2.0, 6.0),
             pillow: rng.range(15.0, 25.0),
             rumple,
@@ -359,7 +359,7 @@ impl Room {
 }
 
 fn poses(scenario: Scenario, room: &Room, rng: &mut Rng, n: usize) -> Vec<Pose> {
-    let phase = rng.range(0.0, 6.28);
+    let phase = rng.range(0.0, std::f64::consts::TAU);
     let breath = |i: usize| (phase + i as f64 * 1.3).sin();
     match scenario {
         Scenario::LyingStill | Scenario::LensCovered | Scenario::Unplugged => {
@@ -432,7 +432,8 @@ fn render(
     let folds: Vec<f64> = (0..width)
         .map(|px| {
             let x = (f64::from(px) + 0.5) / f64::from(width) - shake_x;
-            room.fold_depth * (room.fold_freq * (x - bed.x0) * 6.28 + room.fold_phase).sin()
+            room.fold_depth
+                * (room.fold_freq * (x - bed.x0) * std::f64::consts::TAU + room.fold_phase).sin()
         })
         .collect();
     let mut img = GrayImage::new(width, height);
