@@ -282,7 +282,7 @@ impl Room {
                 b: bed.h * rng.range(0.1, 0.2),
             };
             let sign = if rng.below(2) == 0 { -1.0 } else { 1.0 };
-            Some((e, sign * rng.range(4.0, 14.0)))
+            Some((e, sign * rng.range(6.0, 20.0)))
         };
         let sign = if rng.below(10) < 7 { 1.0 } else { -1.0 };
         Room {
