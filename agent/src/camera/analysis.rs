@@ -559,6 +559,30 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
+        /// Whatever arrives from a camera (any size, any content, any count), the analysis
+        /// answers with a verdict and a confidence in 0..1; it never panics.
+        #[test]
+        fn any_frames_give_a_verdict_with_confidence_in_range(
+            frames in proptest::collection::vec((30u32..90, 20u32..70, any::<u8>(), any::<u8>()), 0..4),
+        ) {
+            let s = generate(Scenario::LyingStill, 3, 64, 48);
+            let a = Analyzer::new(&s.reference, &BedZone::new(&s.zone).unwrap()).unwrap();
+            let frames: Vec<GrayImage> = frames
+                .iter()
+                .map(|&(w, h, base, step)| {
+                    let (w, h) = if base % 2 == 0 { (64, 48) } else { (w, h) };
+                    GrayImage::from_fn(w, h, |x, y| {
+                        image::Luma([base.wrapping_add(step.wrapping_mul((x ^ y) as u8))])
+                    })
+                })
+                .collect();
+            let out = a.analyze(&frames);
+            prop_assert!((0.0..=1.0).contains(&out.confidence));
+            if frames.is_empty() || frames.iter().any(|f| f.dimensions() != (64, 48)) {
+                prop_assert_eq!(out.verdict, Verdict::CameraFault);
+            }
+        }
+
         /// The safety rule: `resting` sends nobody, so it must never be said of an empty bed,
         /// a room with the light switched on or a faulty camera, whatever the seed.
         #[test]
