@@ -22,10 +22,11 @@
 //!    *strongly* from the reference (a head or an arm; a duvet left rumpled in an empty bed
 //!    differs only mildly), else `unclear`. Much motion in the room around a calm bed → `unclear`.
 //!
-//! Safety invariant, above accuracy: `resting` is only returned when every frame is sound, the
-//! light matches the reference, presence is clearly above its threshold and nothing moves
-//! around the bed. Every doubt falls to `unclear` (someone looks) rather than `resting`
-//! (nobody looks).
+//! Safety invariant, above accuracy: `resting` is only returned for at least two frames that
+//! are all sound, in the light of the reference, with presence clearly above its threshold,
+//! part of the zone differing strongly (skin-like) and nothing moving around the bed. Every
+//! doubt falls to `unclear` or `not_in_bed` (someone looks) rather than `resting` (nobody
+//! looks). The thresholds are tuned on synthetic frames (`synth`), not yet on real footage.
 //!
 //! Frames are reduced internally to about 160 pixels wide by box averaging (which also averages
 //! away sensor noise), then smoothed 3×3; the analysis of a 640×480 frame costs well under the
@@ -245,8 +246,8 @@ pub struct Analyzer {
     size: (u32, u32),
     factor: u32,
     reference: Work,
-    /// Per working pixel: inside the bed zone (shrunk by nothing; the shake tolerance of the
-    /// comparison absorbs the outline).
+    /// Per working pixel: inside the bed zone (not shrunk: the shake tolerance of the
+    /// comparison absorbs the bed's outline).
     in_zone: Vec<bool>,
     zone_pixels: usize,
     outside_pixels: usize,
