@@ -174,7 +174,9 @@ pub enum ConfigError {
     Invalid { path: PathBuf, problems: Vec<String> },
 }
 
-fn duration(
+/// A duration setting: `default` when absent, else it must lie in `min..=max`; a problem is
+/// pushed (and the default used, so validation can go on) otherwise.
+pub(crate) fn duration(
     problems: &mut Vec<String>,
     field: &str,
     value: Option<SignedDuration>,

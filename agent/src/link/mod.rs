@@ -153,16 +153,15 @@ impl RawMqtt {
                 None
             }
         };
-        let keep_alive = match self.keep_alive {
-            None => Duration::from_secs(30),
-            Some(d) => match Duration::try_from(d) {
-                Ok(d) if d >= Duration::from_secs(5) && d <= Duration::from_secs(65_535) => d,
-                _ => {
-                    problems.push(format!("mqtt.keep_alive: {d} must be between 5s and 18h"));
-                    Duration::from_secs(30)
-                }
-            },
-        };
+        // MQTT carries keep-alive in 16 bits of seconds.
+        let keep_alive = crate::config::duration(
+            problems,
+            "mqtt.keep_alive",
+            self.keep_alive,
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Duration::from_secs(65_535),
+        );
         let credentials = match (&self.username, &self.password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             (None, None) => None,
