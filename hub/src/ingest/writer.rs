@@ -109,15 +109,7 @@ impl Writer {
                         .or_default()
                         .committed
                         .push(envelope.seq);
-                    actions.extend(self.presence.handle(
-                        now,
-                        Input::Heard {
-                            device: topic.device.clone(),
-                            site: topic.site.clone(),
-                            at: msg.received_at,
-                            what: Heard::Event,
-                        },
-                    ));
+                    actions.extend(self.heard(now, &topic, msg.received_at, Heard::Event));
                     batch
                         .events
                         .push(event_row(&topic, &envelope, msg.received_at));
@@ -135,15 +127,7 @@ impl Writer {
                         (true, Some(ts)) => ts.min(msg.received_at),
                         _ => msg.received_at,
                     };
-                    actions.extend(self.presence.handle(
-                        now,
-                        Input::Heard {
-                            device: topic.device,
-                            site: topic.site,
-                            at,
-                            what,
-                        },
-                    ));
+                    actions.extend(self.heard(now, &topic, at, what));
                 }
                 Inbound::Rejected(r) => {
                     if let Some(topic) = &r.topic {
@@ -159,15 +143,7 @@ impl Writer {
                                 });
                         }
                         // A device sending garbage is still a device that is alive.
-                        actions.extend(self.presence.handle(
-                            now,
-                            Input::Heard {
-                                device: topic.device.clone(),
-                                site: topic.site.clone(),
-                                at: msg.received_at,
-                                what: Heard::Event,
-                            },
-                        ));
+                        actions.extend(self.heard(now, topic, msg.received_at, Heard::Event));
                     }
                     batch.rejects.push(RejectRow {
                         received_at: msg.received_at,
@@ -231,6 +207,12 @@ impl Writer {
 
     /// Commits, retrying with growing pauses while the database refuses. Gives up only when the
     /// hub is shutting down (nothing of the batch is acked, so devices send it again).
+    /// Tells presence that the device of `topic` was heard from at `at`.
+    fn heard(&mut self, now: Timestamp, topic: &Topic, at: Timestamp, what: Heard) -> Vec<Action> {
+        let input = Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at, what };
+        self.presence.handle(now, input)
+    }
+
     fn commit_until_done(
         &mut self,
         batch: &WriteBatch,
