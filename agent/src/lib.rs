@@ -57,15 +57,13 @@ pub async fn run(
         let listener = intake::bind(socket)?;
         tasks.push(tokio::spawn(intake::serve(listener, handle.clone())));
     }
-    let camera = match &config.simulator {
-        Some(sim) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), rx)));
-            info!(speed = sim.speed, seed = sim.seed, "Simulator started");
-            Some(tx)
-        }
-        None => None,
-    };
+    let (camera_tx, _camera_rx) = mpsc::unbounded_channel();
+    if let Some(sim) = &config.simulator {
+        let tx = camera_tx.clone();
+        tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), tx)));
+        info!(speed = sim.speed, seed = sim.seed, "Simulator started");
+    }
+    let camera = Some(camera_tx);
 
     uplink::Uplink::run(&config, handle.clone(), publishes, camera, shutdown).await;
 

@@ -278,7 +278,10 @@ async fn camera_check_command_is_answered_by_the_simulated_camera_with_its_check
     let cmd = Cmd::new(
         uuid::Uuid::now_v7(),
         jiff::Timestamp::now(),
-        CommandBody::CameraCheck { check_id: "chk-42".into() },
+        CommandBody::CameraCheck {
+            check_id: "chk-42".parse().unwrap(),
+            deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60),
+        },
     );
     peer.client
         .publish("vaka/v1/testsite/home-3/cmd", QoS::AtLeastOnce, false, cmd.encode())
@@ -287,7 +290,7 @@ async fn camera_check_command_is_answered_by_the_simulated_camera_with_its_check
     loop {
         let e = Envelope::decode(&peer.next("/events").await).unwrap();
         if let vaka_protocol::EventBody::CameraCheck(c) = &e.body {
-            if c.check_id.as_deref() == Some("chk-42") {
+            if c.check_id.as_ref().map(|id| id.as_str()) == Some("chk-42") {
                 break;
             }
         }

@@ -1,12 +1,16 @@
 //! Commands, hub → agent on `vaka/v1/{site}/{device}/cmd`.
 //!
 //! ```json
-//! {"v":1,"id":"019a…","ts":"2026-11-23T02:00:00Z","cmd":"camera_check","args":{"check_id":"…"}}
+//! {"v":1,"id":"019a…","ts":"2026-11-23T02:00:00Z","cmd":"camera_check",
+//!  "args":{"check_id":"019a…","deadline":"2026-11-23T02:05:00Z"}}
 //! ```
 //! A device answers a command with events (e.g. a `camera_check` event carrying the same
-//! `check_id`), which travel through its outbox like any other event.
+//! `check_id`), which travel through its outbox like any other event. The one exception is
+//! `snapshot`: its answer is an image, which must never reach a disk, so it travels on the
+//! `snapshot` topic at QoS 0 and never through the outbox.
 
 use crate::error::{decode_versioned, DecodeError};
+use crate::ids::CheckId;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,8 +20,15 @@ use uuid::Uuid;
 pub enum CommandBody {
     /// Publish a status heartbeat now.
     Ping(crate::kinds::Empty),
-    /// Run a night camera check now and answer with a `camera_check` event.
-    CameraCheck { check_id: String },
+    /// Run a night camera check now and answer with a `camera_check` event. The check stays
+    /// *open* until `deadline`: the verdict is due by then, and until then the hub may ask for
+    /// one snapshot of it. The device refuses (verdict `refused_outside_consent`) outside the
+    /// person's consented windows, whatever the hub asks.
+    CameraCheck { check_id: CheckId, deadline: Timestamp },
+    /// Publish one privacy-filtered snapshot of the open check `check_id` on the `snapshot`
+    /// topic. Ignored (and logged) if that check is not open on the device, was refused, or
+    /// already gave its one snapshot.
+    Snapshot { check_id: CheckId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +63,10 @@ mod tests {
         let c = Command::new(
             Uuid::now_v7(),
             "2026-11-23T02:00:00Z".parse().unwrap(),
-            CommandBody::CameraCheck { check_id: "c-1".into() },
+            CommandBody::CameraCheck {
+                check_id: CheckId::new("c-1").unwrap(),
+                deadline: "2026-11-23T02:05:00Z".parse().unwrap(),
+            },
         );
         let bytes = c.encode();
         assert!(String::from_utf8_lossy(&bytes).contains(r#""cmd":"camera_check""#));

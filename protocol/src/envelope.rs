@@ -245,4 +245,37 @@ mod tests {
         let err = Envelope::decode(&e.encode()).unwrap_err();
         assert!(matches!(&err, DecodeError::Invalid { field, .. } if field == "body.lat"), "{err}");
     }
+
+    #[test]
+    fn camera_refusal_and_its_reason_come_together() {
+        use crate::kinds::{CameraCheck, ConsentRefusal, Verdict};
+        let check = |verdict, refusal| CameraCheck {
+            check_id: Some(crate::CheckId::new("c-1").unwrap()),
+            verdict,
+            refusal,
+            confidence: 1.0,
+            detail: Some("outside the consented windows".into()),
+            frames: 0,
+            brightness: None,
+            motion_in_zone: None,
+            motion_outside: None,
+            presence: None,
+            presence_strong: None,
+            duration_ms: 0,
+        };
+        let ok = sample(EventBody::CameraCheck(check(
+            Verdict::RefusedOutsideConsent,
+            Some(ConsentRefusal::OutsideWindow),
+        )));
+        let decoded = Envelope::decode(&ok.encode()).unwrap();
+        assert_eq!(decoded, ok);
+        assert!(String::from_utf8(ok.encode()).unwrap().contains(r#""refusal":"outside_window""#));
+        for bad in [
+            check(Verdict::RefusedOutsideConsent, None),
+            check(Verdict::Resting, Some(ConsentRefusal::NoConsentRecord)),
+        ] {
+            let err = Envelope::decode(&sample(EventBody::CameraCheck(bad)).encode()).unwrap_err();
+            assert!(matches!(&err, DecodeError::Invalid { field, .. } if field == "body.refusal"), "{err}");
+        }
+    }
 }

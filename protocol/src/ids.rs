@@ -1,6 +1,6 @@
-//! Site (municipality) and device identifiers.
+//! Site (municipality), device and camera-check identifiers.
 //!
-//! Both appear as MQTT topic segments, so they are restricted to characters that are safe
+//! Site and device ids appear as MQTT topic segments, so they are restricted to characters that are safe
 //! there and in file names: lowercase ASCII letters, digits and `-`, 1–64 characters, starting
 //! with a letter or digit. Validation happens on construction and on deserialisation, so a
 //! value of these types is always valid.
@@ -84,6 +84,9 @@ macro_rules! id_type {
 
 id_type!(DeviceId, "device");
 id_type!(SiteId, "site");
+// The hub's id of one camera check (it issues UUIDs); same rules, so it is safe in logs,
+// URLs and file names alike.
+id_type!(CheckId, "check");
 
 #[cfg(test)]
 mod tests {

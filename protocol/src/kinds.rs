@@ -8,6 +8,7 @@
 
 use crate::envelope::Severity;
 use crate::error::DecodeError;
+use crate::ids::CheckId;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +58,38 @@ pub enum Verdict {
     NotInBed,
     /// A person should look.
     Unclear,
-    /// Too dark, lens covered or no signal.
+    /// Too dark, lens covered, no signal, or no camera at all.
     CameraFault,
+    /// Not a verdict on the person: the consent lock kept the camera closed (see
+    /// [`CameraCheck::refusal`] for why). Whatever the hub asked, the agent never opens the
+    /// camera outside the person's consented windows.
+    RefusedOutsideConsent,
+}
+
+impl Verdict {
+    /// The wire name, e.g. `not_in_bed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Resting => "resting",
+            Verdict::MovingInBed => "moving_in_bed",
+            Verdict::NotInBed => "not_in_bed",
+            Verdict::Unclear => "unclear",
+            Verdict::CameraFault => "camera_fault",
+            Verdict::RefusedOutsideConsent => "refused_outside_consent",
+        }
+    }
+}
+
+/// Why the consent lock kept the camera closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentRefusal {
+    /// No consented window covers this moment.
+    OutsideWindow,
+    /// Inside a window, but the person opted out of this night.
+    OptedOutTonight,
+    /// The device holds no record of consent.
+    NoConsentRecord,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,10 +97,20 @@ pub enum Verdict {
 pub struct CameraCheck {
     /// The hub's id of the check this answers; absent for a check the device ran on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_id: Option<String>,
+    pub check_id: Option<CheckId>,
     pub verdict: Verdict,
+    /// Present exactly when `verdict` is `refused_outside_consent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<ConsentRefusal>,
     /// 0.0–1.0.
     pub confidence: f64,
+    /// Why, in a sentence for staff and installers (e.g. "too dark (mean brightness 3.1)", or
+    /// when the next consented window opens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Frames analysed.
+    #[serde(default)]
+    pub frames: u32,
     /// Mean scene brightness 0–255.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brightness: Option<f64>,
@@ -79,6 +120,13 @@ pub struct CameraCheck {
     /// Share of changed pixels outside the bed zone, 0.0–1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motion_outside: Option<f64>,
+    /// Share of the bed zone differing from the empty-bed reference, 0.0–1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<f64>,
+    /// Share of the bed zone differing strongly (as skin does, not bedding), 0.0–1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_strong: Option<f64>,
+    /// How long the camera was open.
     pub duration_ms: u32,
 }
 
@@ -221,7 +269,10 @@ impl EventBody {
             | EventBody::TestAlarm(_) => Severity::Alarm,
             EventBody::CameraCheck(c) => match c.verdict {
                 Verdict::Resting | Verdict::MovingInBed => Severity::Info,
-                Verdict::Unclear | Verdict::CameraFault | Verdict::NotInBed => Severity::Warning,
+                Verdict::Unclear
+                | Verdict::CameraFault
+                | Verdict::NotInBed
+                | Verdict::RefusedOutsideConsent => Severity::Warning,
             },
             EventBody::LowStock(_)
             | EventBody::Tamper(_)
@@ -262,10 +313,25 @@ impl EventBody {
     pub fn validate(&self) -> Result<(), DecodeError> {
         match self {
             EventBody::CameraCheck(c) => {
-                if let Some(id) = &c.check_id {
-                    text("body.check_id", id)?;
+                let refused = c.verdict == Verdict::RefusedOutsideConsent;
+                if refused != c.refusal.is_some() {
+                    return Err(DecodeError::invalid(
+                        "body.refusal",
+                        "is given exactly when the verdict is refused_outside_consent",
+                    ));
+                }
+                if let Some(d) = &c.detail {
+                    text("body.detail", d)?;
                 }
                 unit_interval("body.confidence", c.confidence)?;
+                for (field, value) in [
+                    ("body.presence", c.presence),
+                    ("body.presence_strong", c.presence_strong),
+                ] {
+                    if let Some(v) = value {
+                        unit_interval(field, v)?;
+                    }
+                }
                 if let Some(b) = c.brightness {
                     range("body.brightness", b, 0.0, 255.0)?;
                 }

@@ -15,6 +15,7 @@ pub mod envelope;
 mod error;
 pub mod ids;
 pub mod kinds;
+pub mod snapshot;
 pub mod status;
 pub mod topic;
 
@@ -22,8 +23,9 @@ pub use ack::{Ack, Rejection};
 pub use command::{Command, CommandBody};
 pub use envelope::{Envelope, Severity};
 pub use error::DecodeError;
-pub use ids::{DeviceId, IdError, SiteId};
+pub use ids::{CheckId, DeviceId, IdError, SiteId};
 pub use kinds::EventBody;
+pub use snapshot::{SnapshotFilter, SnapshotMessage};
 pub use status::{DeviceState, Status};
 pub use topic::{Channel, Topic, TopicError};
 

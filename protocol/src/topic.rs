@@ -5,7 +5,11 @@
 //! - `acks`: hub → agent, QoS 1, an [`crate::Ack`] sent only after the hub's database commit;
 //! - `cmd`: hub → agent, QoS 1, a [`crate::Command`];
 //! - `status`: agent → hub, QoS 1, retained; a [`crate::Status`] heartbeat, and the agent's
-//!   last will (`offline`).
+//!   last will (`offline`);
+//! - `snapshot`: agent → hub, **QoS 0**, never retained; one privacy-filtered
+//!   [`crate::SnapshotMessage`], only when the hub asked within an open camera check. QoS 0
+//!   so that no broker queues (and, with persistence, writes to disk) an image for a client
+//!   that is away: a snapshot that cannot be delivered now is worthless anyway.
 
 use crate::ids::{DeviceId, IdError, SiteId};
 use std::fmt;
@@ -20,6 +24,7 @@ pub enum Channel {
     Acks,
     Cmd,
     Status,
+    Snapshot,
 }
 
 impl Channel {
@@ -29,6 +34,7 @@ impl Channel {
             Channel::Acks => "acks",
             Channel::Cmd => "cmd",
             Channel::Status => "status",
+            Channel::Snapshot => "snapshot",
         }
     }
 
@@ -38,6 +44,7 @@ impl Channel {
             "acks" => Channel::Acks,
             "cmd" => Channel::Cmd,
             "status" => Channel::Status,
+            "snapshot" => Channel::Snapshot,
             _ => return None,
         })
     }

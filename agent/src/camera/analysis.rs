@@ -35,6 +35,7 @@
 use image::GrayImage;
 use thiserror::Error;
 use vaka_protocol::kinds::{CameraCheck, Verdict};
+use vaka_protocol::CheckId;
 
 /// Width the analysis works at; frames are reduced by an integer factor to about this.
 const WORK_WIDTH: u32 = 160;
@@ -219,14 +220,24 @@ impl Analysis {
     }
 
     /// The `camera_check` event body for this outcome.
-    pub fn to_camera_check(&self, check_id: Option<String>, duration_ms: u32) -> CameraCheck {
+    pub fn to_camera_check(
+        &self,
+        check_id: Option<CheckId>,
+        frames: u32,
+        duration_ms: u32,
+    ) -> CameraCheck {
         CameraCheck {
             check_id,
             verdict: self.verdict,
+            refusal: None,
             confidence: self.confidence,
+            detail: Some(self.reason.to_string()),
+            frames,
             brightness: self.figures.brightness,
             motion_in_zone: self.figures.motion_in_zone,
             motion_outside: self.figures.motion_outside,
+            presence: self.figures.presence,
+            presence_strong: self.figures.presence_strong,
             duration_ms,
         }
     }
@@ -713,8 +724,10 @@ mod tests {
         let a = Analyzer::new(&s.reference, &BedZone::new(&s.zone).unwrap()).unwrap();
         let out = a.analyze(&s.frames);
         assert_eq!(out.verdict, Verdict::Resting, "{out:?}");
-        let body = out.to_camera_check(Some("c-1".into()), 4200);
-        assert_eq!(body.check_id.as_deref(), Some("c-1"));
+        let body = out.to_camera_check(Some(CheckId::new("c-1").unwrap()), 5, 4200);
+        assert_eq!(body.check_id.as_ref().map(CheckId::as_str), Some("c-1"));
+        assert_eq!(body.frames, 5);
+        assert_eq!(body.detail.as_deref(), Some("person in bed, calm"));
         assert_eq!(body.verdict, Verdict::Resting);
         assert_eq!(body.brightness, out.figures.brightness);
         assert!((0.0..=1.0).contains(&body.confidence));

@@ -8,5 +8,6 @@
 
 pub mod analysis;
 pub mod consent;
+pub mod service;
 pub mod snapshot;
 pub mod synth;

@@ -7,8 +7,9 @@
 //! What happens (simulated time):
 //! - a GPS position every 5 min around the home, and rarely a walk outside the safe area
 //!   (`geofence_left`, then `geofence_returned` 10–30 min later);
-//! - a camera check every 30 min: mostly `resting` / `moving_in_bed`, sometimes `unclear` or
-//!   `not_in_bed`; and one on request of the hub, carrying its `check_id`;
+//! - a camera check every 30 min, asked of the agent's camera service like any other check
+//!   (so it goes through the consent lock and the real analysis; with the simulated camera
+//!   the frames are synthetic);
 //! - a dose every 4 h: `dose_due` → `dose_dispensed` → `dose_taken`, or `dose_missed` after
 //!   the grace period; `low_stock` when four doses are left;
 //! - rarely an `sos` or a `battery_low`.
@@ -17,7 +18,7 @@
 //! something at once whatever the speed.
 
 use crate::outbox::{NewEvent, OutboxHandle};
-use crate::uplink::CameraRequest;
+use crate::camera::service::{CheckRequest, Request as CameraRequest};
 use jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,8 +27,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use vaka_protocol::kinds::{
-    BatteryLow, BatterySource, CameraCheck, Dose, GeofenceLeft, GeofenceReturned, LowStock,
-    Position, Sos, Verdict,
+    BatteryLow, BatterySource, Dose, GeofenceLeft, GeofenceReturned, LowStock, Position, Sos,
 };
 use vaka_protocol::EventBody;
 
@@ -48,11 +48,13 @@ enum Due {
     Rare,
 }
 
-pub enum Input {
-    /// Simulated time passed.
-    Tick,
-    /// The hub asked for a camera check.
-    CameraCheck { check_id: String },
+/// What the simulated night makes happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Happening {
+    /// An event for the outbox.
+    Event(EventBody),
+    /// The device runs a camera check of its own (no check id from the hub).
+    CameraCheck,
 }
 
 pub struct Night {
@@ -83,18 +85,23 @@ impl Night {
     }
 
     /// Everything due at simulated time `at`; `wall` stamps the bodies' own timestamps.
-    pub fn handle(&mut self, at: SignedDuration, wall: Timestamp, input: Input) -> Vec<EventBody> {
+    pub fn handle(&mut self, at: SignedDuration, wall: Timestamp) -> Vec<Happening> {
         let mut out = Vec::new();
-        if let Input::CameraCheck { check_id } = input {
-            out.push(self.camera_check(Some(check_id)));
-        }
+        let mut events = Vec::new();
         while let Some(Reverse((t, due))) = self.queue.peek().copied() {
             if t > at {
                 break;
             }
             self.queue.pop();
-            self.fire(t, due, wall, &mut out);
+            if due == Due::CameraCheck {
+                self.schedule(t + minutes(30), Due::CameraCheck);
+                out.extend(events.drain(..).map(Happening::Event));
+                out.push(Happening::CameraCheck);
+            } else {
+                self.fire(t, due, wall, &mut events);
+            }
         }
+        out.extend(events.into_iter().map(Happening::Event));
         out
     }
 
@@ -140,10 +147,7 @@ impl Night {
                     lon,
                 }));
             }
-            Due::CameraCheck => {
-                out.push(self.camera_check(None));
-                self.schedule(t + minutes(30), Due::CameraCheck);
-            }
+            Due::CameraCheck => {} // a request to the camera service, see `handle`
             Due::DoseDue => {
                 let dose = self.doses_left;
                 out.push(EventBody::DoseDue(self.dose(dose, wall)));
@@ -197,29 +201,6 @@ impl Night {
     fn dose(&self, dose: u32, wall: Timestamp) -> Dose {
         Dose { dose_id: format!("slot-{dose}"), medication: MEDICATION.into(), scheduled: wall }
     }
-
-    fn camera_check(&mut self, check_id: Option<String>) -> EventBody {
-        let roll: f64 = self.rng.random_range(0.0..1.0);
-        let verdict = match roll {
-            r if r < 0.62 => Verdict::Resting,
-            r if r < 0.87 => Verdict::MovingInBed,
-            r if r < 0.95 => Verdict::Unclear,
-            r if r < 0.99 => Verdict::NotInBed,
-            _ => Verdict::CameraFault,
-        };
-        EventBody::CameraCheck(CameraCheck {
-            check_id,
-            verdict,
-            confidence: self.rng.random_range(0.55..0.98),
-            brightness: Some(self.rng.random_range(8.0..40.0)),
-            motion_in_zone: Some(match verdict {
-                Verdict::MovingInBed => self.rng.random_range(0.05..0.3),
-                _ => self.rng.random_range(0.0..0.03),
-            }),
-            motion_outside: Some(self.rng.random_range(0.0..0.02)),
-            duration_ms: self.rng.random_range(2_000..8_000),
-        })
-    }
 }
 
 /// Runs the simulated home for ever, offering every event to the outbox.
@@ -227,7 +208,7 @@ pub async fn run(
     speed: f64,
     seed: u64,
     outbox: OutboxHandle,
-    mut camera: mpsc::UnboundedReceiver<CameraRequest>,
+    camera: mpsc::UnboundedSender<CameraRequest>,
 ) {
     let start = tokio::time::Instant::now();
     let first =
@@ -248,12 +229,14 @@ pub async fn run(
                 }
             })
             .unwrap_or(Duration::from_secs(60));
-        let input = tokio::select! {
-            _ = tokio::time::sleep(wait) => Input::Tick,
-            Some(req) = camera.recv() => Input::CameraCheck { check_id: req.check_id },
-        };
-        for body in night.handle(sim_now(start), Timestamp::now(), input) {
-            outbox.offer(NewEvent::new(body)).await;
+        tokio::time::sleep(wait).await;
+        for happening in night.handle(sim_now(start), Timestamp::now()) {
+            match happening {
+                Happening::Event(body) => outbox.offer(NewEvent::new(body)).await,
+                Happening::CameraCheck => {
+                    let _ = camera.send(CameraRequest::Check(CheckRequest::own()));
+                }
+            }
         }
     }
 }
@@ -262,29 +245,39 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    fn night_of(seed: u64, hours: i64) -> Vec<EventBody> {
+    fn night_of(seed: u64, hours: i64) -> Vec<Happening> {
         let mut night = Night::new(seed, SignedDuration::from_millis(500));
         let mut out = Vec::new();
         let wall: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
         let mut t = SignedDuration::ZERO;
         while t < SignedDuration::from_hours(hours) {
             t += SignedDuration::from_secs(30);
-            out.extend(night.handle(t, wall, Input::Tick));
+            out.extend(night.handle(t, wall));
         }
         out
     }
 
     #[test]
     fn a_night_has_every_device_family_and_only_valid_events() {
-        let events = night_of(7, 10);
-        for kind in ["position", "camera_check", "dose_due", "dose_dispensed"] {
+        let happenings = night_of(7, 10);
+        let checks = happenings.iter().filter(|h| **h == Happening::CameraCheck).count();
+        let events: Vec<EventBody> = happenings
+            .into_iter()
+            .filter_map(|h| match h {
+                Happening::Event(e) => Some(e),
+                Happening::CameraCheck => None,
+            })
+            .collect();
+        // One camera check every 30 minutes, asked of the camera service.
+        assert!((19..=21).contains(&checks), "{checks} camera checks");
+        for kind in ["position", "dose_due", "dose_dispensed"] {
             assert!(events.iter().any(|e| e.kind() == kind), "no {kind}");
         }
         assert!(events.iter().any(|e| matches!(e.kind(), "dose_taken" | "dose_missed")));
         for e in &events {
             e.validate().unwrap_or_else(|err| panic!("{e:?}: {err}"));
         }
-        // ~120 positions and ~20 camera checks in 10 hours.
+        // ~120 positions in 10 hours.
         assert!(events.len() > 100 && events.len() < 400, "{}", events.len());
     }
 
@@ -298,22 +291,10 @@ mod tests {
     fn first_event_comes_right_after_start() {
         let mut night = Night::new(1, SignedDuration::from_millis(500));
         let wall = Timestamp::now();
-        assert!(night.handle(SignedDuration::from_millis(400), wall, Input::Tick).is_empty());
-        assert_eq!(
-            night.handle(SignedDuration::from_millis(500), wall, Input::Tick)[0].kind(),
-            "position"
-        );
-    }
-
-    #[test]
-    fn a_requested_camera_check_carries_the_hubs_check_id() {
-        let mut night = Night::new(1, SignedDuration::from_secs(10));
-        let out = night.handle(
-            SignedDuration::ZERO,
-            Timestamp::now(),
-            Input::CameraCheck { check_id: "c-9".into() },
-        );
-        let EventBody::CameraCheck(c) = &out[0] else { panic!("{out:?}") };
-        assert_eq!(c.check_id.as_deref(), Some("c-9"));
+        assert!(night.handle(SignedDuration::from_millis(400), wall).is_empty());
+        assert!(matches!(
+            &night.handle(SignedDuration::from_millis(500), wall)[0],
+            Happening::Event(EventBody::Position(_))
+        ));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod backoff;
 
+use crate::camera::service::{CheckRequest, Request as CameraRequest};
 use crate::config::AgentConfig;
 use crate::outbox::{OutboxHandle, Publish};
 use backoff::Backoff;
@@ -29,12 +30,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vaka_protocol::{Ack, Channel, Command, CommandBody, DeviceId, SiteId, Status, Topic};
-
-/// A camera check the hub asked for, for whatever camera the agent has.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CameraRequest {
-    pub check_id: String,
-}
 
 /// What the driver reports to the session task.
 #[derive(Debug)]
@@ -233,12 +228,24 @@ impl Uplink {
         info!(command = %cmd.id, "Command received: {:?}", cmd.body);
         match cmd.body {
             CommandBody::Ping(_) => self.publish_status(),
-            CommandBody::CameraCheck { check_id } => match &self.camera {
-                Some(camera) => {
-                    let _ = camera.send(CameraRequest { check_id });
-                }
-                None => warn!(check_id, "Camera check requested but no camera configured"),
-            },
+            CommandBody::CameraCheck { check_id, deadline } => {
+                self.to_camera(CameraRequest::Check(CheckRequest {
+                    check_id: Some(check_id),
+                    deadline: Some(deadline),
+                }))
+            }
+            CommandBody::Snapshot { check_id } => {
+                self.to_camera(CameraRequest::Snapshot { check_id })
+            }
+        }
+    }
+
+    fn to_camera(&self, request: CameraRequest) {
+        match &self.camera {
+            Some(camera) => {
+                let _ = camera.send(request);
+            }
+            None => warn!(?request, "Camera request ignored: the camera service is not running"),
         }
     }
 

@@ -92,7 +92,7 @@ pub fn classify(topic_text: &str, payload: &[u8]) -> Inbound {
             Ok(status) => Inbound::Status { topic, status },
             Err(e) => reject(Some(topic), None, e.to_string(), e.label()),
         },
-        Channel::Acks | Channel::Cmd => {
+        Channel::Acks | Channel::Cmd | Channel::Snapshot => {
             let reason = format!(
                 "the hub does not take messages on `{}`",
                 topic.channel.as_str()
