@@ -30,13 +30,7 @@ fn index(v: Verdict) -> usize {
 }
 
 fn name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Resting => "resting",
-        Verdict::MovingInBed => "moving_in_bed",
-        Verdict::NotInBed => "not_in_bed",
-        Verdict::Unclear => "unclear",
-        Verdict::CameraFault => "camera_fault",
-    }
+    v.as_str()
 }
 
 struct Outcome {
