@@ -7,7 +7,10 @@
 //! the length of a check and are never written to disk by these modules.
 
 pub mod analysis;
+pub mod checks;
+pub mod config;
 pub mod consent;
 pub mod service;
 pub mod snapshot;
+pub mod source;
 pub mod synth;

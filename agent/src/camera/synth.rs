@@ -97,12 +97,68 @@ pub fn generate(scenario: Scenario, seed: u64, width: u32, height: u32) -> Seque
     let noise = rng.range(3.0, 9.0);
 
     let reference = render(&room, &Pose::None, false, &mut rng, width, height, noise, 1.0);
+    let frames = check_frames(scenario, &room, &mut rng, (width, height), noise, frame_count);
+    Sequence { scenario, seed, reference, zone, frames, truth: scenario.truth() }
+}
+
+/// One simulated bedroom seen by one fixed camera: the same room, bed zone and empty-bed
+/// reference at every check, as in a real home. The simulated camera source draws its checks
+/// here.
+#[derive(Debug, Clone)]
+pub struct Home {
+    room: Room,
+    zone: Vec<(f64, f64)>,
+    noise: f64,
+    reference: GrayImage,
+    size: (u32, u32),
+}
+
+impl Home {
+    /// The room of `seed` at `width`×`height` (raised to at least 16×12).
+    pub fn new(seed: u64, width: u32, height: u32) -> Home {
+        let size = (width.max(16), height.max(12));
+        let mut rng = Rng::new(seed);
+        let room = Room::random(&mut rng);
+        let zone = room.zone(&mut rng);
+        let noise = rng.range(3.0, 9.0);
+        let reference = render(&room, &Pose::None, false, &mut rng, size.0, size.1, noise, 1.0);
+        Home { room, zone, noise, reference, size }
+    }
+
+    /// The empty, made bed as captured at installation.
+    pub fn reference(&self) -> &GrayImage {
+        &self.reference
+    }
+
+    /// The installer's bed zone, normalised corners.
+    pub fn zone(&self) -> &[(f64, f64)] {
+        &self.zone
+    }
+
+    /// The frames of one check of `scenario` (`count` clamped to 3..=30; an unplugged camera
+    /// may give fewer, or none).
+    pub fn check(&self, scenario: Scenario, seed: u64, count: usize) -> Vec<GrayImage> {
+        let mut rng = Rng::new(seed ^ (scenario as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        check_frames(scenario, &self.room, &mut rng, self.size, self.noise, count.clamp(3, 30))
+    }
+}
+
+/// The frames of one check in `room`: exposure, poses, rendering, then what the scenario does
+/// to the camera (light, cover, unplugging). `frame_count` is at least 3.
+fn check_frames(
+    scenario: Scenario,
+    room: &Room,
+    rng: &mut Rng,
+    (width, height): (u32, u32),
+    noise: f64,
+    frame_count: usize,
+) -> Vec<GrayImage> {
     let exposure = rng.range(0.9, 1.1);
 
-    let poses = poses(scenario, &room, &mut rng, frame_count);
+    let poses = poses(scenario, room, rng, frame_count);
     let mut frames: Vec<GrayImage> = poses
         .iter()
-        .map(|pose| render(&room, pose, true, &mut rng, width, height, noise, exposure))
+        .map(|pose| render(room, pose, true, rng, width, height, noise, exposure))
         .collect();
 
     match scenario {
@@ -122,7 +178,7 @@ pub fn generate(scenario: Scenario, seed: u64, width: u32, height: u32) -> Seque
                 if rng.below(2) == 0 { rng.range(1.0, 10.0) } else { rng.range(20.0, 90.0) };
             let tilt = rng.range(-6.0, 6.0);
             for frame in frames.iter_mut().skip(from as usize) {
-                *frame = covered(&mut rng, width, height, level, tilt, noise * 0.5);
+                *frame = covered(rng, width, height, level, tilt, noise * 0.5);
             }
         }
         Scenario::Unplugged => match rng.below(3) {
@@ -136,7 +192,7 @@ pub fn generate(scenario: Scenario, seed: u64, width: u32, height: u32) -> Seque
         _ => {}
     }
 
-    Sequence { scenario, seed, reference, zone, frames, truth: scenario.truth() }
+    frames
 }
 
 /// `count` sequences cycling through [`Scenario::ALL`], seeds derived from `seed`.
