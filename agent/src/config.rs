@@ -6,6 +6,7 @@
 //! [`AgentConfig`] are public so that tests and the hub's demo can build one in code
 //! ([`AgentConfig::new`] fills in the defaults).
 
+use crate::camera::config::{CameraSettings, RawCamera};
 use crate::link::{MqttLink, RawMqtt};
 use jiff::SignedDuration;
 use serde::Deserialize;
@@ -27,6 +28,8 @@ pub struct RawConfig {
     pub intake: RawIntake,
     #[serde(default)]
     pub simulator: RawSimulator,
+    /// Leave out for a device without a camera (hub requests are then answered camera_fault).
+    pub camera: Option<RawCamera>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,6 +116,7 @@ pub struct AgentConfig {
     pub outbox: OutboxSettings,
     pub intake_socket: Option<PathBuf>,
     pub simulator: Option<SimulatorSettings>,
+    pub camera: Option<CameraSettings>,
 }
 
 impl AgentConfig {
@@ -127,6 +131,7 @@ impl AgentConfig {
             outbox: OutboxSettings { path: outbox_path, max_bytes: DEFAULT_MAX_BYTES },
             intake_socket: None,
             simulator: None,
+            camera: None,
         }
     }
 
@@ -142,10 +147,26 @@ impl AgentConfig {
             .map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })
     }
 
+    /// Problems outside the file itself: files it names that cannot be read. `check-config`
+    /// reports them as errors; `run` logs them and goes on, because a device whose camera is
+    /// not calibrated must still forward its alarms (its camera checks report `camera_fault`).
+    pub fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(reference) = self.camera.as_ref().and_then(|c| c.reference.as_ref()) {
+            if let Err(e) = image::image_dimensions(reference) {
+                problems.push(format!(
+                    "camera.reference: {} cannot be read as an image: {e}",
+                    reference.display()
+                ));
+            }
+        }
+        problems
+    }
+
     /// A one-line summary for `check-config` and the start-up log.
     pub fn summary(&self) -> String {
         format!(
-            "device {} at site {}, broker {}:{} ({}), outbox {}{}{}",
+            "device {} at site {}, broker {}:{} ({}), outbox {}{}{}{}",
             self.device_id,
             self.site,
             self.link.host,
@@ -160,6 +181,7 @@ impl AgentConfig {
                 .as_ref()
                 .map(|s| format!(", simulator speed {} seed {}", s.speed, s.seed))
                 .unwrap_or_default(),
+            self.camera.as_ref().map(|c| format!(", {}", c.summary())).unwrap_or_default(),
         )
     }
 }
@@ -289,6 +311,7 @@ impl RawConfig {
         }
         let simulator =
             sim.enabled.then(|| SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) });
+        let camera = self.camera.as_ref().and_then(|c| c.validate(&mut problems));
 
         match (device_id, site, link, problems.is_empty()) {
             (Some(device_id), Some(site), Some(link), true) => Ok(AgentConfig {
@@ -310,6 +333,7 @@ impl RawConfig {
                 outbox: OutboxSettings { path: self.outbox.path.clone(), max_bytes },
                 intake_socket: self.intake.socket.clone(),
                 simulator,
+                camera,
             }),
             _ => Err(problems),
         }
@@ -349,9 +373,16 @@ path = "/tmp/outbox.db"
         let raw = parse(text);
         assert_eq!(raw.uplink.heartbeat, Some(SignedDuration::from_secs(60)));
         assert_eq!(raw.outbox.max_bytes, Some(67_108_864));
-        // It names TLS files that do not exist here, so only those problems may be reported.
+        // It names TLS files that do not exist here, so only those problems may be reported,
+        // and the V4L2 camera when the agent is built without it.
+        let camera = raw.camera.clone().unwrap();
+        assert_eq!(camera.consent.unwrap().windows, ["21:00-07:00"]);
         let problems = raw.validate().unwrap_err();
-        assert!(problems.iter().all(|p| p.starts_with("mqtt.")), "{problems:?}");
+        let v4l2 = "camera.source: \"v4l2\" needs";
+        assert!(
+            problems.iter().all(|p| p.starts_with("mqtt.") || p.starts_with(v4l2)),
+            "{problems:?}"
+        );
     }
 
     #[test]

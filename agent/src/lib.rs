@@ -20,7 +20,7 @@ use outbox::{Limits, Outbox, OutboxError};
 use std::future::Future;
 use thiserror::Error;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{error, info};
 
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -57,15 +57,28 @@ pub async fn run(
         let listener = intake::bind(socket)?;
         tasks.push(tokio::spawn(intake::serve(listener, handle.clone())));
     }
-    let (camera_tx, _camera_rx) = mpsc::unbounded_channel();
+    for problem in config.preflight() {
+        error!("Config problem (the agent runs on; camera checks report camera_fault): {problem}");
+    }
+    // The camera service always runs: without a camera it answers the hub's checks with
+    // camera_fault, so that no requested check goes unanswered.
+    let (camera_tx, camera_rx) = mpsc::unbounded_channel();
+    let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
+    let service = camera::service::CameraService::new(
+        config.camera.as_ref(),
+        camera::service::system_clock(),
+        handle.clone(),
+        snapshot_tx,
+    );
+    tasks.push(tokio::spawn(service.run(camera_rx)));
     if let Some(sim) = &config.simulator {
         let tx = camera_tx.clone();
         tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), tx)));
         info!(speed = sim.speed, seed = sim.seed, "Simulator started");
     }
-    let camera = Some(camera_tx);
 
-    uplink::Uplink::run(&config, handle.clone(), publishes, camera, shutdown).await;
+    let channels = uplink::Channels { publishes, camera: camera_tx, snapshots: snapshot_rx };
+    uplink::Uplink::run(&config, handle.clone(), channels, shutdown).await;
 
     for task in &tasks {
         task.abort();

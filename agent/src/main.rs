@@ -1,6 +1,6 @@
 //! `vaka-agent`: parses arguments, reads the config and calls [`vaka_agent::run`].
 //!
-//! Exit codes: 0 ok, 2 bad config, 1 runtime failure.
+//! Exit codes: 0 ok, 2 bad config, 1 runtime failure, 3 calibration done but implausible.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -27,6 +27,38 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Installer tools for the camera.
+    Camera {
+        #[command(subcommand)]
+        action: CameraCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CameraCmd {
+    /// Capture one frame, draw the bed zone on it, print brightness and whether the zone is
+    /// plausible. Writes the annotated picture to --out (PNG), and with --save-reference the
+    /// clean frame to camera.reference: the only ways an image reaches a disk.
+    Calibrate {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also save the frame as the empty-bed reference (the bed must be empty and made).
+        #[arg(long)]
+        save_reference: bool,
+        /// Open the camera outside the consented windows: an installer is at work with the
+        /// person present.
+        #[arg(long)]
+        installer_present: bool,
+    },
+    /// Run one full camera check here and print the verdict.
+    Test {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        installer_present: bool,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<AgentConfig, ExitCode> {
@@ -39,13 +71,25 @@ fn load(path: &std::path::Path) -> Result<AgentConfig, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CheckConfig { config } => match load(&config) {
+        Cmd::CheckConfig { config: path } => match load(&path) {
             Ok(c) => {
-                println!("config OK: {}", c.summary());
-                ExitCode::SUCCESS
+                let problems = c.preflight();
+                if problems.is_empty() {
+                    println!("config OK: {}", c.summary());
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!(
+                        "config {} has {} problem(s):\n{}",
+                        path.display(),
+                        problems.len(),
+                        problems.join("\n")
+                    );
+                    ExitCode::from(2)
+                }
             }
             Err(code) => code,
         },
+        Cmd::Camera { action } => camera(action),
         Cmd::Run { config } => {
             vaka_agent::link::install_crypto_provider();
             tracing_subscriber::fmt()
@@ -67,6 +111,76 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn camera(action: CameraCmd) -> ExitCode {
+    use vaka_agent::camera::installer;
+    let (path, installer_present) = match &action {
+        CameraCmd::Calibrate { config, installer_present, .. }
+        | CameraCmd::Test { config, installer_present } => (config, *installer_present),
+    };
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(settings) = config.camera else {
+        eprintln!("{}: this config has no [camera] section", path.display());
+        return ExitCode::from(2);
+    };
+    if installer_present {
+        eprintln!(
+            "Installer present: the consent lock is bypassed for this one capture. The person \
+             must know the camera is on."
+        );
+    }
+    let now = jiff::Timestamp::now();
+    match action {
+        CameraCmd::Calibrate { out, save_reference, .. } => {
+            match installer::calibrate(&settings, &out, save_reference, now, installer_present) {
+                Ok(report) => {
+                    println!("{report}");
+                    println!("annotated picture: {}", out.display());
+                    if let Some(reference) = settings.reference.as_ref().filter(|_| save_reference) {
+                        println!("empty-bed reference saved: {}", reference.display());
+                    }
+                    if report.problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("calibration failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        CameraCmd::Test { .. } => match installer::test_check(&settings, now, installer_present) {
+            Ok(r) => {
+                let a = &r.analysis;
+                println!("camera: {}", r.camera);
+                println!("verdict: {} (confidence {:.2})", a.verdict.as_str(), a.confidence);
+                println!("why: {}", a.reason);
+                println!("frames: {}, camera open for {:?}", r.frames, r.open_for);
+                let f = &a.figures;
+                let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+                println!(
+                    "figures: brightness {}, motion in zone {}, motion outside {}, presence {}, \
+                     strong presence {}",
+                    show(f.brightness),
+                    show(f.motion_in_zone),
+                    show(f.motion_outside),
+                    show(f.presence),
+                    show(f.presence_strong)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("camera test failed: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

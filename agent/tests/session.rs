@@ -12,7 +12,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use vaka_agent::camera::config::CameraSettings;
+use vaka_agent::camera::consent::Consent;
+use vaka_agent::camera::synth::Scenario;
 use vaka_agent::config::SimulatorSettings;
+use vaka_protocol::kinds::Verdict;
 use vaka_agent::link::MqttLink;
 use vaka_agent::AgentConfig;
 use vaka_protocol::{
@@ -259,13 +263,15 @@ async fn alarm_is_resent_after_reconnect_when_broker_lost_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn camera_check_command_is_answered_by_the_simulated_camera_with_its_check_id() {
+async fn camera_check_command_is_answered_from_the_simulated_cameras_frames_with_its_check_id() {
     vaka_agent::link::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
     let mut peer = Peer::connect(broker.port, "vaka/v1/testsite/home-3/#").await;
     let mut c = config(dir.path(), broker.port, "home-3");
     c.simulator = Some(SimulatorSettings { speed: 1.0, seed: 5 });
+    let consent = Consent::around(jiff::Timestamp::now(), 2, "test bench");
+    c.camera = Some(CameraSettings::simulated(5, Some(Scenario::LyingStill), consent));
     let agent = tokio::spawn(vaka_agent::run(c, std::future::pending()));
     // The simulator's first event comes at once.
     let first = Instant::now();
@@ -291,6 +297,12 @@ async fn camera_check_command_is_answered_by_the_simulated_camera_with_its_check
         let e = Envelope::decode(&peer.next("/events").await).unwrap();
         if let vaka_protocol::EventBody::CameraCheck(c) = &e.body {
             if c.check_id.as_ref().map(|id| id.as_str()) == Some("chk-42") {
+                // Judged from the simulated camera's frames, not refused, not a fault.
+                assert!(c.frames >= 2, "{c:?}");
+                assert!(
+                    !matches!(c.verdict, Verdict::RefusedOutsideConsent | Verdict::CameraFault),
+                    "{c:?}"
+                );
                 break;
             }
         }

@@ -388,6 +388,28 @@ impl Consent {
         })
     }
 
+    /// Consent for a demo or a test bench, whatever the time of day: one window from `hours`
+    /// before to `hours` after the local (Europe/Stockholm) clock reading of `now`
+    /// (`hours` 1..=11), recorded as given today on `basis`. Never for a real person.
+    pub fn around(now: Timestamp, hours: u16, basis: &str) -> Consent {
+        let tz = time_zone(DEFAULT_TIME_ZONE).unwrap_or(TimeZone::UTC);
+        let local = tz.to_datetime(now);
+        let minute = time_minutes(local.time());
+        let h = hours.clamp(1, 11) * 60;
+        let window = ConsentWindow {
+            start: (minute + DAY_MINUTES - h) % DAY_MINUTES,
+            end: (minute + h) % DAY_MINUTES,
+        };
+        let record =
+            ConsentRecord { given: local.date(), basis: basis.to_string(), recorded_by: None };
+        Consent {
+            tz,
+            windows: vec![window],
+            opted_out: BTreeSet::new(),
+            record: Some(record),
+        }
+    }
+
     /// No consent recorded: every check is refused with [`RefusalReason::NoConsentRecord`].
     pub fn absent() -> Consent {
         Consent { tz: TimeZone::UTC, windows: Vec::new(), opted_out: BTreeSet::new(), record: None }
@@ -973,6 +995,20 @@ basis = "  "
             toml::from_str::<RawConsent>("[record]\ngiven = 2026-01-01\nbasis = \"x\"\nby = \"y\"")
                 .unwrap_err();
         assert!(err.to_string().contains("by"), "{err}");
+    }
+
+    #[test]
+    fn demo_consent_covers_now_whatever_the_time_of_day() {
+        let base: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+        for minutes in (0..24 * 60).step_by(7) {
+            let now = base + SignedDuration::from_mins(minutes);
+            let c = Consent::around(now, 2, "demo");
+            assert!(matches!(c.decide(now), ConsentDecision::Allowed { .. }), "at {now}");
+            assert!(matches!(
+                c.decide(now + SignedDuration::from_hours(3)),
+                ConsentDecision::Refused { .. }
+            ));
+        }
     }
 
     #[test]

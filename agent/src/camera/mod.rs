@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod checks;
 pub mod config;
 pub mod consent;
+pub mod installer;
 pub mod service;
 pub mod snapshot;
 pub mod source;

@@ -29,7 +29,9 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use vaka_protocol::{Ack, Channel, Command, CommandBody, DeviceId, SiteId, Status, Topic};
+use vaka_protocol::{
+    Ack, Channel, Command, CommandBody, DeviceId, SiteId, SnapshotMessage, Status, Topic,
+};
 
 /// What the driver reports to the session task.
 #[derive(Debug)]
@@ -40,10 +42,22 @@ enum SessionEvent {
     Closed,
 }
 
+/// The uplink's channels to the rest of the agent.
+pub struct Channels {
+    /// Events from the outbox, to publish.
+    pub publishes: mpsc::UnboundedReceiver<Publish>,
+    /// Camera requests from the hub's commands, to the camera service.
+    pub camera: mpsc::UnboundedSender<CameraRequest>,
+    /// Snapshots from the camera service, to publish at QoS 0 and forget.
+    pub snapshots: mpsc::UnboundedReceiver<SnapshotMessage>,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
     published: u64,
     publish_failed: u64,
+    snapshots_sent: u64,
+    snapshots_dropped: u64,
     acks: u64,
     malformed_acks: u64,
     commands: u64,
@@ -57,7 +71,7 @@ pub struct Uplink {
     heartbeat: Duration,
     ack_timeout: Duration,
     outbox: OutboxHandle,
-    camera: Option<mpsc::UnboundedSender<CameraRequest>>,
+    camera: mpsc::UnboundedSender<CameraRequest>,
     connected: bool,
     counters: Counters,
 }
@@ -71,10 +85,10 @@ impl Uplink {
     pub async fn run(
         config: &AgentConfig,
         outbox: OutboxHandle,
-        mut publishes: mpsc::UnboundedReceiver<Publish>,
-        camera: Option<mpsc::UnboundedSender<CameraRequest>>,
+        channels: Channels,
         shutdown: impl Future<Output = ()>,
     ) {
+        let Channels { mut publishes, camera, mut snapshots } = channels;
         let mut options = config.link.options(&config.client_id);
         options.set_clean_session(true);
         options.set_last_will(LastWill::new(
@@ -122,6 +136,7 @@ impl Uplink {
                     uplink.on_session_event(event);
                 }
                 Some(p) = publishes.recv() => uplink.publish_event(p),
+                Some(s) = snapshots.recv() => uplink.publish_snapshot(s),
                 _ = heartbeat.tick() => {
                     if uplink.connected {
                         uplink.publish_status();
@@ -166,6 +181,28 @@ impl Uplink {
                 // The outbox resends it after ack_timeout; nothing is lost.
                 self.counters.publish_failed += 1;
                 warn!(seq = p.seq, error = %e, "Event publish could not be queued; will resend after {:?}", self.ack_timeout);
+            }
+        }
+    }
+
+    /// A snapshot goes out at QoS 0 or not at all: it is never queued, stored or resent
+    /// (a broker would otherwise keep it for an absent hub, possibly on disk).
+    fn publish_snapshot(&mut self, snapshot: SnapshotMessage) {
+        let check_id = snapshot.check_id.clone();
+        if !self.connected {
+            self.counters.snapshots_dropped += 1;
+            warn!(%check_id, "Snapshot dropped: not connected to the broker");
+            return;
+        }
+        let t = topic(&self.site, &self.device, Channel::Snapshot);
+        match self.client.try_publish(t, QoS::AtMostOnce, false, snapshot.encode()) {
+            Ok(()) => {
+                self.counters.snapshots_sent += 1;
+                info!(%check_id, "Snapshot sent to the hub");
+            }
+            Err(e) => {
+                self.counters.snapshots_dropped += 1;
+                warn!(%check_id, error = %e, "Snapshot could not be queued; dropped");
             }
         }
     }
@@ -241,11 +278,8 @@ impl Uplink {
     }
 
     fn to_camera(&self, request: CameraRequest) {
-        match &self.camera {
-            Some(camera) => {
-                let _ = camera.send(request);
-            }
-            None => warn!(?request, "Camera request ignored: the camera service is not running"),
+        if self.camera.send(request).is_err() {
+            warn!("Camera request ignored: the camera service has stopped");
         }
     }
 
@@ -256,6 +290,8 @@ impl Uplink {
         info!(
             published = c.published,
             publish_failed = c.publish_failed,
+            snapshots_sent = c.snapshots_sent,
+            snapshots_dropped = c.snapshots_dropped,
             acks = c.acks,
             malformed_acks = c.malformed_acks,
             commands = c.commands,
