@@ -14,7 +14,7 @@ pub mod procs;
 pub use pki::Pki;
 pub use procs::{
     assert_stored_exactly_once, burst_line, wait_for_events, Accepted, Agent, AgentOpts, Broker, Hub,
-    HubOpts, Intake, Mosquitto, Proc,
+    HubOpts, Intake, Mosquitto, Proc, Response,
 };
 
 use std::net::TcpListener;

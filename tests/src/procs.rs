@@ -215,11 +215,18 @@ pub struct HubOpts {
     pub external: Option<Broker>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub supervision_interval: String,
+    /// Extra TOML appended to the config (e.g. `[cameras]`, `[[http.tokens]]`).
+    pub extra: String,
 }
 
 impl Default for HubOpts {
     fn default() -> Self {
-        HubOpts { external: None, client_cert: None, supervision_interval: "180s".into() }
+        HubOpts {
+            external: None,
+            client_cert: None,
+            supervision_interval: "180s".into(),
+            extra: String::new(),
+        }
     }
 }
 
@@ -248,9 +255,10 @@ impl Hub {
             }
         };
         let config = format!(
-            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n\n[supervision]\ndefault_interval = \"{}\"\n",
+            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
             db.display(),
-            opts.supervision_interval
+            opts.supervision_interval,
+            opts.extra
         );
         let config_path = dir.join("hub.toml");
         write_file(&config_path, &config);
@@ -307,11 +315,50 @@ impl Hub {
         }
     }
 
+    /// A request with another bearer token, for role checks: status, headers and raw body,
+    /// whatever the status.
+    pub fn request(&self, method: &str, path: &str, token: &str) -> Response {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let auth = format!("Bearer {token}");
+        let result = match method {
+            "POST" => agent.post(&url).header("Authorization", &auth).send_json(serde_json::json!({})),
+            _ => agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        };
+        let content_type = header("content-type");
+        let cache_control = header("cache-control");
+        let view_seconds = header("x-vaka-view-seconds");
+        let body = resp.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
+        Response { status, content_type, cache_control, view_seconds, body }
+    }
+
     pub fn device(&self, id: &str) -> Option<Value> {
         match self.try_get("/api/v1/devices")? {
             Value::Array(a) => a.into_iter().find(|d| d["id"] == id),
             _ => None,
         }
+    }
+}
+
+/// An HTTP answer as [`Hub::request`] returns it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub cache_control: String,
+    pub view_seconds: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 }
 
