@@ -2,7 +2,7 @@
 //! count and time; writes a Markdown report to stdout (BENCHMARKS.md is made from it).
 //!
 //! ```text
-//! VAKA_PROFILE=release cargo run --release -p vaka-e2e --bin vaka-bench -- [--events N] [--only ingest|latency|rss]
+//! VAKA_PROFILE=release cargo run --release -p vaka-e2e --bin vaka-bench -- [--events N] [--only ingest|latency|rss|camera]
 //! ```
 //!
 //! 1. Durable ingest rate: N envelopes from 100 devices wait in a real Mosquitto for a
@@ -12,6 +12,8 @@
 //!    (fsync), sends it through Mosquitto; the hub stores it (fsync) and announces it on its
 //!    server-sent event stream, where this program sees it. p50/p99 over 500 alarms.
 //! 3. Agent idle RSS after it has connected and settled.
+//! 4. Agent peak RSS over ten camera checks at 640×480 (simulated camera: frames rendered in
+//!    the agent), asked by hub commands, with one snapshot.
 
 use anyhow::{anyhow, Context, Result};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -56,6 +58,9 @@ fn main() -> Result<()> {
     }
     if wanted("rss") {
         report += &idle_rss(dir.path())?;
+    }
+    if wanted("camera") {
+        report += &camera_rss(dir.path())?;
     }
     println!("{report}");
     Ok(())
@@ -181,6 +186,86 @@ fn latency(dir: &std::path::Path, count: usize) -> Result<String> {
         ms(pct(0.50)),
         ms(pct(0.99)),
         ms(pct(1.0))
+    ))
+}
+
+/// A field of `/proc/{pid}/status` in MB (`VmRSS:`, `VmHWM:`).
+fn status_mb(pid: u32, name: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0)
+}
+
+fn camera_rss(dir: &std::path::Path) -> Result<String> {
+    use vaka_protocol::{CheckId, Command as Cmd, CommandBody};
+    const CHECKS: usize = 10;
+    let mosquitto = Mosquitto::start(dir, None);
+    let hub = Hub::start(dir, HubOpts { external: Some(mosquitto.broker(None)), ..HubOpts::default() });
+    let now = jiff::Timestamp::now().in_tz("Europe/Stockholm")?;
+    let at = |h: i64| -> Result<String> {
+        Ok((now.clone() + jiff::SignedDuration::from_hours(h)).strftime("%H:%M").to_string())
+    };
+    let mut opts = AgentOpts::new("bench-cam", mosquitto.broker(None));
+    opts.extra = format!(
+        "[camera]\nsource = \"simulator\"\nwidth = 640\nheight = 480\nframes = 5\nspan = \"2s\"\n\n[camera.consent]\nwindows = [\"{}-{}\"]\n[camera.consent.record]\ngiven = 2026-09-14\nbasis = \"benchmark\"\n",
+        at(-2)?,
+        at(2)?
+    );
+    let agent = Agent::start(dir, opts);
+    agent.intake().accept(r#"{"kind":"test_alarm","body":{"note":"warm-up"}}"#);
+    wait_for_events(&hub, "bench-cam", 1, Duration::from_secs(30));
+    let pid = agent.proc.pid().ok_or_else(|| anyhow!("agent not running"))?;
+    let before = status_mb(pid, "VmHWM:")?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut open_ms = Vec::new();
+    runtime.block_on(async {
+        let mut options = MqttOptions::new("bench-commander", "127.0.0.1", mosquitto.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        for i in 0..=CHECKS {
+            let id = CheckId::new(format!("bench-{i}"))?;
+            let body = if i < CHECKS {
+                CommandBody::CameraCheck {
+                    check_id: id.clone(),
+                    deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5),
+                }
+            } else {
+                CommandBody::Snapshot { check_id: CheckId::new(format!("bench-{}", CHECKS - 1))? }
+            };
+            let cmd = Cmd::new(uuid::Uuid::now_v7(), jiff::Timestamp::now(), body);
+            client.publish("vaka/v1/testsite/bench-cam/cmd", QoS::AtLeastOnce, false, cmd.encode()).await?;
+            if i == CHECKS {
+                break;
+            }
+            let event = wait_until(Duration::from_secs(60), "the check's event", || {
+                hub.events("bench-cam")
+                    .into_iter()
+                    .find(|e| e["kind"] == "camera_check" && e["body"]["check_id"] == id.as_str())
+            });
+            open_ms.push(event["body"]["duration_ms"].as_u64().unwrap_or(0));
+        }
+        anyhow::Ok(())
+    })?;
+    wait_until(Duration::from_secs(30), "the agent to send the snapshot", || {
+        agent.proc.log_text().contains("Snapshot sent").then_some(())
+    });
+    let peak = status_mb(pid, "VmHWM:")?;
+    let rss = status_mb(pid, "VmRSS:")?;
+    let _ = &hub;
+    Ok(format!(
+        "## Agent memory during camera checks\n\n`vaka-agent` with the simulated camera at 640×480 \
+(frames rendered inside the agent), 5 frames over 2 s per check; {CHECKS} checks asked by \
+`camera_check` commands through Mosquitto, each answered and stored at the hub, then one \
+snapshot. Camera open per check: {:?} ms.\n\n\
+| peak RSS before the checks | peak RSS (VmHWM) after | RSS after |\n|---|---|---|\n| {before:.1} MB | {peak:.1} MB | {rss:.1} MB |\n\nGoal: ≤ 24 MB peak during a check.\n\n",
+        open_ms
     ))
 }
 
