@@ -5,9 +5,10 @@
 //! a typed [`HubConfig`]. `HubConfig` has public fields so tests and the demo can build one in
 //! code without a file.
 
+use crate::access::Role;
 use jiff::SignedDuration;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +50,17 @@ pub struct RawStore {
 pub struct RawHttp {
     pub listen: String,
     pub api_token: String,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// One `[[http.tokens]]` entry: a named person (or shared shift account) with a role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    pub role: String,
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +97,17 @@ impl Default for SupervisionConfig {
     }
 }
 
+/// A bearer token and whom it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+/// The name the audit log gives whoever uses `http.api_token`.
+pub const API_TOKEN_NAME: &str = "admin";
+
 /// The validated configuration that [`crate::serve`] runs with.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -93,8 +116,10 @@ pub struct HubConfig {
     pub store_path: PathBuf,
     /// Where `vaka-hub serve` binds the HTTP listener. `serve` itself takes a bound listener.
     pub http_listen: SocketAddr,
-    /// Bearer token for the API and the console.
+    /// Bearer token for the API and the console, with the role `admin` (name `admin`).
     pub api_token: String,
+    /// Further tokens, each with a name and a role.
+    pub tokens: Vec<TokenConfig>,
     pub supervision: SupervisionConfig,
 }
 
@@ -142,6 +167,24 @@ pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
         path: path.to_path_buf(),
         report,
     })
+}
+
+/// Checks a token's length and characters.
+fn check_token(field: &str, token: &str, problems: &mut Vec<String>) {
+    if token.chars().count() < MIN_TOKEN_LEN {
+        problems.push(format!(
+            "{field}: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
+        ));
+    }
+    // The token travels in a header and a cookie: keep it to characters safe in both.
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b))
+    {
+        problems.push(format!(
+            "{field}: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
+        ));
+    }
 }
 
 fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Duration {
@@ -199,23 +242,8 @@ impl RawConfig {
                 None
             }
         };
-        if self.http.api_token.chars().count() < MIN_TOKEN_LEN {
-            problems.push(format!(
-                "http.api_token: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
-            ));
-        }
-        // The token travels in a header and a cookie: keep it to characters safe in both.
-        if !self
-            .http
-            .api_token
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b))
-        {
-            problems.push(
-                "http.api_token: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
-                    .to_string(),
-            );
-        }
+        check_token("http.api_token", &self.http.api_token, &mut problems);
+        let tokens = self.tokens(&mut problems);
         let default_interval = self
             .supervision
             .default_interval
@@ -238,6 +266,7 @@ impl RawConfig {
                 store_path: self.store.path.clone(),
                 http_listen,
                 api_token: self.http.api_token.clone(),
+                tokens,
                 supervision: SupervisionConfig {
                     default_interval,
                     devices,
@@ -245,6 +274,48 @@ impl RawConfig {
             }),
             _ => Err(ConfigReport { problems }),
         }
+    }
+
+    /// The `[[http.tokens]]`: each valid, no token or name used twice (the `api_token` counts,
+    /// under the name `admin`).
+    fn tokens(&self, problems: &mut Vec<String>) -> Vec<TokenConfig> {
+        let mut names = HashSet::from([API_TOKEN_NAME]);
+        let mut secrets = HashSet::from([self.http.api_token.as_str()]);
+        let mut tokens = Vec::new();
+        for (i, raw) in self.http.tokens.iter().enumerate() {
+            let field = format!("http.tokens[{i}]");
+            let name = raw.name.trim();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{field}.name: must be 1-64 characters without control characters"
+                ));
+            } else if !names.insert(name) {
+                problems.push(format!(
+                    "{field}.name: `{name}` is used twice (`{API_TOKEN_NAME}` is the api_token's)"
+                ));
+            }
+            let role = Role::parse(&raw.role);
+            if role.is_none() {
+                let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                problems.push(format!(
+                    "{field}.role: `{}` is not one of {}",
+                    raw.role,
+                    known.join(", ")
+                ));
+            }
+            check_token(&format!("{field}.token"), &raw.token, problems);
+            if !secrets.insert(raw.token.as_str()) {
+                problems.push(format!("{field}.token: the same token is given twice"));
+            }
+            if let Some(role) = role {
+                tokens.push(TokenConfig {
+                    name: name.to_string(),
+                    role,
+                    token: raw.token.clone(),
+                });
+            }
+        }
+        tokens
     }
 }
 
@@ -334,6 +405,51 @@ mod tests {
         assert!(
             matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2")
         );
+    }
+
+    #[test]
+    fn named_tokens_carry_their_role_and_every_token_problem_is_reported() {
+        let ok = format!(
+            "{MINIMAL}\n[[http.tokens]]\nname = \"anna.berg\"\nrole = \"night_staff\"\ntoken = \"anna-0123456789abcdef\"\n"
+        );
+        let c = parse(&ok).unwrap();
+        assert_eq!(
+            c.tokens,
+            vec![TokenConfig {
+                name: "anna.berg".into(),
+                role: Role::NightStaff,
+                token: "anna-0123456789abcdef".into()
+            }]
+        );
+        let bad = format!(
+            "{MINIMAL}
+            [[http.tokens]]
+            name = \"anna\"
+            role = \"doctor\"
+            token = \"short\"
+            [[http.tokens]]
+            name = \"anna\"
+            role = \"nurse\"
+            token = \"0123456789abcdef0123\"
+            [[http.tokens]]
+            name = \"admin\"
+            role = \"installer\"
+            token = \"installer-0123456789\"
+            "
+        );
+        let problems = parse(&bad).unwrap_err().problems.join("\n");
+        for expected in [
+            "http.tokens[0].role: `doctor` is not one of night_staff, nurse, installer, admin",
+            "http.tokens[0].token: must be at least 16",
+            "http.tokens[1].name: `anna` is used twice",
+            "http.tokens[1].token: the same token is given twice",
+            "http.tokens[2].name: `admin` is used twice",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing in:\n{problems}"
+            );
+        }
     }
 
     #[test]

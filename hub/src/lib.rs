@@ -7,11 +7,13 @@
 //!
 //! Folders: `ingest/` (MQTT session, pipeline, group-committing writer), `store/` (the store
 //! interface and SQLite), `presence/` (online/offline and supervision), `broker/` (embedded
-//! rumqttd), `console/` (HTTP), `config.rs` (the config file).
+//! rumqttd), `console/` (HTTP), `access.rs` (roles and who may do what), `config.rs` (the
+//! config file).
 
 // Tests may unwrap; the library itself may not (workspace lint `unwrap_used`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod broker;
 pub mod config;
 pub mod console;
@@ -20,7 +22,7 @@ pub mod ingest;
 pub mod presence;
 pub mod store;
 
-pub use config::{BrokerConfig, HubConfig, SupervisionConfig};
+pub use config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
 pub use ingest::StatsSnapshot;
 
 use ingest::{spawn_session, AckOut, Feed, SessionHandles, Stats, Writer, WriterMsg};
@@ -133,7 +135,7 @@ impl Hub {
             store: Arc::new(Mutex::new(Box::new(reader_store) as Box<dyn Store>)),
             stats: stats.clone(),
             feed,
-            token: config.api_token.as_str().into(),
+            tokens: Arc::new(console::Tokens::new(&config.api_token, &config.tokens)),
             shutdown: shutdown_rx.clone(),
         };
         let http_addr = http.local_addr()?;

@@ -1,9 +1,11 @@
 //! The hub's HTTP side: health check, JSON API, live stream and the console page.
 //!
-//! Every route except `/healthz` and `/login` needs the API token, either as
-//! `Authorization: Bearer <token>` or as the `vaka_token` cookie that `POST /login` sets
-//! (HttpOnly, SameSite=Strict). Tokens are compared in constant time. API routes answer 401
-//! JSON without it; the console page redirects a browser to `/login`.
+//! Every route except `/healthz` and `/login` needs a token (`http.api_token`, role admin, or
+//! one of `[[http.tokens]]`), either as `Authorization: Bearer <token>` or as the `vaka_token`
+//! cookie that `POST /login` sets (HttpOnly, SameSite=Strict). Tokens are compared in constant
+//! time. API routes answer 401 JSON without it; the console page redirects a browser to
+//! `/login`. The middleware puts the caller's [`crate::access::Principal`] in the request;
+//! handlers that need a role check it with [`crate::access::Role::may`].
 //!
 //! Reads go to a separate SQLite connection on a blocking thread, so a slow query never holds
 //! up ingest (WAL lets readers and the writer run together).
@@ -11,6 +13,8 @@
 mod api;
 mod auth;
 mod page;
+
+pub use auth::Tokens;
 
 use crate::ingest::{Feed, Stats};
 use crate::store::Store;
@@ -24,7 +28,7 @@ pub struct AppState {
     pub store: Arc<Mutex<Box<dyn Store>>>,
     pub stats: Arc<Stats>,
     pub feed: broadcast::Sender<Feed>,
-    pub token: Arc<str>,
+    pub tokens: Arc<Tokens>,
     /// Turns true when the hub stops; live streams end then.
     pub shutdown: watch::Receiver<bool>,
 }
