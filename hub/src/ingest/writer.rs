@@ -13,7 +13,9 @@
 use super::classify::{classify, Inbound, Rejected};
 use super::{AckOut, AlarmNotice, Feed, Incoming, Stats};
 use crate::presence::{Action, Heard, Input, Presence};
-use crate::store::{DeviceRow, EventRow, Inserted, RejectRow, Store, WriteBatch, SUPERVISION_LOST};
+use crate::store::{
+    Committed, DeviceRow, EventRow, Inserted, RejectRow, Store, WriteBatch, SUPERVISION_LOST,
+};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -199,10 +201,10 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let Some(inserted) = self.commit_until_done(&batch, rx) else {
+        let Some(committed) = self.commit_until_done(&batch, rx) else {
             return;
         };
-        self.after_commit(batch, inserted, after);
+        self.after_commit(batch, committed, after);
     }
 
     /// Commits, retrying with growing pauses while the database refuses. Gives up only when the
@@ -217,7 +219,7 @@ impl Writer {
         &mut self,
         batch: &WriteBatch,
         rx: &mpsc::Receiver<WriterMsg>,
-    ) -> Option<Vec<Inserted>> {
+    ) -> Option<Committed> {
         let mut pause = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -251,7 +253,8 @@ impl Writer {
         }
     }
 
-    fn after_commit(&mut self, batch: WriteBatch, inserted: Vec<Inserted>, after: AfterCommit) {
+    fn after_commit(&mut self, batch: WriteBatch, committed: Committed, after: AfterCommit) {
+        let inserted = committed.events;
         let stats = &self.stats;
         stats.commits.fetch_add(1, Relaxed);
         stats.statuses.fetch_add(after.statuses, Relaxed);
@@ -346,7 +349,7 @@ fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp)
 mod tests {
     use super::*;
     use crate::config::SupervisionConfig;
-    use crate::store::{AlarmRow, StoreError};
+    use crate::store::{AlarmRow, AuditEntry, AuditRow, CheckRow, StoreError};
     use std::sync::Mutex;
 
     /// A store that refuses the first `fail` commits and records what it committed.
@@ -356,7 +359,7 @@ mod tests {
     }
 
     impl Store for FlakyStore {
-        fn commit(&mut self, batch: &WriteBatch) -> Result<Vec<Inserted>, StoreError> {
+        fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError> {
             if self.fail > 0 {
                 self.fail -= 1;
                 return Err(StoreError::Corrupt("disk full".into()));
@@ -365,9 +368,30 @@ mod tests {
                 .lock()
                 .unwrap()
                 .extend(batch.events.iter().map(|e| e.seq));
-            Ok(vec![Inserted::New; batch.events.len()])
+            Ok(Committed {
+                events: vec![Inserted::New; batch.events.len()],
+                ..Default::default()
+            })
         }
         fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn device(&self, _: &str) -> Result<Option<DeviceRow>, StoreError> {
+            Ok(None)
+        }
+        fn check(&self, _: &str) -> Result<Option<CheckRow>, StoreError> {
+            Ok(None)
+        }
+        fn open_checks(&self) -> Result<Vec<CheckRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn open_check(&mut self, _: &CheckRow, _: &AuditEntry) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn append_audit(&mut self, _: &AuditEntry) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn audit(&self, _: usize) -> Result<Vec<AuditRow>, StoreError> {
             Ok(vec![])
         }
         fn events(&self, _: Option<&str>, _: usize) -> Result<Vec<EventRow>, StoreError> {
