@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod broker;
+pub mod camera;
 pub mod config;
 pub mod console;
 pub mod demo;
