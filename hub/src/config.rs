@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub http: RawHttp,
     #[serde(default)]
     pub supervision: RawSupervision,
+    #[serde(default)]
+    pub cameras: RawCameras,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +63,13 @@ pub struct RawToken {
     pub name: String,
     pub role: String,
     pub token: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCameras {
+    pub check_open: Option<SignedDuration>,
+    pub snapshot_view_span: Option<SignedDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,6 +114,33 @@ pub struct TokenConfig {
     pub token: String,
 }
 
+/// Camera checks asked for from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameraConfig {
+    /// A check stays open on the device this long: its deadline is the request time plus
+    /// this. A snapshot can be asked for only while the check is open.
+    pub check_open: Duration,
+    /// A snapshot that arrived is kept in memory this long, and the console may show it this
+    /// long once it is fetched.
+    pub snapshot_view_span: Duration,
+}
+
+pub const CHECK_OPEN_DEFAULT: Duration = Duration::from_secs(5 * 60);
+pub const CHECK_OPEN_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(15 * 60));
+pub const VIEW_SPAN_DEFAULT: Duration = Duration::from_secs(30);
+pub const VIEW_SPAN_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(5), Duration::from_secs(5 * 60));
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            check_open: CHECK_OPEN_DEFAULT,
+            snapshot_view_span: VIEW_SPAN_DEFAULT,
+        }
+    }
+}
+
 /// The name the audit log gives whoever uses `http.api_token`.
 pub const API_TOKEN_NAME: &str = "admin";
 
@@ -121,6 +157,7 @@ pub struct HubConfig {
     /// Further tokens, each with a name and a role.
     pub tokens: Vec<TokenConfig>,
     pub supervision: SupervisionConfig,
+    pub cameras: CameraConfig,
 }
 
 /// Every problem found in a config file, one line each.
@@ -184,6 +221,28 @@ fn check_token(field: &str, token: &str, problems: &mut Vec<String>) {
         problems.push(format!(
             "{field}: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
         ));
+    }
+}
+
+/// A duration within `(min, max)`; `default` when absent or out of bounds (with a problem).
+fn bounded(
+    field: &str,
+    d: Option<SignedDuration>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+    problems: &mut Vec<String>,
+) -> Duration {
+    let Some(d) = d else { return default };
+    match Duration::try_from(d) {
+        Ok(d) if (min..=max).contains(&d) => d,
+        _ => {
+            problems.push(format!(
+                "{field}: {d:#} must be between {:#} and {:#}",
+                SignedDuration::try_from(min).unwrap_or_default(),
+                SignedDuration::try_from(max).unwrap_or_default()
+            ));
+            default
+        }
     }
 }
 
@@ -260,6 +319,22 @@ impl RawConfig {
                 Err(e) => problems.push(format!("supervision.devices: {e}")),
             }
         }
+        let cameras = CameraConfig {
+            check_open: bounded(
+                "cameras.check_open",
+                self.cameras.check_open,
+                CHECK_OPEN_DEFAULT,
+                CHECK_OPEN_BOUNDS,
+                &mut problems,
+            ),
+            snapshot_view_span: bounded(
+                "cameras.snapshot_view_span",
+                self.cameras.snapshot_view_span,
+                VIEW_SPAN_DEFAULT,
+                VIEW_SPAN_BOUNDS,
+                &mut problems,
+            ),
+        };
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
                 broker,
@@ -271,6 +346,7 @@ impl RawConfig {
                     default_interval,
                     devices,
                 },
+                cameras,
             }),
             _ => Err(ConfigReport { problems }),
         }
@@ -450,6 +526,31 @@ mod tests {
                 "{expected} missing in:\n{problems}"
             );
         }
+    }
+
+    #[test]
+    fn camera_durations_have_defaults_and_bounds() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.cameras, CameraConfig::default());
+        assert_eq!(c.cameras.check_open, Duration::from_secs(300));
+        let text =
+            format!("{MINIMAL}\n[cameras]\ncheck_open = \"2m\"\nsnapshot_view_span = \"5s\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            (c.cameras.check_open, c.cameras.snapshot_view_span),
+            (Duration::from_secs(120), Duration::from_secs(5))
+        );
+        let text =
+            format!("{MINIMAL}\n[cameras]\ncheck_open = \"29s\"\nsnapshot_view_span = \"6m\"\n");
+        let problems = parse(&text).unwrap_err().problems.join("\n");
+        assert!(
+            problems.contains("cameras.check_open: 29s must be between 30s and 15m"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("cameras.snapshot_view_span: 6m must be between 5s and 5m"),
+            "{problems}"
+        );
     }
 
     #[test]

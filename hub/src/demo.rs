@@ -65,6 +65,7 @@ impl Demo {
             api_token: admin_token.clone(),
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
             supervision: SupervisionConfig::default(),
+            cameras: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(http)
             .await

@@ -23,7 +23,7 @@ pub mod ingest;
 pub mod presence;
 pub mod store;
 
-pub use config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
+pub use config::{BrokerConfig, CameraConfig, HubConfig, SupervisionConfig, TokenConfig};
 pub use ingest::StatsSnapshot;
 
 use ingest::{spawn_session, AckOut, Feed, SessionHandles, Stats, Writer, WriterMsg};

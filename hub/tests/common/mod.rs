@@ -27,6 +27,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
             default_interval: supervision,
             devices: Default::default(),
         },
+        cameras: Default::default(),
     }
 }
 
