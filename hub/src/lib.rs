@@ -139,7 +139,7 @@ impl Hub {
             options,
             writer_tx,
             acks_rx,
-            snapshots,
+            snapshots.clone(),
             stats.clone(),
             shutdown_rx.clone(),
         );
@@ -149,6 +149,9 @@ impl Hub {
             stats: stats.clone(),
             feed,
             tokens: Arc::new(console::Tokens::new(&config.api_token, &config.tokens)),
+            commands: session.commands.clone(),
+            snapshots,
+            cameras: config.cameras,
             shutdown: shutdown_rx.clone(),
         };
         let http_addr = http.local_addr()?;
