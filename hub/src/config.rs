@@ -5,9 +5,10 @@
 //! a typed [`HubConfig`]. `HubConfig` has public fields so tests and the demo can build one in
 //! code without a file.
 
+use crate::access::Role;
 use jiff::SignedDuration;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct RawConfig {
     pub http: RawHttp,
     #[serde(default)]
     pub supervision: RawSupervision,
+    #[serde(default)]
+    pub cameras: RawCameras,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +52,24 @@ pub struct RawStore {
 pub struct RawHttp {
     pub listen: String,
     pub api_token: String,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// One `[[http.tokens]]` entry: a named person (or shared shift account) with a role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    pub role: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCameras {
+    pub check_open: Option<SignedDuration>,
+    pub snapshot_view_span: Option<SignedDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +106,44 @@ impl Default for SupervisionConfig {
     }
 }
 
+/// A bearer token and whom it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+/// Camera checks asked for from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameraConfig {
+    /// A check stays open on the device this long: its deadline is the request time plus
+    /// this. A snapshot can be asked for only while the check is open.
+    pub check_open: Duration,
+    /// A snapshot that arrived is kept in memory this long, and the console may show it this
+    /// long once it is fetched.
+    pub snapshot_view_span: Duration,
+}
+
+pub const CHECK_OPEN_DEFAULT: Duration = Duration::from_secs(5 * 60);
+pub const CHECK_OPEN_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(15 * 60));
+pub const VIEW_SPAN_DEFAULT: Duration = Duration::from_secs(30);
+pub const VIEW_SPAN_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(5), Duration::from_secs(5 * 60));
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            check_open: CHECK_OPEN_DEFAULT,
+            snapshot_view_span: VIEW_SPAN_DEFAULT,
+        }
+    }
+}
+
+/// The name the audit log gives whoever uses `http.api_token`.
+pub const API_TOKEN_NAME: &str = "admin";
+
 /// The validated configuration that [`crate::serve`] runs with.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -93,9 +152,12 @@ pub struct HubConfig {
     pub store_path: PathBuf,
     /// Where `vaka-hub serve` binds the HTTP listener. `serve` itself takes a bound listener.
     pub http_listen: SocketAddr,
-    /// Bearer token for the API and the console.
+    /// Bearer token for the API and the console, with the role `admin` (name `admin`).
     pub api_token: String,
+    /// Further tokens, each with a name and a role.
+    pub tokens: Vec<TokenConfig>,
     pub supervision: SupervisionConfig,
+    pub cameras: CameraConfig,
 }
 
 /// Every problem found in a config file, one line each.
@@ -142,6 +204,46 @@ pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
         path: path.to_path_buf(),
         report,
     })
+}
+
+/// Checks a token's length and characters.
+fn check_token(field: &str, token: &str, problems: &mut Vec<String>) {
+    if token.chars().count() < MIN_TOKEN_LEN {
+        problems.push(format!(
+            "{field}: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
+        ));
+    }
+    // The token travels in a header and a cookie: keep it to characters safe in both.
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b))
+    {
+        problems.push(format!(
+            "{field}: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
+        ));
+    }
+}
+
+/// A duration within `(min, max)`; `default` when absent or out of bounds (with a problem).
+fn bounded(
+    field: &str,
+    d: Option<SignedDuration>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+    problems: &mut Vec<String>,
+) -> Duration {
+    let Some(d) = d else { return default };
+    match Duration::try_from(d) {
+        Ok(d) if (min..=max).contains(&d) => d,
+        _ => {
+            problems.push(format!(
+                "{field}: {d:#} must be between {:#} and {:#}",
+                SignedDuration::try_from(min).unwrap_or_default(),
+                SignedDuration::try_from(max).unwrap_or_default()
+            ));
+            default
+        }
+    }
 }
 
 fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Duration {
@@ -199,23 +301,8 @@ impl RawConfig {
                 None
             }
         };
-        if self.http.api_token.chars().count() < MIN_TOKEN_LEN {
-            problems.push(format!(
-                "http.api_token: must be at least {MIN_TOKEN_LEN} characters (use a long random string)"
-            ));
-        }
-        // The token travels in a header and a cookie: keep it to characters safe in both.
-        if !self
-            .http
-            .api_token
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b";,\\\"".contains(&b))
-        {
-            problems.push(
-                "http.api_token: use only printable ASCII without spaces, quotes, `;`, `,` or `\\`"
-                    .to_string(),
-            );
-        }
+        check_token("http.api_token", &self.http.api_token, &mut problems);
+        let tokens = self.tokens(&mut problems);
         let default_interval = self
             .supervision
             .default_interval
@@ -232,19 +319,79 @@ impl RawConfig {
                 Err(e) => problems.push(format!("supervision.devices: {e}")),
             }
         }
+        let cameras = CameraConfig {
+            check_open: bounded(
+                "cameras.check_open",
+                self.cameras.check_open,
+                CHECK_OPEN_DEFAULT,
+                CHECK_OPEN_BOUNDS,
+                &mut problems,
+            ),
+            snapshot_view_span: bounded(
+                "cameras.snapshot_view_span",
+                self.cameras.snapshot_view_span,
+                VIEW_SPAN_DEFAULT,
+                VIEW_SPAN_BOUNDS,
+                &mut problems,
+            ),
+        };
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
                 broker,
                 store_path: self.store.path.clone(),
                 http_listen,
                 api_token: self.http.api_token.clone(),
+                tokens,
                 supervision: SupervisionConfig {
                     default_interval,
                     devices,
                 },
+                cameras,
             }),
             _ => Err(ConfigReport { problems }),
         }
+    }
+
+    /// The `[[http.tokens]]`: each valid, no token or name used twice (the `api_token` counts,
+    /// under the name `admin`).
+    fn tokens(&self, problems: &mut Vec<String>) -> Vec<TokenConfig> {
+        let mut names = HashSet::from([API_TOKEN_NAME]);
+        let mut secrets = HashSet::from([self.http.api_token.as_str()]);
+        let mut tokens = Vec::new();
+        for (i, raw) in self.http.tokens.iter().enumerate() {
+            let field = format!("http.tokens[{i}]");
+            let name = raw.name.trim();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{field}.name: must be 1-64 characters without control characters"
+                ));
+            } else if !names.insert(name) {
+                problems.push(format!(
+                    "{field}.name: `{name}` is used twice (`{API_TOKEN_NAME}` is the api_token's)"
+                ));
+            }
+            let role = Role::parse(&raw.role);
+            if role.is_none() {
+                let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                problems.push(format!(
+                    "{field}.role: `{}` is not one of {}",
+                    raw.role,
+                    known.join(", ")
+                ));
+            }
+            check_token(&format!("{field}.token"), &raw.token, problems);
+            if !secrets.insert(raw.token.as_str()) {
+                problems.push(format!("{field}.token: the same token is given twice"));
+            }
+            if let Some(role) = role {
+                tokens.push(TokenConfig {
+                    name: name.to_string(),
+                    role,
+                    token: raw.token.clone(),
+                });
+            }
+        }
+        tokens
     }
 }
 
@@ -333,6 +480,76 @@ mod tests {
         let c = parse(&text).unwrap();
         assert!(
             matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2")
+        );
+    }
+
+    #[test]
+    fn named_tokens_carry_their_role_and_every_token_problem_is_reported() {
+        let ok = format!(
+            "{MINIMAL}\n[[http.tokens]]\nname = \"anna.berg\"\nrole = \"night_staff\"\ntoken = \"anna-0123456789abcdef\"\n"
+        );
+        let c = parse(&ok).unwrap();
+        assert_eq!(
+            c.tokens,
+            vec![TokenConfig {
+                name: "anna.berg".into(),
+                role: Role::NightStaff,
+                token: "anna-0123456789abcdef".into()
+            }]
+        );
+        let bad = format!(
+            "{MINIMAL}
+            [[http.tokens]]
+            name = \"anna\"
+            role = \"doctor\"
+            token = \"short\"
+            [[http.tokens]]
+            name = \"anna\"
+            role = \"nurse\"
+            token = \"0123456789abcdef0123\"
+            [[http.tokens]]
+            name = \"admin\"
+            role = \"installer\"
+            token = \"installer-0123456789\"
+            "
+        );
+        let problems = parse(&bad).unwrap_err().problems.join("\n");
+        for expected in [
+            "http.tokens[0].role: `doctor` is not one of night_staff, nurse, installer, admin",
+            "http.tokens[0].token: must be at least 16",
+            "http.tokens[1].name: `anna` is used twice",
+            "http.tokens[1].token: the same token is given twice",
+            "http.tokens[2].name: `admin` is used twice",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn camera_durations_have_defaults_and_bounds() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.cameras, CameraConfig::default());
+        assert_eq!(c.cameras.check_open, Duration::from_secs(300));
+        let text =
+            format!("{MINIMAL}\n[cameras]\ncheck_open = \"2m\"\nsnapshot_view_span = \"5s\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            (c.cameras.check_open, c.cameras.snapshot_view_span),
+            (Duration::from_secs(120), Duration::from_secs(5))
+        );
+        let text =
+            format!("{MINIMAL}\n[cameras]\ncheck_open = \"29s\"\nsnapshot_view_span = \"6m\"\n");
+        let problems = parse(&text).unwrap_err().problems.join("\n");
+        assert!(
+            problems.contains("cameras.check_open: 29s must be between 30s and 15m"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("cameras.snapshot_view_span: 6m must be between 5s and 5m"),
+            "{problems}"
         );
     }
 

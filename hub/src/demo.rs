@@ -5,7 +5,8 @@
 //! MQTT uplink, acks) with the simulator's compressed clock, so a night's camera checks,
 //! doses and GPS positions arrive within minutes. Everything is deleted when the demo stops.
 
-use crate::config::{BrokerConfig, HubConfig, SupervisionConfig};
+use crate::access::Role;
+use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
 use crate::{Hub, HubError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,7 +42,10 @@ pub struct Demo {
     hub: Hub,
     homes: Vec<JoinHandle<()>>,
     stop_homes: watch::Sender<bool>,
+    /// A night-staff token: sees the console, asks for camera checks and snapshots.
     pub token: String,
+    /// The administrator's token (`api_token`): may read the audit log, never see pictures.
+    pub admin_token: String,
     pub broker: SocketAddr,
     /// Kept so the directory lives as long as the demo and is removed after it.
     data: tempfile::TempDir,
@@ -53,12 +57,15 @@ impl Demo {
     pub async fn start(http: SocketAddr, mqtt_port: u16) -> Result<Demo, DemoError> {
         let data = tempfile::Builder::new().prefix("vaka-demo-").tempdir().map_err(DemoError::TempDir)?;
         let token = uuid::Uuid::new_v4().simple().to_string();
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let config = HubConfig {
             broker: BrokerConfig::Embedded { listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)) },
             store_path: data.path().join("hub.db"),
             http_listen: http,
-            api_token: token.clone(),
+            api_token: admin_token.clone(),
+            tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
             supervision: SupervisionConfig::default(),
+            cameras: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(http)
             .await
@@ -87,7 +94,7 @@ impl Demo {
             }));
         }
         info!(homes = HOMES, speed = SPEED, data = %data.path().display(), "Demo started");
-        Ok(Demo { hub, homes, stop_homes, token, broker, data })
+        Ok(Demo { hub, homes, stop_homes, token, admin_token, broker, data })
     }
 
     pub fn http_addr(&self) -> SocketAddr {

@@ -5,14 +5,18 @@
 //! hub to the caller (tests, the demo) with the embedded broker's address. Both take the HTTP
 //! listener already bound, so tests bind port 0 and run the real thing in-process.
 //!
-//! Folders: `ingest/` (MQTT session, pipeline, group-committing writer), `store/` (the store
-//! interface and SQLite), `presence/` (online/offline and supervision), `broker/` (embedded
-//! rumqttd), `console/` (HTTP), `config.rs` (the config file).
+//! Folders: `ingest/` (MQTT session, pipeline, group-committing writer, commands to devices),
+//! `store/` (the store interface and SQLite), `presence/` (online/offline and supervision),
+//! `camera/` (camera checks' rules and the in-memory snapshot vault), `broker/` (embedded
+//! rumqttd), `console/` (HTTP), `access.rs` (roles and who may do what), `config.rs` (the
+//! config file).
 
 // Tests may unwrap; the library itself may not (workspace lint `unwrap_used`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod broker;
+pub mod camera;
 pub mod config;
 pub mod console;
 pub mod demo;
@@ -20,9 +24,10 @@ pub mod ingest;
 pub mod presence;
 pub mod store;
 
-pub use config::{BrokerConfig, HubConfig, SupervisionConfig};
+pub use config::{BrokerConfig, CameraConfig, HubConfig, SupervisionConfig, TokenConfig};
 pub use ingest::StatsSnapshot;
 
+use camera::Snapshots;
 use ingest::{spawn_session, AckOut, Feed, SessionHandles, Stats, Writer, WriterMsg};
 use jiff::Timestamp;
 use presence::Presence;
@@ -61,6 +66,7 @@ pub struct Hub {
     shutdown: watch::Sender<bool>,
     session: SessionHandles,
     ticker: JoinHandle<()>,
+    vault_sweeper: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -127,13 +133,25 @@ impl Hub {
             .name("vaka-store-writer".into())
             .spawn(move || writer.run(writer_rx))?;
         let ticker = tokio::spawn(tick(writer_tx.clone(), tick_period, shutdown_rx.clone()));
-        let session = spawn_session(options, writer_tx, acks_rx, stats.clone(), shutdown_rx.clone());
+        let snapshots = Snapshots::new(config.cameras.snapshot_view_span, stats.clone());
+        let vault_sweeper = tokio::spawn(snapshots.clone().sweep_until(shutdown_rx.clone()));
+        let session = spawn_session(
+            options,
+            writer_tx,
+            acks_rx,
+            snapshots.clone(),
+            stats.clone(),
+            shutdown_rx.clone(),
+        );
 
         let state = console::AppState {
             store: Arc::new(Mutex::new(Box::new(reader_store) as Box<dyn Store>)),
             stats: stats.clone(),
             feed,
-            token: config.api_token.as_str().into(),
+            tokens: Arc::new(console::Tokens::new(&config.api_token, &config.tokens)),
+            commands: session.commands.clone(),
+            snapshots,
+            cameras: config.cameras,
             shutdown: shutdown_rx.clone(),
         };
         let http_addr = http.local_addr()?;
@@ -147,7 +165,17 @@ impl Hub {
                 .await
         });
         info!(%http_addr, broker = ?broker_addr, "Hub started");
-        Ok(Hub { http_addr, broker_addr, stats, shutdown, session, ticker, writer, http })
+        Ok(Hub {
+            http_addr,
+            broker_addr,
+            stats,
+            shutdown,
+            session,
+            ticker,
+            vault_sweeper,
+            writer,
+            http,
+        })
     }
 
     /// The address the HTTP API and console answer on.
@@ -170,10 +198,14 @@ impl Hub {
         let _ = self.shutdown.send(true);
         let _ = self.session.poller.await;
         let _ = self.ticker.await;
+        let _ = self.vault_sweeper.await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         let mut acker = self.session.acker;
-        if tokio::time::timeout(Duration::from_secs(2), &mut acker).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut acker)
+            .await
+            .is_err()
+        {
             acker.abort();
         }
         let mut http = self.http;
@@ -189,8 +221,12 @@ impl Hub {
     }
 }
 
-/// Wakes the writer so an idle hub still checks supervision.
-async fn tick(writer: mpsc::Sender<WriterMsg>, period: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Wakes the writer so an idle hub still checks supervision and camera-check deadlines.
+async fn tick(
+    writer: mpsc::Sender<WriterMsg>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

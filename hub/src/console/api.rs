@@ -19,32 +19,98 @@ use tracing::{error, warn};
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
-/// An API failure: the store did not answer.
-pub struct ApiError(String);
+/// An API failure, answered as `{"error": code, "message": …}` (plus `reason` where a client
+/// may act on it).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    reason: Option<&'static str>,
+}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": "store_unavailable", "message": self.0});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// The store did not answer (503).
+    pub fn store(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            message,
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> ApiError {
+        self.reason = Some(reason);
+        self
     }
 }
 
-/// Runs a read on the reader connection, off the async threads.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({"error": self.code, "message": self.message});
+        if let Some(reason) = self.reason {
+            body["reason"] = reason.into();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Runs a read on the console's connection, off the async threads.
 pub(super) async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    write(state, move |s| f(s)).await
+}
+
+/// Runs a write (a new camera check, an audit line) on the console's connection, off the async
+/// threads. It does not go through the ingest writer: it is one small transaction, and SQLite
+/// (WAL, busy timeout) lets it wait its turn between the writer's group commits.
+pub(super) async fn write<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let guard = store
+        let mut guard = store
             .lock()
-            .map_err(|_| ApiError("store lock poisoned".into()))?;
-        f(guard.as_ref()).map_err(|e| ApiError(e.to_string()))
+            .map_err(|_| ApiError::store("store lock poisoned"))?;
+        f(guard.as_mut()).map_err(|e| ApiError::store(e.to_string()))
     })
     .await;
     match result {
-        Ok(r) => r.inspect_err(|e| error!(error = %e.0, "Store read failed")),
-        Err(e) => Err(ApiError(format!("read task failed: {e}"))),
+        Ok(r) => r.inspect_err(|e| error!(error = %e.message, "Store access failed")),
+        Err(e) => Err(ApiError::store(format!("store task failed: {e}"))),
     }
 }
 
@@ -72,12 +138,12 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 
 #[derive(Deserialize)]
 pub struct Limit {
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
     device: Option<String>,
 }
 
 impl Limit {
-    fn get(&self) -> usize {
+    pub(super) fn get(&self) -> usize {
         self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
     }
 }

@@ -1,6 +1,13 @@
-//! Token check and the login form.
+//! Who is calling: resolves the bearer token or login cookie to a [`Principal`] and puts it in
+//! the request's extensions for the handlers; and the login form.
+//!
+//! Every configured token is compared, in constant time, on every request, so the time taken
+//! tells nothing about which token (or how much of one) matched. Issue 6 replaces tokens with
+//! password logins; the handlers only ever see the `Principal`.
 
 use super::AppState;
+use crate::access::{Principal, Role};
+use crate::config::{TokenConfig, API_TOKEN_NAME};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -23,6 +30,43 @@ pub fn same_token(given: &str, expected: &str) -> bool {
     diff == 0
 }
 
+/// The tokens the hub accepts and whom each stands for.
+pub struct Tokens {
+    entries: Vec<(String, Principal)>,
+}
+
+impl Tokens {
+    /// `api_token` is the administrator's; `tokens` are the named ones of `[[http.tokens]]`.
+    pub fn new(api_token: &str, tokens: &[TokenConfig]) -> Tokens {
+        let admin = Principal {
+            name: API_TOKEN_NAME.to_string(),
+            role: Role::Admin,
+        };
+        let mut entries = vec![(api_token.to_string(), admin)];
+        entries.extend(tokens.iter().map(|t| {
+            (
+                t.token.clone(),
+                Principal {
+                    name: t.name.clone(),
+                    role: t.role,
+                },
+            )
+        }));
+        Tokens { entries }
+    }
+
+    /// Whom `given` stands for, if anyone. Compares with every token, without early exit.
+    pub fn resolve(&self, given: &str) -> Option<Principal> {
+        let mut found = None;
+        for (token, principal) in &self.entries {
+            if same_token(given, token) && found.is_none() {
+                found = Some(principal.clone());
+            }
+        }
+        found
+    }
+}
+
 fn presented(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
@@ -41,13 +85,15 @@ fn presented(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// Lets the request through with its [`Principal`] in the extensions, or answers 401 (API) /
+/// redirects to the login form (pages).
 pub async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let ok = presented(request.headers()).is_some_and(|t| same_token(&t, &state.token));
-    if ok {
+    if let Some(principal) = presented(request.headers()).and_then(|t| state.tokens.resolve(&t)) {
+        request.extensions_mut().insert(principal);
         return next.run(request).await;
     }
     if request.uri().path().starts_with("/api/") {
@@ -76,7 +122,7 @@ pub struct LoginForm {
 }
 
 pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    if !same_token(form.token.trim(), &state.token) {
+    if state.tokens.resolve(form.token.trim()).is_none() {
         let page = FORM.replace(
             "{ERROR}",
             r#"<p class="err">Fel nyckel. / Wrong token.</p>"#,
@@ -102,6 +148,27 @@ mod tests {
         assert!(!same_token("abc", "abcdef"));
         assert!(!same_token("abcdefg", "abcdef"));
         assert!(!same_token("", "abcdef"));
+    }
+
+    #[test]
+    fn each_token_stands_for_its_principal_and_the_api_token_for_the_admin() {
+        let tokens = Tokens::new(
+            "admin-0123456789abcdef",
+            &[TokenConfig {
+                name: "anna.berg".into(),
+                role: Role::NightStaff,
+                token: "anna-0123456789abcdef".into(),
+            }],
+        );
+        let anna = tokens.resolve("anna-0123456789abcdef").unwrap();
+        assert_eq!(
+            (anna.name.as_str(), anna.role),
+            ("anna.berg", Role::NightStaff)
+        );
+        let admin = tokens.resolve("admin-0123456789abcdef").unwrap();
+        assert_eq!((admin.name.as_str(), admin.role), ("admin", Role::Admin));
+        assert_eq!(tokens.resolve("anna-0123456789abcdeX"), None);
+        assert_eq!(tokens.resolve(""), None);
     }
 
     #[test]

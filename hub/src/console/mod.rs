@@ -1,20 +1,31 @@
-//! The hub's HTTP side: health check, JSON API, live stream and the console page.
+//! The hub's HTTP side: health check, JSON API, live stream, camera checks and snapshots, the
+//! audit log and the console page.
 //!
-//! Every route except `/healthz` and `/login` needs the API token, either as
-//! `Authorization: Bearer <token>` or as the `vaka_token` cookie that `POST /login` sets
-//! (HttpOnly, SameSite=Strict). Tokens are compared in constant time. API routes answer 401
-//! JSON without it; the console page redirects a browser to `/login`.
+//! Every route except `/healthz` and `/login` needs a token (`http.api_token`, role admin, or
+//! one of `[[http.tokens]]`), either as `Authorization: Bearer <token>` or as the `vaka_token`
+//! cookie that `POST /login` sets (HttpOnly, SameSite=Strict). Tokens are compared in constant
+//! time. API routes answer 401 JSON without it; the console page redirects a browser to
+//! `/login`. The middleware puts the caller's [`crate::access::Principal`] in the request;
+//! handlers that need a role check it with [`crate::access::Role::may`] and answer 403 JSON.
+//! The roles of the camera routes are listed in `checks.rs`.
 //!
-//! Reads go to a separate SQLite connection on a blocking thread, so a slow query never holds
-//! up ingest (WAL lets readers and the writer run together).
+//! Store access goes to the console's own SQLite connection on a blocking thread, so a slow
+//! query never holds up ingest (WAL lets it and the writer run together). That connection
+//! also writes new camera checks and audit lines, each a single small transaction.
 
 mod api;
 mod auth;
+mod checks;
 mod page;
 
-use crate::ingest::{Feed, Stats};
+pub use auth::Tokens;
+pub use checks::{CheckView, VIEW_SECONDS_HEADER};
+
+use crate::camera::Snapshots;
+use crate::config::CameraConfig;
+use crate::ingest::{Commands, Feed, Stats};
 use crate::store::Store;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
@@ -24,7 +35,12 @@ pub struct AppState {
     pub store: Arc<Mutex<Box<dyn Store>>>,
     pub stats: Arc<Stats>,
     pub feed: broadcast::Sender<Feed>,
-    pub token: Arc<str>,
+    pub tokens: Arc<Tokens>,
+    /// Sends commands (camera check, snapshot) to devices.
+    pub commands: Commands,
+    /// The in-memory snapshot vault.
+    pub snapshots: Snapshots,
+    pub cameras: CameraConfig,
     /// Turns true when the hub stops; live streams end then.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -38,6 +54,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms", get(api::alarms))
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/stream", get(api::stream))
+        .route(
+            "/api/v1/devices/{id}/camera-check",
+            post(checks::request_check),
+        )
+        .route("/api/v1/checks/{check_id}", get(checks::get_check))
+        .route(
+            "/api/v1/checks/{check_id}/snapshot",
+            post(checks::request_snapshot).get(checks::get_snapshot),
+        )
+        .route("/api/v1/audit", get(checks::get_audit))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

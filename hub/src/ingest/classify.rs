@@ -1,6 +1,10 @@
 //! The pure first step of ingest: what is this MQTT message? Parses the topic, decodes the
 //! payload and checks that the envelope's device is the topic's device. Never fails: anything
 //! that is not a valid event or status becomes a [`Rejected`] with the reason in words.
+//!
+//! Snapshots are not for the store. The session sends every topic that
+//! [`is_snapshot_topic`] to the camera vault instead; should one reach `classify` anyway, it
+//! is rejected with an empty excerpt, so no picture can land in the rejects table.
 
 use vaka_protocol::{Channel, DecodeError, DeviceId, Envelope, SiteId, Status, Topic};
 
@@ -41,6 +45,12 @@ impl Rejected {
     }
 }
 
+/// Whether a topic is (or pretends to be) a snapshot topic: its last level is `snapshot`.
+/// Such messages may carry a camera picture and must never be stored, not even in part.
+pub fn is_snapshot_topic(topic: &str) -> bool {
+    topic.rsplit('/').next() == Some(vaka_protocol::Channel::Snapshot.as_str())
+}
+
 fn excerpt(payload: &[u8]) -> String {
     let end = payload.len().min(EXCERPT_BYTES);
     String::from_utf8_lossy(&payload[..end]).into_owned()
@@ -56,6 +66,7 @@ fn loose_seq(payload: &[u8]) -> Option<u64> {
 }
 
 pub fn classify(topic_text: &str, payload: &[u8]) -> Inbound {
+    let private = is_snapshot_topic(topic_text);
     let reject = |topic: Option<Topic>, seq, reason: String, label| {
         Inbound::Rejected(Rejected {
             topic_text: topic_text.chars().take(512).collect(),
@@ -63,7 +74,11 @@ pub fn classify(topic_text: &str, payload: &[u8]) -> Inbound {
             seq,
             reason,
             label,
-            excerpt: excerpt(payload),
+            excerpt: if private {
+                String::new()
+            } else {
+                excerpt(payload)
+            },
         })
     };
     let topic = match Topic::parse(topic_text) {
@@ -92,7 +107,13 @@ pub fn classify(topic_text: &str, payload: &[u8]) -> Inbound {
             Ok(status) => Inbound::Status { topic, status },
             Err(e) => reject(Some(topic), None, e.to_string(), e.label()),
         },
-        Channel::Acks | Channel::Cmd | Channel::Snapshot => {
+        Channel::Snapshot => reject(
+            Some(topic),
+            None,
+            "snapshots are never stored; the camera vault takes them".to_string(),
+            "snapshot_not_stored",
+        ),
+        Channel::Acks | Channel::Cmd => {
             let reason = format!(
                 "the hub does not take messages on `{}`",
                 topic.channel.as_str()
@@ -168,6 +189,23 @@ mod tests {
         };
         assert_eq!(r.label, "too_large");
         assert_eq!(r.excerpt.len(), EXCERPT_BYTES);
+    }
+
+    #[test]
+    fn a_snapshot_that_reaches_classify_is_rejected_without_any_excerpt() {
+        let picture = b"{\"jpeg\":\"/9j/4AAQSkZJRgABAQ\"}";
+        for topic in [
+            "vaka/v1/s/home-1/snapshot",
+            "vaka/v1/BAD/home-1/snapshot",
+            "x/snapshot",
+        ] {
+            let Inbound::Rejected(r) = classify(topic, picture) else {
+                panic!("{topic}")
+            };
+            assert_eq!(r.excerpt, "", "{topic}");
+        }
+        assert!(is_snapshot_topic("vaka/v1/s/d/snapshot"));
+        assert!(!is_snapshot_topic("vaka/v1/s/snapshot/events"));
     }
 
     #[test]

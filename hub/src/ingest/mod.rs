@@ -2,9 +2,11 @@
 //!
 //! ```text
 //!  broker ──► session task (polls the rumqttc event loop, never awaits a publish)
+//!                │ └─ `snapshot` topics ──► camera vault, in memory only (never below)
 //!                │ bounded queue (back-pressure: when full, the session stops reading)
 //!                ▼
-//!            store writer thread (classify → presence → one SQLite transaction per batch)
+//!            store writer thread (classify → presence → camera-check answers and deadlines
+//!                │                     → one SQLite transaction per batch)
 //!                │ after commit: unbounded queue of acks, broadcast feed to the console
 //!                ▼
 //!            ack publisher task (client.publish QoS 1 on vaka/v1/{site}/{device}/acks)
@@ -27,8 +29,8 @@ mod classify;
 mod session;
 mod writer;
 
-pub use classify::{classify, Inbound, Rejected, EXCERPT_BYTES};
-pub use session::{spawn_session, SessionHandles};
+pub use classify::{classify, is_snapshot_topic, Inbound, Rejected, EXCERPT_BYTES};
+pub use session::{spawn_session, CommandError, Commands, SessionHandles};
 pub use writer::{Writer, WriterMsg, BATCH_MAX};
 
 use crate::store::{DeviceRow, EventRow};
@@ -74,7 +76,9 @@ pub enum Feed {
 }
 
 /// Ingest counters. They come in pairs so a gap shows: `received` should equal
-/// `stored + duplicates + rejected + statuses` once the queue is empty.
+/// `stored + duplicates + rejected + statuses` once the queue is empty, and
+/// `snapshots_received` should equal `snapshots_accepted + snapshots_dropped`; every accepted
+/// snapshot ends `viewed` or `expired` (or is still held).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub received: AtomicU64,
@@ -85,6 +89,12 @@ pub struct Stats {
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
     pub acks_sent: AtomicU64,
+    pub commands_sent: AtomicU64,
+    pub snapshots_received: AtomicU64,
+    pub snapshots_accepted: AtomicU64,
+    pub snapshots_dropped: AtomicU64,
+    pub snapshots_viewed: AtomicU64,
+    pub snapshots_expired: AtomicU64,
     pub mqtt_connected: AtomicBool,
     /// The broker confirmed the subscriptions of the current connection.
     pub mqtt_subscribed: AtomicBool,
@@ -100,6 +110,12 @@ pub struct StatsSnapshot {
     pub commits: u64,
     pub commit_failures: u64,
     pub acks_sent: u64,
+    pub commands_sent: u64,
+    pub snapshots_received: u64,
+    pub snapshots_accepted: u64,
+    pub snapshots_dropped: u64,
+    pub snapshots_viewed: u64,
+    pub snapshots_expired: u64,
     pub mqtt_connected: bool,
     pub mqtt_subscribed: bool,
 }
@@ -115,6 +131,12 @@ impl Stats {
             commits: self.commits.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
             acks_sent: self.acks_sent.load(Relaxed),
+            commands_sent: self.commands_sent.load(Relaxed),
+            snapshots_received: self.snapshots_received.load(Relaxed),
+            snapshots_accepted: self.snapshots_accepted.load(Relaxed),
+            snapshots_dropped: self.snapshots_dropped.load(Relaxed),
+            snapshots_viewed: self.snapshots_viewed.load(Relaxed),
+            snapshots_expired: self.snapshots_expired.load(Relaxed),
             mqtt_connected: self.mqtt_connected.load(Relaxed),
             mqtt_subscribed: self.mqtt_subscribed.load(Relaxed),
         }

@@ -1,21 +1,32 @@
 //! The MQTT session: connects (and reconnects, with backoff) to the broker, subscribes to every
-//! device's `events` and `status` on each ConnAck, forwards what arrives to the writer queue,
-//! and publishes the acks the writer hands back.
+//! device's `events` and `status` (QoS 1) and `snapshot` (QoS 0) on each ConnAck, forwards
+//! events and statuses to the writer queue, publishes the acks the writer hands back, and
+//! publishes commands ([`Commands`]) for the HTTP API.
+//!
+//! Snapshots never reach the writer queue: a message on any topic ending in `/snapshot` goes
+//! straight to the in-memory vault ([`crate::camera::Snapshots::receive`]), which verifies it
+//! and keeps it or drops it. That takes microseconds (it reads only the JPEG's header).
 //!
 //! The event loop is polled by one task that never awaits a publish: `AsyncClient::publish`
 //! waits for room in the request queue that only polling empties, so publishing from the
-//! polling task can deadlock. Acks and subscriptions are sent from other tasks.
+//! polling task can deadlock. Acks and subscriptions are sent from other tasks; commands are
+//! queued with `try_publish`, which never waits, so an HTTP handler is never held up by MQTT.
 
+use super::classify::is_snapshot_topic;
 use super::{AckOut, Incoming, Stats, WriterMsg};
+use crate::camera::Snapshots;
 use jiff::Timestamp;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use uuid::Uuid;
 use vaka_protocol::Channel;
+use vaka_protocol::{Command, CommandBody, DeviceId, SiteId, Topic};
 
 /// Requests (acks, subscriptions) that may wait for the event loop.
 const REQUEST_QUEUE: usize = 1024;
@@ -27,6 +38,42 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct SessionHandles {
     pub poller: JoinHandle<()>,
     pub acker: JoinHandle<()>,
+    pub commands: Commands,
+}
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// The request queue is full (the broker has been away long) or the session has stopped.
+    #[error("the command could not be queued for the broker: {0}")]
+    Queue(String),
+}
+
+/// Sends commands to devices (`vaka/v1/{site}/{device}/cmd`, QoS 1, not retained).
+#[derive(Clone)]
+pub struct Commands {
+    client: AsyncClient,
+    stats: Arc<Stats>,
+}
+
+impl Commands {
+    /// Queues the command without waiting; returns its id. While the broker is away the
+    /// command waits in the queue and goes out on reconnect (the hub's session is persistent,
+    /// the device's too), so devices must check deadlines themselves.
+    pub fn send(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+        body: CommandBody,
+    ) -> Result<Uuid, CommandError> {
+        let id = Uuid::now_v7();
+        let payload = Command::new(id, Timestamp::now(), body).encode();
+        let topic = Topic::new(site.clone(), device.clone(), Channel::Cmd).to_string();
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .map_err(|e| CommandError::Queue(e.to_string()))?;
+        self.stats.commands_sent.fetch_add(1, Relaxed);
+        Ok(id)
+    }
 }
 
 /// Starts the session. It runs until `shutdown` turns true; then it disconnects and drops its
@@ -35,6 +82,7 @@ pub fn spawn_session(
     mut options: MqttOptions,
     writer: mpsc::Sender<WriterMsg>,
     acks: mpsc::UnboundedReceiver<AckOut>,
+    snapshots: Snapshots,
     stats: Arc<Stats>,
     shutdown: watch::Receiver<bool>,
 ) -> SessionHandles {
@@ -49,17 +97,27 @@ pub fn spawn_session(
         eventloop,
         client.clone(),
         writer,
+        snapshots,
         stats.clone(),
         shutdown,
     ));
+    let commands = Commands {
+        client: client.clone(),
+        stats: stats.clone(),
+    };
     let acker = tokio::spawn(publish_acks(client, acks, stats));
-    SessionHandles { poller, acker }
+    SessionHandles {
+        poller,
+        acker,
+        commands,
+    }
 }
 
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
     writer: mpsc::Sender<WriterMsg>,
+    snapshots: Snapshots,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -94,12 +152,20 @@ async fn poll(
                 }
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let filters = [Channel::Events, Channel::Status]
-                        .map(|c| SubscribeFilter::new(c.filter_all(), QoS::AtLeastOnce));
+                    // Snapshots at QoS 0: no broker should queue (or persist) a picture for us.
+                    let filters = [
+                        (Channel::Events, QoS::AtLeastOnce),
+                        (Channel::Status, QoS::AtLeastOnce),
+                        (Channel::Snapshot, QoS::AtMostOnce),
+                    ]
+                    .map(|(c, qos)| SubscribeFilter::new(c.filter_all(), qos));
                     if let Err(e) = client.subscribe_many(filters).await {
                         warn!(error = %e, "MQTT subscribe could not be queued");
                     }
                 });
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if is_snapshot_topic(&p.topic) => {
+                snapshots.receive(Timestamp::now(), &p.topic, &p.payload, p.retain);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Relaxed);

@@ -6,22 +6,32 @@
 //! announce new events, device changes and alarms on the live feed. So under load one fsync
 //! covers thousands of events, and an idle hub still commits each message at once.
 //!
+//! Camera checks: a `camera_check` event that answers a check the hub asked for updates that
+//! check's row in the same transaction as the event itself, so the device's ack means the
+//! answer is recorded. On each tick the writer also marks checks whose deadline passed without
+//! an answer as `no_answer` and warns: nobody has seen the person, a visit may be due. The rules
+//! are the pure functions of [`crate::camera::checks`].
+//!
 //! If a commit fails (disk full, I/O error) nothing is acked; the writer retries the same batch
 //! with growing pauses and meanwhile takes no new messages, so the bounded queue in front of it
 //! fills and the MQTT session stops reading: back-pressure, not loss.
 
 use super::classify::{classify, Inbound, Rejected};
 use super::{AckOut, AlarmNotice, Feed, Incoming, Stats};
+use crate::camera::checks::{answer_row, judge_answer, overdue, AnswerOutcome};
 use crate::presence::{Action, Heard, Input, Presence};
-use crate::store::{DeviceRow, EventRow, Inserted, RejectRow, Store, WriteBatch, SUPERVISION_LOST};
+use crate::store::{
+    CheckRow, Committed, DeviceRow, EventRow, Inserted, RejectRow, Store, WriteBatch,
+    SUPERVISION_LOST,
+};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
-use tracing::{error, info, warn};
-use vaka_protocol::{Ack, Channel, DeviceState, Rejection, Topic};
+use tracing::{debug, error, info, warn};
+use vaka_protocol::{Ack, Channel, DeviceState, Envelope, EventBody, Rejection, Topic};
 
 /// Most messages in one transaction.
 pub const BATCH_MAX: usize = 4096;
@@ -55,6 +65,10 @@ struct AfterCommit {
     alarms: Vec<AlarmNotice>,
     rejected: Vec<Rejected>,
     statuses: u64,
+    /// Answers put in the batch: (check_id, device, verdict, late).
+    answers: Vec<(String, String, String, bool)>,
+    /// Checks found overdue, to warn about once marked `no_answer`.
+    overdue: Vec<CheckRow>,
 }
 
 impl Writer {
@@ -110,6 +124,7 @@ impl Writer {
                         .committed
                         .push(envelope.seq);
                     actions.extend(self.heard(now, &topic, msg.received_at, Heard::Event));
+                    self.camera_answer(&topic, &envelope, msg.received_at, &mut batch, &mut after);
                     batch
                         .events
                         .push(event_row(&topic, &envelope, msg.received_at));
@@ -159,6 +174,7 @@ impl Writer {
         }
         if tick {
             actions.extend(self.presence.handle(now, Input::Tick));
+            self.camera_deadlines(now, &mut batch, &mut after);
         }
         for action in actions {
             match action {
@@ -199,17 +215,88 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let Some(inserted) = self.commit_until_done(&batch, rx) else {
+        let Some(committed) = self.commit_until_done(&batch, rx) else {
             return;
         };
-        self.after_commit(batch, inserted, after);
+        self.after_commit(batch, committed, after);
+    }
+
+    /// If `envelope` answers a camera check, puts the check's update in the batch.
+    fn camera_answer(
+        &self,
+        topic: &Topic,
+        envelope: &Envelope,
+        received_at: Timestamp,
+        batch: &mut WriteBatch,
+        after: &mut AfterCommit,
+    ) {
+        let EventBody::CameraCheck(body) = &envelope.body else {
+            return;
+        };
+        let Some(check_id) = &body.check_id else {
+            return;
+        };
+        let device = topic.device.as_str();
+        let check = match self.store.check(check_id.as_str()) {
+            Ok(c) => c,
+            Err(e) => {
+                // The event is still stored; the check will show `no_answer` at its deadline,
+                // which sends a person rather than miss one.
+                error!(%device, check_id = %check_id, error = %e, "Could not read a camera check to record its answer");
+                return;
+            }
+        };
+        match judge_answer(check.as_ref(), device, received_at) {
+            AnswerOutcome::Answer { late } => {
+                batch.check_answers.push(answer_row(
+                    check_id.as_str(),
+                    envelope.id,
+                    received_at,
+                    body,
+                    late,
+                ));
+                let verdict = body.verdict.as_str().to_string();
+                after
+                    .answers
+                    .push((check_id.to_string(), device.to_string(), verdict, late));
+            }
+            AnswerOutcome::Unknown => {
+                debug!(%device, check_id = %check_id, "Camera check answer for a check this hub did not ask for; stored as an event");
+            }
+            AnswerOutcome::WrongDevice { expected } => {
+                warn!(%device, check_id = %check_id, expected, "Camera check answered by another device than asked; stored as an event only");
+            }
+            AnswerOutcome::AlreadyAnswered => {
+                debug!(%device, check_id = %check_id, "Camera check already answered; this answer is stored as an event only");
+            }
+        }
+    }
+
+    /// Puts the checks whose deadline passed unanswered in the batch, to mark `no_answer`.
+    fn camera_deadlines(&self, now: Timestamp, batch: &mut WriteBatch, after: &mut AfterCommit) {
+        let open = match self.store.open_checks() {
+            Ok(open) => open,
+            Err(e) => {
+                error!(error = %e, "Could not read open camera checks; deadlines are checked at the next tick");
+                return;
+            }
+        };
+        for check in overdue(now, &open) {
+            batch.checks_unanswered.push(check.check_id.clone());
+            after.overdue.push(check.clone());
+        }
     }
 
     /// Commits, retrying with growing pauses while the database refuses. Gives up only when the
     /// hub is shutting down (nothing of the batch is acked, so devices send it again).
     /// Tells presence that the device of `topic` was heard from at `at`.
     fn heard(&mut self, now: Timestamp, topic: &Topic, at: Timestamp, what: Heard) -> Vec<Action> {
-        let input = Input::Heard { device: topic.device.clone(), site: topic.site.clone(), at, what };
+        let input = Input::Heard {
+            device: topic.device.clone(),
+            site: topic.site.clone(),
+            at,
+            what,
+        };
         self.presence.handle(now, input)
     }
 
@@ -217,7 +304,7 @@ impl Writer {
         &mut self,
         batch: &WriteBatch,
         rx: &mpsc::Receiver<WriterMsg>,
-    ) -> Option<Vec<Inserted>> {
+    ) -> Option<Committed> {
         let mut pause = Duration::from_millis(100);
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -251,7 +338,8 @@ impl Writer {
         }
     }
 
-    fn after_commit(&mut self, batch: WriteBatch, inserted: Vec<Inserted>, after: AfterCommit) {
+    fn after_commit(&mut self, batch: WriteBatch, committed: Committed, after: AfterCommit) {
+        let inserted = committed.events;
         let stats = &self.stats;
         stats.commits.fetch_add(1, Relaxed);
         stats.statuses.fetch_add(after.statuses, Relaxed);
@@ -294,6 +382,16 @@ impl Writer {
                 info!(device = %alarm.device, site = %alarm.site, "Supervision restored: device heard again, alarm cleared");
             }
             let _ = self.feed.send(Feed::Alarm(alarm));
+        }
+        for (check_id, device, verdict, late) in after.answers {
+            if committed.answered.contains(&check_id) {
+                info!(%device, check_id, verdict, late, "Camera check answered");
+            }
+        }
+        for check in after.overdue {
+            if committed.unanswered.contains(&check.check_id) {
+                warn!(device = %check.device, site = %check.site, check_id = %check.check_id, deadline = %check.deadline, requested_by = %check.requested_by, "Camera check got no answer by its deadline: nobody has seen the person, a visit may be needed");
+            }
         }
     }
 }
@@ -346,8 +444,9 @@ fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp)
 mod tests {
     use super::*;
     use crate::config::SupervisionConfig;
-    use crate::store::{AlarmRow, StoreError};
+    use crate::store::{AlarmRow, AuditEntry, AuditRow, StoreError};
     use std::sync::Mutex;
+    use vaka_protocol::EventBody;
 
     /// A store that refuses the first `fail` commits and records what it committed.
     struct FlakyStore {
@@ -356,7 +455,7 @@ mod tests {
     }
 
     impl Store for FlakyStore {
-        fn commit(&mut self, batch: &WriteBatch) -> Result<Vec<Inserted>, StoreError> {
+        fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError> {
             if self.fail > 0 {
                 self.fail -= 1;
                 return Err(StoreError::Corrupt("disk full".into()));
@@ -365,9 +464,30 @@ mod tests {
                 .lock()
                 .unwrap()
                 .extend(batch.events.iter().map(|e| e.seq));
-            Ok(vec![Inserted::New; batch.events.len()])
+            Ok(Committed {
+                events: vec![Inserted::New; batch.events.len()],
+                ..Default::default()
+            })
         }
         fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn device(&self, _: &str) -> Result<Option<DeviceRow>, StoreError> {
+            Ok(None)
+        }
+        fn check(&self, _: &str) -> Result<Option<CheckRow>, StoreError> {
+            Ok(None)
+        }
+        fn open_checks(&self) -> Result<Vec<CheckRow>, StoreError> {
+            Ok(vec![])
+        }
+        fn open_check(&mut self, _: &CheckRow, _: &AuditEntry) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn append_audit(&mut self, _: &AuditEntry) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn audit(&self, _: usize) -> Result<Vec<AuditRow>, StoreError> {
             Ok(vec![])
         }
         fn events(&self, _: Option<&str>, _: usize) -> Result<Vec<EventRow>, StoreError> {
@@ -482,5 +602,139 @@ mod tests {
         let out = split_ack(acks);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].committed.len(), out[0].rejected.len()), (2, 1));
+    }
+
+    mod camera {
+        use super::*;
+        use crate::store::{CheckStatus, SqliteStore};
+        use jiff::SignedDuration;
+        use vaka_protocol::kinds::{CameraCheck, Verdict};
+        use vaka_protocol::CheckId;
+
+        fn check(deadline: Timestamp) -> CheckRow {
+            CheckRow {
+                check_id: "c-1".into(),
+                site: "s".into(),
+                device: "home-1".into(),
+                requested_by: "anna".into(),
+                requested_role: "night_staff".into(),
+                requested_at: deadline - SignedDuration::from_mins(5),
+                deadline,
+                status: CheckStatus::Requested,
+                verdict: None,
+                refusal: None,
+                confidence: None,
+                detail: None,
+                figures: None,
+                event_id: None,
+                answered_at: None,
+                late: false,
+            }
+        }
+
+        fn audit() -> AuditEntry {
+            AuditEntry {
+                at: Timestamp::now(),
+                actor: "anna".into(),
+                role: "night_staff".into(),
+                action: "camera_check_requested".into(),
+                check_id: Some("c-1".into()),
+                device: Some("home-1".into()),
+                detail: None,
+            }
+        }
+
+        /// A writer on a fresh database with check `c-1` of `home-1`, and a second connection
+        /// to look at the database as the API would.
+        fn setup(
+            deadline: Timestamp,
+        ) -> (
+            tempfile::TempDir,
+            Writer,
+            SqliteStore,
+            mpsc::UnboundedReceiver<AckOut>,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("hub.db");
+            let mut reader = SqliteStore::open(&path).unwrap();
+            reader.open_check(&check(deadline), &audit()).unwrap();
+            let (acks, acks_rx) = mpsc::unbounded_channel();
+            let w = Writer {
+                store: Box::new(SqliteStore::open(&path).unwrap()),
+                presence: Presence::new(SupervisionConfig::default()),
+                stats: Arc::new(Stats::default()),
+                acks,
+                feed: broadcast::channel(16).0,
+            };
+            (dir, w, reader, acks_rx)
+        }
+
+        fn answer(seq: u64) -> Incoming {
+            let e = vaka_protocol::Envelope::new(
+                vaka_protocol::DeviceId::new("home-1").unwrap(),
+                seq,
+                uuid::Uuid::now_v7(),
+                Timestamp::now(),
+                EventBody::CameraCheck(CameraCheck {
+                    check_id: Some(CheckId::new("c-1").unwrap()),
+                    verdict: Verdict::NotInBed,
+                    refusal: None,
+                    confidence: 0.8,
+                    detail: None,
+                    frames: 8,
+                    brightness: Some(30.0),
+                    motion_in_zone: None,
+                    motion_outside: None,
+                    presence: Some(0.02),
+                    presence_strong: None,
+                    duration_ms: 2000,
+                }),
+            );
+            Incoming {
+                topic: "vaka/v1/s/home-1/events".into(),
+                payload: e.encode(),
+                retained: false,
+                received_at: Timestamp::now(),
+            }
+        }
+
+        #[test]
+        fn an_answer_is_on_its_check_by_the_time_the_device_gets_its_ack() {
+            let (_dir, mut w, reader, mut acks) =
+                setup(Timestamp::now() + SignedDuration::from_mins(5));
+            let (_tx, rx) = mpsc::channel(1);
+            w.process(Timestamp::now(), vec![answer(1)], false, &rx);
+            assert_eq!(
+                Ack::decode(&acks.try_recv().unwrap().payload)
+                    .unwrap()
+                    .committed,
+                vec![1]
+            );
+            let c = reader.check("c-1").unwrap().unwrap();
+            assert_eq!(
+                (c.status, c.verdict.as_deref(), c.late),
+                (CheckStatus::Answered, Some("not_in_bed"), false)
+            );
+        }
+
+        #[test]
+        fn a_tick_after_the_deadline_marks_an_unanswered_check_and_a_late_answer_then_answers_it() {
+            let deadline = Timestamp::now() - SignedDuration::from_secs(1);
+            let (_dir, mut w, reader, _acks) = setup(deadline);
+            let (_tx, rx) = mpsc::channel(1);
+            w.process(deadline - SignedDuration::from_secs(1), vec![], true, &rx);
+            assert_eq!(
+                reader.check("c-1").unwrap().unwrap().status,
+                CheckStatus::Requested
+            );
+            w.process(deadline, vec![], true, &rx);
+            assert_eq!(
+                reader.check("c-1").unwrap().unwrap().status,
+                CheckStatus::NoAnswer
+            );
+            w.process(Timestamp::now(), vec![answer(1)], false, &rx);
+            let c = reader.check("c-1").unwrap().unwrap();
+            assert_eq!((c.status, c.late), (CheckStatus::Answered, true));
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The hub's durable store: devices, events, rejected payloads and supervision alarms.
+//! The hub's durable store: devices, events, rejected payloads, supervision alarms, camera
+//! checks and the audit log.
 //!
 //! [`Store`] is the interface the rest of the hub uses; [`SqliteStore`] implements it today
 //! and a PostgreSQL backend will later. The trait is synchronous: the ingest writer runs it on
@@ -7,7 +8,17 @@
 //! Durability promise: [`Store::commit`] returns only after its whole [`WriteBatch`] is
 //! committed in one transaction and fsynced (SQLite WAL with `synchronous=FULL`). The hub acks
 //! events to devices only after `commit` returned `Ok`. Events are keyed by their UUIDv7 id, so
-//! writing the same event twice stores one row and reports a [`Inserted::Duplicate`].
+//! writing the same event twice stores one row and reports a [`Inserted::Duplicate`]. A
+//! camera check's answer ([`WriteBatch::check_answers`]) is written in the same transaction
+//! as the event that carries it, so a device is never acked for an answer the check lacks.
+//!
+//! The HTTP side writes too, on its own connection: new camera checks and audit rows
+//! ([`Store::open_check`], [`Store::append_audit`]). These are small single transactions;
+//! SQLite serialises them with the ingest writer's (WAL, busy timeout).
+//!
+//! The audit log is append-only: the schema refuses `UPDATE` and `DELETE` on it.
+//!
+//! Never stored anywhere: camera pictures. They live only in memory (`camera/`).
 
 mod sqlite;
 
@@ -76,6 +87,103 @@ pub struct AlarmRow {
     pub cleared_at: Option<Timestamp>,
 }
 
+/// Where a camera check stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Sent to the device; no answer yet and the deadline has not passed.
+    Requested,
+    /// The device's `camera_check` event arrived (possibly after the deadline: `late`).
+    Answered,
+    /// The deadline passed without an answer: a person may need a visit.
+    NoAnswer,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Requested => "requested",
+            CheckStatus::Answered => "answered",
+            CheckStatus::NoAnswer => "no_answer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckStatus> {
+        [
+            CheckStatus::Requested,
+            CheckStatus::Answered,
+            CheckStatus::NoAnswer,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// A camera check the hub asked a device for, with its answer once it came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckRow {
+    pub check_id: String,
+    pub site: String,
+    pub device: String,
+    /// The principal's name and role.
+    pub requested_by: String,
+    pub requested_role: String,
+    pub requested_at: Timestamp,
+    /// The check is open on the device until then.
+    pub deadline: Timestamp,
+    pub status: CheckStatus,
+    /// From the answer: the wire names of the verdict and the consent refusal.
+    pub verdict: Option<String>,
+    pub refusal: Option<String>,
+    pub confidence: Option<f64>,
+    pub detail: Option<String>,
+    /// The answer's measurements: frames, brightness, motion, presence, duration_ms.
+    pub figures: Option<serde_json::Value>,
+    /// The `camera_check` event that answered.
+    pub event_id: Option<Uuid>,
+    /// When the hub received the answer.
+    pub answered_at: Option<Timestamp>,
+    /// The answer arrived after the deadline.
+    pub late: bool,
+}
+
+/// The answer to a camera check, carried by the event `event_id` of the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckAnswer {
+    pub check_id: String,
+    pub event_id: Uuid,
+    pub received_at: Timestamp,
+    pub verdict: String,
+    pub refusal: Option<String>,
+    pub confidence: f64,
+    pub detail: Option<String>,
+    pub figures: serde_json::Value,
+    pub late: bool,
+}
+
+/// One line of the audit log, to append.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    /// The principal's name.
+    pub actor: String,
+    pub role: String,
+    /// What happened, e.g. `snapshot_viewed`, `snapshot_refused_role`.
+    pub action: String,
+    pub check_id: Option<String>,
+    pub device: Option<String>,
+    /// E.g. `view_span_s=30`.
+    pub detail: Option<String>,
+}
+
+/// One stored line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+}
+
 /// Everything one group commit writes, in one transaction.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -87,6 +195,12 @@ pub struct WriteBatch {
     pub raise_alarms: Vec<(String, String, Timestamp)>,
     /// Open `supervision_lost` alarms of these devices to close at the given time.
     pub clear_alarms: Vec<(String, Timestamp)>,
+    /// Camera checks answered by events of this batch; applied only to checks not yet
+    /// answered (the first answer wins).
+    pub check_answers: Vec<CheckAnswer>,
+    /// Camera checks whose deadline passed: marked `no_answer` if still `requested` (after
+    /// the answers above, so an answer in the same batch wins).
+    pub checks_unanswered: Vec<String>,
 }
 
 impl WriteBatch {
@@ -96,7 +210,20 @@ impl WriteBatch {
             && self.devices.is_empty()
             && self.raise_alarms.is_empty()
             && self.clear_alarms.is_empty()
+            && self.check_answers.is_empty()
+            && self.checks_unanswered.is_empty()
     }
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Committed {
+    /// For each of `batch.events`, in order: whether it was new.
+    pub events: Vec<Inserted>,
+    /// The checks of `batch.check_answers` that this commit answered.
+    pub answered: Vec<String>,
+    /// The checks of `batch.checks_unanswered` that this commit marked `no_answer`.
+    pub unanswered: Vec<String>,
 }
 
 /// Whether an event was new.
@@ -110,10 +237,11 @@ pub enum Inserted {
 pub const SUPERVISION_LOST: &str = "supervision_lost";
 
 pub trait Store: Send {
-    /// Writes the batch in one transaction and returns, for each of `batch.events` in order,
-    /// whether it was new. Returns only after the commit is durable.
-    fn commit(&mut self, batch: &WriteBatch) -> Result<Vec<Inserted>, StoreError>;
+    /// Writes the batch in one transaction and says what it did. Returns only after the
+    /// commit is durable.
+    fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError>;
+    fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError>;
     /// Newest first; with `device`, that device's events by `seq` descending.
     fn events(&self, device: Option<&str>, limit: usize) -> Result<Vec<EventRow>, StoreError>;
     /// Newest first.
@@ -122,4 +250,13 @@ pub trait Store: Send {
     fn alarms(&self, limit: usize) -> Result<Vec<AlarmRow>, StoreError>;
     /// A cheap query proving the database answers.
     fn ping(&self) -> Result<(), StoreError>;
+    fn check(&self, check_id: &str) -> Result<Option<CheckRow>, StoreError>;
+    /// Checks still `requested`, oldest deadline first.
+    fn open_checks(&self) -> Result<Vec<CheckRow>, StoreError>;
+    /// Stores a new check and the audit line of whoever asked for it, in one transaction.
+    fn open_check(&mut self, check: &CheckRow, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Appends one audit line; returns only after it is durable.
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Newest first.
+    fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
 }

@@ -1,16 +1,17 @@
 //! [`Store`] on SQLite: one file, WAL journal, `synchronous=FULL`, so a committed transaction
 //! survives a power cut. Timestamps are stored as integer microseconds since the Unix epoch
-//! (sortable); event bodies as JSON text.
+//! (sortable); event bodies and camera-check figures as JSON text.
 //!
-//! The schema is created or migrated at open, guarded by `PRAGMA user_version`. A database
-//! written by a newer hub is refused rather than misread.
+//! The schema is created or migrated at open, guarded by `PRAGMA user_version` (1: devices,
+//! events, rejects, alarms; 2: camera checks and the audit log). A database written by a newer
+//! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
 //! for readers (the HTTP API); WAL lets them run at the same time.
 
 use super::{
-    AlarmRow, DeviceRow, EventRow, Inserted, RejectRow, Store, StoreError, WriteBatch,
-    SUPERVISION_LOST,
+    AlarmRow, AuditEntry, AuditRow, CheckRow, CheckStatus, Committed, DeviceRow, EventRow,
+    Inserted, RejectRow, Store, StoreError, WriteBatch, SUPERVISION_LOST,
 };
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -61,6 +62,45 @@ CREATE TABLE alarms (
 CREATE INDEX alarms_open ON alarms (device, kind) WHERE cleared_at IS NULL;
 ";
 
+const SCHEMA_V2: &str = "
+CREATE TABLE camera_checks (
+    check_id       TEXT PRIMARY KEY,
+    site           TEXT NOT NULL,
+    device         TEXT NOT NULL,
+    requested_by   TEXT NOT NULL,
+    requested_role TEXT NOT NULL,
+    requested_at   INTEGER NOT NULL,
+    deadline       INTEGER NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('requested', 'answered', 'no_answer')),
+    verdict        TEXT,
+    refusal        TEXT,
+    confidence     REAL,
+    detail         TEXT,
+    figures        TEXT,
+    event_id       TEXT,
+    answered_at    INTEGER,
+    late           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX camera_checks_open ON camera_checks (deadline) WHERE status = 'requested';
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    role     TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    check_id TEXT,
+    device   TEXT,
+    detail   TEXT
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+const CHECK_COLS: &str = "check_id, site, device, requested_by, requested_role, requested_at,
+    deadline, status, verdict, refusal, confidence, detail, figures, event_id, answered_at, late";
+
 pub struct SqliteStore {
     conn: Connection,
 }
@@ -102,10 +142,15 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        if found < 1 {
+        if found < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(SCHEMA_V1)?;
-            tx.pragma_update(None, "user_version", 1)?;
+            if found < 1 {
+                tx.execute_batch(SCHEMA_V1)?;
+            }
+            if found < 2 {
+                tx.execute_batch(SCHEMA_V2)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
         Ok(())
@@ -139,10 +184,62 @@ fn device_from_row(r: &Row<'_>) -> Result<DeviceRow, rusqlite::Error> {
     })
 }
 
+fn check_from_row(r: &Row<'_>) -> Result<CheckRow, rusqlite::Error> {
+    let status: String = r.get(7)?;
+    let figures: Option<String> = r.get(12)?;
+    let event_id: Option<String> = r.get(13)?;
+    Ok(CheckRow {
+        check_id: r.get(0)?,
+        site: r.get(1)?,
+        device: r.get(2)?,
+        requested_by: r.get(3)?,
+        requested_role: r.get(4)?,
+        requested_at: timestamp(r.get(5)?)?,
+        deadline: timestamp(r.get(6)?)?,
+        status: CheckStatus::parse(&status).ok_or_else(|| {
+            conversion(std::io::Error::other(format!(
+                "unknown check status `{status}`"
+            )))
+        })?,
+        verdict: r.get(8)?,
+        refusal: r.get(9)?,
+        confidence: r.get(10)?,
+        detail: r.get(11)?,
+        figures: figures
+            .map(|f| serde_json::from_str(&f))
+            .transpose()
+            .map_err(conversion)?,
+        event_id: event_id
+            .map(|id| Uuid::parse_str(&id))
+            .transpose()
+            .map_err(conversion)?,
+        answered_at: r.get::<_, Option<i64>>(14)?.map(timestamp).transpose()?,
+        late: r.get(15)?,
+    })
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, role, action, check_id, device, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        micros(e.at),
+        e.actor,
+        e.role,
+        e.action,
+        e.check_id,
+        e.device,
+        e.detail
+    ])?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
-    fn commit(&mut self, batch: &WriteBatch) -> Result<Vec<Inserted>, StoreError> {
+    fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError> {
         let tx = self.conn.transaction()?;
         let mut inserted = Vec::with_capacity(batch.events.len());
+        let (mut answered, mut unanswered) = (Vec::new(), Vec::new());
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events
@@ -212,9 +309,129 @@ impl Store for SqliteStore {
             for (dev, at) in &batch.clear_alarms {
                 clear.execute(params![dev, micros(*at), SUPERVISION_LOST])?;
             }
+            let mut answer = tx.prepare_cached(
+                "UPDATE camera_checks SET status = 'answered', verdict = ?2, refusal = ?3,
+                   confidence = ?4, detail = ?5, figures = ?6, event_id = ?7, answered_at = ?8,
+                   late = ?9
+                 WHERE check_id = ?1 AND status <> 'answered'",
+            )?;
+            for a in &batch.check_answers {
+                let n = answer.execute(params![
+                    a.check_id,
+                    a.verdict,
+                    a.refusal,
+                    a.confidence,
+                    a.detail,
+                    a.figures.to_string(),
+                    a.event_id.to_string(),
+                    micros(a.received_at),
+                    a.late
+                ])?;
+                if n == 1 {
+                    answered.push(a.check_id.clone());
+                }
+            }
+            let mut expire = tx.prepare_cached(
+                "UPDATE camera_checks SET status = 'no_answer'
+                 WHERE check_id = ?1 AND status = 'requested'",
+            )?;
+            for id in &batch.checks_unanswered {
+                if expire.execute(params![id])? == 1 {
+                    unanswered.push(id.clone());
+                }
+            }
         }
         tx.commit()?;
-        Ok(inserted)
+        Ok(Committed {
+            events: inserted,
+            answered,
+            unanswered,
+        })
+    }
+
+    fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, site, online, last_seen, outbox_depth, supervision_lost
+             FROM devices WHERE id = ?1",
+        )?;
+        Ok(stmt.query_row(params![id], device_from_row).optional()?)
+    }
+
+    fn check(&self, check_id: &str) -> Result<Option<CheckRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CHECK_COLS} FROM camera_checks WHERE check_id = ?1"
+        ))?;
+        Ok(stmt
+            .query_row(params![check_id], check_from_row)
+            .optional()?)
+    }
+
+    fn open_checks(&self) -> Result<Vec<CheckRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CHECK_COLS} FROM camera_checks WHERE status = 'requested' ORDER BY deadline"
+        ))?;
+        let rows = stmt
+            .query_map([], check_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn open_check(&mut self, c: &CheckRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO camera_checks ({CHECK_COLS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ))?
+        .execute(params![
+            c.check_id,
+            c.site,
+            c.device,
+            c.requested_by,
+            c.requested_role,
+            micros(c.requested_at),
+            micros(c.deadline),
+            c.status.as_str(),
+            c.verdict,
+            c.refusal,
+            c.confidence,
+            c.detail,
+            c.figures.as_ref().map(|f| f.to_string()),
+            c.event_id.map(|id| id.to_string()),
+            c.answered_at.map(micros),
+            c.late
+        ])?;
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        insert_audit(&self.conn, entry)?;
+        Ok(())
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, actor, role, action, check_id, device, detail
+             FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    entry: AuditEntry {
+                        at: timestamp(r.get(1)?)?,
+                        actor: r.get(2)?,
+                        role: r.get(3)?,
+                        action: r.get(4)?,
+                        check_id: r.get(5)?,
+                        device: r.get(6)?,
+                        detail: r.get(7)?,
+                    },
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
@@ -329,14 +546,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            store.commit(&batch).unwrap(),
+            store.commit(&batch).unwrap().events,
             vec![Inserted::New, Inserted::Duplicate]
         );
         let again = WriteBatch {
             events: vec![e.clone()],
             ..Default::default()
         };
-        assert_eq!(store.commit(&again).unwrap(), vec![Inserted::Duplicate]);
+        assert_eq!(
+            store.commit(&again).unwrap().events,
+            vec![Inserted::Duplicate]
+        );
         assert_eq!(store.events(None, 10).unwrap(), vec![e]);
     }
 
@@ -368,7 +588,7 @@ mod tests {
                     }],
                     devices: vec![device.clone()],
                     raise_alarms: vec![("home-1".into(), "skelleftea".into(), now)],
-                    clear_alarms: vec![],
+                    ..Default::default()
                 })
                 .unwrap();
         }
@@ -417,5 +637,153 @@ mod tests {
             .unwrap();
         assert_eq!(store.devices().unwrap()[0].outbox_depth, Some(7));
         assert_eq!(store.alarms(10).unwrap()[0].cleared_at, Some(t2));
+    }
+
+    fn check(id: &str, deadline: Timestamp) -> CheckRow {
+        CheckRow {
+            check_id: id.into(),
+            site: "skelleftea".into(),
+            device: "home-1".into(),
+            requested_by: "anna.berg".into(),
+            requested_role: "night_staff".into(),
+            requested_at: "2026-11-23T02:00:00Z".parse().unwrap(),
+            deadline,
+            status: CheckStatus::Requested,
+            verdict: None,
+            refusal: None,
+            confidence: None,
+            detail: None,
+            figures: None,
+            event_id: None,
+            answered_at: None,
+            late: false,
+        }
+    }
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: "2026-11-23T02:00:00Z".parse().unwrap(),
+            actor: "anna.berg".into(),
+            role: "night_staff".into(),
+            action: action.into(),
+            check_id: Some("c-1".into()),
+            device: Some("home-1".into()),
+            detail: None,
+        }
+    }
+
+    fn answer(check_id: &str, event: &EventRow, late: bool) -> super::super::CheckAnswer {
+        super::super::CheckAnswer {
+            check_id: check_id.into(),
+            event_id: event.id,
+            received_at: event.received_at,
+            verdict: "resting".into(),
+            refusal: None,
+            confidence: 0.9,
+            detail: Some("calm".into()),
+            figures: serde_json::json!({"frames": 8, "duration_ms": 2500}),
+            late,
+        }
+    }
+
+    #[test]
+    fn a_check_is_answered_by_the_first_answer_only_and_a_late_one_turns_no_answer_into_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        let deadline: Timestamp = "2026-11-23T02:05:00Z".parse().unwrap();
+        store
+            .open_check(&check("c-1", deadline), &audit("camera_check_requested"))
+            .unwrap();
+        store
+            .open_check(&check("c-2", deadline), &audit("camera_check_requested"))
+            .unwrap();
+        assert_eq!(store.open_checks().unwrap().len(), 2);
+
+        let (e1, e2) = (event("home-1", 1), event("home-1", 2));
+        let done = store
+            .commit(&WriteBatch {
+                events: vec![e1.clone(), e2.clone()],
+                check_answers: vec![answer("c-1", &e1, false), answer("c-1", &e2, false)],
+                checks_unanswered: vec!["c-1".into(), "c-2".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            done.answered,
+            vec!["c-1".to_string()],
+            "the second answer must not overwrite"
+        );
+        assert_eq!(
+            done.unanswered,
+            vec!["c-2".to_string()],
+            "an answered check is not unanswered"
+        );
+        let c1 = store.check("c-1").unwrap().unwrap();
+        assert_eq!(
+            (c1.status, c1.verdict.as_deref(), c1.event_id),
+            (CheckStatus::Answered, Some("resting"), Some(e1.id))
+        );
+        assert_eq!(c1.figures.unwrap()["frames"], 8);
+        assert!(store.open_checks().unwrap().is_empty());
+
+        let e3 = event("home-1", 3);
+        let done = store
+            .commit(&WriteBatch {
+                events: vec![e3.clone()],
+                check_answers: vec![answer("c-2", &e3, true)],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(done.answered, vec!["c-2".to_string()]);
+        let c2 = store.check("c-2").unwrap().unwrap();
+        assert_eq!((c2.status, c2.late), (CheckStatus::Answered, true));
+        assert_eq!(store.check("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn the_audit_log_can_be_appended_to_but_not_changed_or_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        store.append_audit(&audit("snapshot_requested")).unwrap();
+        store.append_audit(&audit("snapshot_viewed")).unwrap();
+        let rows = store.audit(10).unwrap();
+        let actions: Vec<&str> = rows.iter().map(|r| r.entry.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            vec!["snapshot_viewed", "snapshot_requested"],
+            "newest first"
+        );
+        assert!(store
+            .conn
+            .execute("UPDATE audit SET actor = 'someone'", [])
+            .is_err());
+        assert!(store.conn.execute("DELETE FROM audit", []).is_err());
+        assert_eq!(store.audit(10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_camera_checks_and_the_audit_log_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO events VALUES ('019a0000-0000-7000-8000-000000000001', 'home-1', 's', 1, 0, 0, 'test_alarm', 'alarm', '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.events(None, 10).unwrap().len(), 1);
+        store
+            .append_audit(&audit("camera_check_requested"))
+            .unwrap();
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
     }
 }

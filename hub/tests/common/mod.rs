@@ -22,10 +22,12 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         store_path: db.to_path_buf(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
+        tokens: Vec::new(),
         supervision: SupervisionConfig {
             default_interval: supervision,
             devices: Default::default(),
         },
+        cameras: Default::default(),
     }
 }
 
@@ -58,6 +60,8 @@ pub struct Response {
     pub status: u16,
     pub head: String,
     pub body: String,
+    /// The body as sent (e.g. a JPEG).
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -87,8 +91,12 @@ pub async fn http(
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let bytes = raw.get(split + 4..).unwrap_or_default().to_vec();
     let status = head
         .split(' ')
         .nth(1)
@@ -96,8 +104,9 @@ pub async fn http(
         .unwrap_or(0);
     Response {
         status,
-        head: head.to_string(),
-        body: body.to_string(),
+        head,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 
@@ -184,6 +193,55 @@ impl Device {
             loop {
                 if let Event::Incoming(Packet::Publish(p)) = self.eventloop.poll().await.unwrap() {
                     return vaka_protocol::Ack::decode(&p.payload).unwrap();
+                }
+            }
+        })
+        .await
+        .expect("no ack within 5 s")
+    }
+
+    /// Subscribes to this device's commands.
+    pub async fn listen_for_commands(&mut self) {
+        self.client
+            .subscribe(self.topic("cmd"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Event::Incoming(Packet::SubAck(_)) = self.eventloop.poll().await.unwrap() {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("device subscribed to its commands");
+    }
+
+    /// Polls the connection until a command arrives (acks in between are skipped).
+    pub async fn next_command(&mut self) -> vaka_protocol::Command {
+        let cmd = self.topic("cmd");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Event::Incoming(Packet::Publish(p)) = self.eventloop.poll().await.unwrap() {
+                    if p.topic == cmd {
+                        return vaka_protocol::Command::decode(&p.payload).unwrap();
+                    }
+                }
+            }
+        })
+        .await
+        .expect("no command within 5 s")
+    }
+
+    /// Polls the connection until an ack arrives (commands in between are skipped).
+    pub async fn next_ack_only(&mut self) -> vaka_protocol::Ack {
+        let acks = self.topic("acks");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Event::Incoming(Packet::Publish(p)) = self.eventloop.poll().await.unwrap() {
+                    if p.topic == acks {
+                        return vaka_protocol::Ack::decode(&p.payload).unwrap();
+                    }
                 }
             }
         })

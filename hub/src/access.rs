@@ -1,0 +1,122 @@
+//! Who is asking, and what they may do.
+//!
+//! Every authenticated request carries a [`Principal`]: a name (for the audit log) and a
+//! [`Role`]. Today the console resolves it from a bearer token or the login cookie
+//! (`console/auth.rs`); issue 6 replaces tokens with password logins, which will produce the
+//! same `Principal`, so nothing below that layer changes.
+//!
+//! [`Role::may`] is the one place that says which role may do what. Invariants:
+//! - seeing a camera snapshot, and asking for one, is for care staff only (`night_staff`,
+//!   `nurse`): not installers, not administrators;
+//! - the audit log is for administrators only;
+//! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
+//!   authenticated role.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    NightStaff,
+    Nurse,
+    Installer,
+    Admin,
+}
+
+/// Something only some roles may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Ask a device to run a camera check now.
+    RequestCameraCheck,
+    /// Ask for, and look at, the one snapshot of a camera check.
+    Snapshot,
+    /// Read the audit log.
+    ReadAudit,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::NightStaff, Role::Nurse, Role::Installer, Role::Admin];
+
+    /// The config and wire name, e.g. `night_staff`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::NightStaff => "night_staff",
+            Role::Nurse => "nurse",
+            Role::Installer => "installer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Night staff and nurses: the people who look after the person.
+    pub fn is_care_staff(self) -> bool {
+        matches!(self, Role::NightStaff | Role::Nurse)
+    }
+
+    pub fn may(self, permission: Permission) -> bool {
+        match permission {
+            // An installer proves a new camera works; an admin may test the path.
+            Permission::RequestCameraCheck => true,
+            Permission::Snapshot => self.is_care_staff(),
+            Permission::ReadAudit => self == Role::Admin,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated user of the API or console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// Shown in the audit log, e.g. `anna.berg`; `admin` for the config's `api_token`.
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.may(permission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_care_staff_may_see_snapshots() {
+        let allowed: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.may(Permission::Snapshot))
+            .collect();
+        assert_eq!(allowed, vec![Role::NightStaff, Role::Nurse]);
+    }
+
+    #[test]
+    fn only_admins_may_read_the_audit_log_and_everyone_may_request_a_check() {
+        let audit: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.may(Permission::ReadAudit))
+            .collect();
+        assert_eq!(audit, vec![Role::Admin]);
+        assert!(Role::ALL
+            .into_iter()
+            .all(|r| r.may(Permission::RequestCameraCheck)));
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("doctor"), None);
+    }
+}
