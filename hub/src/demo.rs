@@ -3,7 +3,10 @@
 //! Starts the hub with its embedded broker and a SQLite database in a temporary directory,
 //! and five simulated homes that run the real agent code ([`vaka_agent::run`]: outbox on disk,
 //! MQTT uplink, acks) with the simulator's compressed clock, so a night's camera checks,
-//! doses and GPS positions arrive within minutes. Everything is deleted when the demo stops.
+//! doses and GPS positions arrive within minutes. Each home has a simulated camera (a
+//! synthetic bedroom analysed by the agent's real code) with demo consent covering the hours
+//! around the demo's start, so that checks and snapshots can be tried at any time of day.
+//! Everything is deleted when the demo stops.
 
 use crate::access::Role;
 use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
@@ -13,6 +16,8 @@ use std::path::PathBuf;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use vaka_agent::camera::config::CameraSettings;
+use vaka_agent::camera::consent::Consent;
 use vaka_agent::config::SimulatorSettings;
 use vaka_agent::link::MqttLink;
 use vaka_agent::AgentConfig;
@@ -83,6 +88,8 @@ impl Demo {
             let mut agent = AgentConfig::new(device.clone(), site.clone(), link, outbox);
             agent.uplink.heartbeat = std::time::Duration::from_secs(15);
             agent.simulator = Some(SimulatorSettings { speed: SPEED, seed: n as u64 });
+            let consent = Consent::around(jiff::Timestamp::now(), 11, "demo");
+            agent.camera = Some(CameraSettings::simulated(n as u64, None, consent));
             let mut stop = stopped.clone();
             homes.push(tokio::spawn(async move {
                 let shutdown = async move {

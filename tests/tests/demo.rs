@@ -1,6 +1,7 @@
 //! The README's first command: `vaka-hub demo` runs the hub, its embedded broker, SQLite in a
 //! temporary directory and five simulated homes running the real agent code; within 10 s the
-//! console shows all five homes and their events.
+//! console shows all five homes and their events, and a camera check asked through the API is
+//! answered by a home's simulated camera.
 
 use std::time::{Duration, Instant};
 use vaka_e2e::*;
@@ -49,6 +50,21 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
         let id = d["id"].as_str().unwrap_or_default();
         assert!(html.contains(id), "console page does not show {id}");
     }
+    // A camera check asked by the night-staff token is run by the home's simulated camera
+    // inside the demo's consent window and its outcome stored with the check.
+    let url = format!("http://127.0.0.1:{http}/api/v1/devices/home-001/camera-check");
+    let mut resp = ureq::post(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(serde_json::json!({}))
+        .unwrap_or_else(|e| panic!("camera-check: {e}"));
+    let check: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+    let id = check["check_id"].as_str().unwrap_or_else(|| panic!("{check}")).to_string();
+    let done = wait_until(Duration::from_secs(30), "the demo check's outcome", || {
+        get(&format!("/api/v1/checks/{id}")).filter(|c| c["status"] == "answered")
+    });
+    assert_ne!(done["verdict"], "refused_outside_consent", "{done}");
+    assert!(done["figures"]["frames"].as_u64().is_some(), "{done}");
+
     // Without the token the console is not shown.
     let anonymous = ureq::get(&format!("http://127.0.0.1:{http}/api/v1/devices")).call();
     assert!(anonymous.is_err(), "the API answered without a token");
