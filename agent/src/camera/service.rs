@@ -393,13 +393,18 @@ impl CameraService {
     }
 }
 
-/// Opens the camera, takes `frames` frames spread over `span`, closes it. Blocking.
+/// Opens the camera, lets it settle ([`CameraSource::warm_up_frames`]), takes `frames`
+/// frames spread over `span`, closes it. Blocking.
 pub fn capture(
     source: &mut dyn CameraSource,
     frames: usize,
     span: Duration,
 ) -> Result<Vec<GrayImage>, String> {
+    let warm_up = source.warm_up_frames();
     let mut capture = source.open().map_err(|e| e.to_string())?;
+    for _ in 0..warm_up {
+        capture.frame().map_err(|e| e.to_string())?;
+    }
     let gap = if frames > 1 {
         span / u32::try_from(frames - 1).unwrap_or(u32::MAX)
     } else {

@@ -363,3 +363,29 @@ async fn hung_camera_is_reported_and_does_not_stall_the_service() {
     assert!(answers[0].1.contains("did not deliver"), "{answers:?}");
     assert!(answers[1].1.contains("hung since"), "{answers:?}");
 }
+
+#[test]
+fn capture_discards_the_warm_up_frames_of_a_real_camera() {
+    struct Settling(u8);
+    struct SettlingCapture<'a>(&'a mut u8);
+    impl Capture for SettlingCapture<'_> {
+        fn frame(&mut self) -> Result<GrayImage, SourceError> {
+            *self.0 += 1;
+            Ok(GrayImage::from_pixel(4, 3, image::Luma([*self.0])))
+        }
+    }
+    impl CameraSource for Settling {
+        fn open(&mut self) -> Result<Box<dyn Capture + '_>, SourceError> {
+            Ok(Box::new(SettlingCapture(&mut self.0)))
+        }
+        fn describe(&self) -> String {
+            "settling".into()
+        }
+        fn warm_up_frames(&self) -> usize {
+            2
+        }
+    }
+    let frames = capture(&mut Settling(0), 3, Duration::ZERO).unwrap();
+    let levels: Vec<u8> = frames.iter().map(|f| f.get_pixel(0, 0).0[0]).collect();
+    assert_eq!(levels, [3, 4, 5]);
+}

@@ -33,6 +33,12 @@ pub trait CameraSource: Send {
     /// What this is, for logs and the installer's tools ("V4L2 camera 0 at 640×480").
     fn describe(&self) -> String;
 
+    /// Frames to discard after opening, while the sensor's exposure settles (real cameras
+    /// deliver their first frames dark).
+    fn warm_up_frames(&self) -> usize {
+        0
+    }
+
     /// The empty-bed reference frame and bed zone the source brings itself (the simulator's
     /// room has its own); `None` for real cameras, whose calibration comes from the config.
     fn own_calibration(&self) -> Option<(GrayImage, Vec<(f64, f64)>)> {
@@ -117,6 +123,9 @@ pub(crate) mod testing {
         }
         fn describe(&self) -> String {
             self.inner.describe()
+        }
+        fn warm_up_frames(&self) -> usize {
+            self.inner.warm_up_frames()
         }
         fn own_calibration(&self) -> Option<(GrayImage, Vec<(f64, f64)>)> {
             self.inner.own_calibration()

@@ -113,7 +113,15 @@ impl CameraSource for V4l2Camera {
     fn describe(&self) -> String {
         format!("V4L2 camera {} at {}×{}", self.device, self.width, self.height)
     }
+
+    /// USB cameras deliver their first frames after stream start dark or mid-adjustment.
+    fn warm_up_frames(&self) -> usize {
+        WARM_UP_FRAMES
+    }
 }
+
+/// Frames discarded after the stream starts (about a third of a second at 10–30 fps).
+const WARM_UP_FRAMES: usize = 5;
 
 /// Opens `/dev/video<index>`, sets the mode nearest `width`×`height` and starts the stream.
 fn start(index: u32, device: &str, width: u32, height: u32) -> Result<Camera, SourceError> {
