@@ -193,30 +193,9 @@ fn capped(span: Duration, now: Timestamp, window_ends: Timestamp) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::consent::RawConsent;
+    use crate::camera::consent::testing::{local as at, nights as consent};
 
-    fn consent() -> Consent {
-        let raw: RawConsent = toml::from_str(
-            r#"
-            windows = ["21:00-07:00"]
-            opted_out_nights = [2026-12-24]
-            [record]
-            given = 2026-09-14
-            basis = "samtycke"
-            "#,
-        )
-        .unwrap();
-        raw.validate().unwrap()
-    }
 
-    fn at(local: &str) -> Timestamp {
-        local
-            .parse::<jiff::civil::DateTime>()
-            .unwrap()
-            .in_tz("Europe/Stockholm")
-            .unwrap()
-            .timestamp()
-    }
 
     fn id(s: &str) -> CheckId {
         CheckId::new(s).unwrap()

@@ -627,6 +627,33 @@ impl RawConsentRecord {
     }
 }
 
+/// Fixtures shared by the camera modules' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// `21:00-07:00` in Europe/Stockholm, opted out on the night of 2026-12-24, with a record.
+    pub fn nights() -> Consent {
+        let raw: RawConsent = toml::from_str(
+            r#"
+            windows = ["21:00-07:00"]
+            opted_out_nights = [2026-12-24]
+            [record]
+            given = 2026-09-14
+            basis = "samtycke"
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        raw.validate().unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// The instant a Stockholm wall clock shows `local` (`2026-11-23T02:00`).
+    pub fn local(text: &str) -> Timestamp {
+        let dt: DateTime = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        dt.in_tz(DEFAULT_TIME_ZONE).unwrap_or_else(|e| panic!("{e}")).timestamp()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,22 +104,14 @@ mod tests {
 
     fn check(id: &str, status: CheckStatus, deadline: &str) -> CheckRow {
         CheckRow {
-            check_id: id.into(),
-            site: "s".into(),
-            device: "home-1".into(),
-            requested_by: "anna".into(),
-            requested_role: "night_staff".into(),
-            requested_at: at("2026-11-23T02:00:00Z"),
-            deadline: at(deadline),
             status,
-            verdict: None,
-            refusal: None,
-            confidence: None,
-            detail: None,
-            figures: None,
-            event_id: None,
-            answered_at: None,
-            late: false,
+            ..CheckRow::requested(
+                id,
+                ("s", "home-1"),
+                ("anna", "night_staff"),
+                at("2026-11-23T02:00:00Z"),
+                at(deadline),
+            )
         }
     }
 

@@ -18,7 +18,7 @@ use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::camera::checks::is_open;
 use crate::camera::SnapshotState;
-use crate::store::{AuditEntry, CheckRow, CheckStatus};
+use crate::store::{AuditEntry, CheckRow};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -142,24 +142,13 @@ pub async fn request_check(
     let deadline = later(now, state.cameras.check_open);
     let check_id = CheckId::new(Uuid::now_v7().to_string())
         .map_err(|e| ApiError::store(format!("could not make a check id: {e}")))?;
-    let check = CheckRow {
-        check_id: check_id.to_string(),
-        site: site.to_string(),
-        device: device_id.to_string(),
-        requested_by: who.name.clone(),
-        requested_role: who.role.as_str().to_string(),
-        requested_at: now,
+    let check = CheckRow::requested(
+        check_id.to_string(),
+        (site.to_string(), device_id.to_string()),
+        (who.name.clone(), who.role.as_str()),
+        now,
         deadline,
-        status: CheckStatus::Requested,
-        verdict: None,
-        refusal: None,
-        confidence: None,
-        detail: None,
-        figures: None,
-        event_id: None,
-        answered_at: None,
-        late: false,
-    };
+    );
     let entry = audit_entry(
         &who,
         now,

@@ -612,24 +612,13 @@ mod tests {
         use vaka_protocol::CheckId;
 
         fn check(deadline: Timestamp) -> CheckRow {
-            CheckRow {
-                check_id: "c-1".into(),
-                site: "s".into(),
-                device: "home-1".into(),
-                requested_by: "anna".into(),
-                requested_role: "night_staff".into(),
-                requested_at: deadline - SignedDuration::from_mins(5),
+            CheckRow::requested(
+                "c-1",
+                ("s", "home-1"),
+                ("anna", "night_staff"),
+                deadline - SignedDuration::from_mins(5),
                 deadline,
-                status: CheckStatus::Requested,
-                verdict: None,
-                refusal: None,
-                confidence: None,
-                detail: None,
-                figures: None,
-                event_id: None,
-                answered_at: None,
-                late: false,
-            }
+            )
         }
 
         fn audit() -> AuditEntry {

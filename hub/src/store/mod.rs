@@ -147,6 +147,36 @@ pub struct CheckRow {
     pub late: bool,
 }
 
+impl CheckRow {
+    /// A check just asked for: `requested`, no answer yet.
+    pub fn requested(
+        check_id: impl Into<String>,
+        (site, device): (impl Into<String>, impl Into<String>),
+        (requested_by, requested_role): (impl Into<String>, impl Into<String>),
+        requested_at: Timestamp,
+        deadline: Timestamp,
+    ) -> CheckRow {
+        CheckRow {
+            check_id: check_id.into(),
+            site: site.into(),
+            device: device.into(),
+            requested_by: requested_by.into(),
+            requested_role: requested_role.into(),
+            requested_at,
+            deadline,
+            status: CheckStatus::Requested,
+            verdict: None,
+            refusal: None,
+            confidence: None,
+            detail: None,
+            figures: None,
+            event_id: None,
+            answered_at: None,
+            late: false,
+        }
+    }
+}
+
 /// The answer to a camera check, carried by the event `event_id` of the same batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckAnswer {

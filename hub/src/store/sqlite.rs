@@ -640,24 +640,13 @@ mod tests {
     }
 
     fn check(id: &str, deadline: Timestamp) -> CheckRow {
-        CheckRow {
-            check_id: id.into(),
-            site: "skelleftea".into(),
-            device: "home-1".into(),
-            requested_by: "anna.berg".into(),
-            requested_role: "night_staff".into(),
-            requested_at: "2026-11-23T02:00:00Z".parse().unwrap(),
+        CheckRow::requested(
+            id,
+            ("skelleftea", "home-1"),
+            ("anna.berg", "night_staff"),
+            "2026-11-23T02:00:00Z".parse().unwrap(),
             deadline,
-            status: CheckStatus::Requested,
-            verdict: None,
-            refusal: None,
-            confidence: None,
-            detail: None,
-            figures: None,
-            event_id: None,
-            answered_at: None,
-            late: false,
-        }
+        )
     }
 
     fn audit(action: &str) -> AuditEntry {

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::camera::config::CameraSettings;
-use crate::camera::consent::{ConsentDecision, RawConsent};
+use crate::camera::consent::testing::{local, nights as consent};
+use crate::camera::consent::ConsentDecision;
 use crate::camera::source::simulated::{Scenarios, SimulatedCamera};
 use crate::camera::source::testing::{CountingCamera, Counts};
 use crate::camera::source::Capture;
@@ -12,27 +13,7 @@ use jiff::SignedDuration;
 use std::sync::Mutex;
 use vaka_protocol::{DeviceId, Envelope};
 
-fn consent() -> Consent {
-    let raw: RawConsent = toml::from_str(
-        r#"
-        windows = ["21:00-07:00"]
-        opted_out_nights = [2026-12-24]
-        [record]
-        given = 2026-09-14
-        basis = "samtycke"
-        "#,
-    )
-    .unwrap();
-    raw.validate().unwrap()
-}
 
-fn local(text: &str) -> Timestamp {
-    text.parse::<jiff::civil::DateTime>()
-        .unwrap()
-        .in_tz("Europe/Stockholm")
-        .unwrap()
-        .timestamp()
-}
 
 /// A running service with its outbox, the camera's counters and a settable clock.
 struct Rig {
