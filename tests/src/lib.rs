@@ -37,7 +37,19 @@ pub fn bin(name: &str) -> PathBuf {
             return PathBuf::from(dir);
         }
         let release = std::env::var("VAKA_PROFILE").is_ok_and(|p| p == "release");
-        let mut args = vec!["build", "--quiet", "-p", "vaka-hub", "-p", "vaka-agent", "--bins"];
+        // The same features as `scripts/test`, so a test run alone builds what CI tests:
+        // the agent with its real-camera (V4L2) source.
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "vaka-hub",
+            "-p",
+            "vaka-agent",
+            "--bins",
+            "--features",
+            "vaka-agent/camera-v4l2",
+        ];
         if release {
             args.push("--release");
         }

@@ -180,3 +180,32 @@ fn check_outside_the_consent_window_is_refused_and_the_hub_records_why() {
     assert!(log().contains("Camera check refused"), "{}", log());
     assert!(!log().contains("Snapshot taken"), "{}", log());
 }
+
+/// Acceptance 4: the agent built with the real-camera feature (as `scripts/test` builds it),
+/// configured for a V4L2 camera that is not there, answers the check with `camera_fault`
+/// naming the device, and goes on working.
+#[test]
+fn agent_without_its_camera_answers_camera_fault_and_keeps_running() {
+    let dir = temp_dir("camera-missing");
+    let hub = hub_with_roles(dir.path());
+    // An installer's reference frame: any picture with some structure.
+    let reference = dir.path().join("reference.png");
+    let picture = image::GrayImage::from_fn(160, 120, |x, y| image::Luma([(40 + x / 2 + (y % 7) * 9) as u8]));
+    picture.save(&reference).unwrap();
+    let mut opts = AgentOpts::new("home-nocam", hub.broker());
+    opts.extra = format!(
+        "[camera]\nsource = \"v4l2\"\ndevice = \"/dev/video57\"\nreference = \"{}\"\nbed_zone = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]\n\n[camera.consent]\nwindows = [\"{}\"]\n[camera.consent.record]\ngiven = 2026-09-14\nbasis = \"samtycke\"\n",
+        reference.display(),
+        window_around(0, 2)
+    );
+    let mut agent = Agent::start(dir.path(), opts);
+    wait_until(Duration::from_secs(60), "the hub to know the device", || hub.device("home-nocam").map(|_| ()));
+    let check = check_now(&hub, "home-nocam");
+    assert_eq!(check["verdict"], "camera_fault", "{check}");
+    assert!(check["detail"].as_str().unwrap_or_default().contains("/dev/video57"), "{check}");
+    // Still running, still delivering.
+    assert!(!agent.proc.has_exited());
+    let accepted = agent.intake().accept(r#"{"kind":"test_alarm","body":{"note":"after the camera fault"}}"#);
+    let events = wait_for_events(&hub, "home-nocam", 2, Duration::from_secs(30));
+    assert!(events.iter().any(|e| e["id"] == accepted.id.as_str()));
+}
