@@ -222,7 +222,8 @@ fn camera_rss(dir: &std::path::Path) -> Result<String> {
     let pid = agent.proc.pid().ok_or_else(|| anyhow!("agent not running"))?;
     let before = status_mb(pid, "VmHWM:")?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The MQTT event loop runs on a worker thread while this thread waits for the hub.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut open_ms = Vec::new();
     runtime.block_on(async {
         let mut options = MqttOptions::new("bench-commander", "127.0.0.1", mosquitto.port);
