@@ -95,6 +95,15 @@ impl NewEvent {
     }
 }
 
+/// State of an on-device decision (e.g. the dose grace timers) to store with the events it
+/// raises, in the same transaction: see [`Outbox::record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    /// One key per deciding component, e.g. `dispenser`.
+    pub key: &'static str,
+    pub value: Vec<u8>,
+}
+
 /// The expected outcomes of offering an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acceptance {
@@ -208,7 +217,36 @@ impl Outbox {
         ts: Timestamp,
         events: Vec<NewEvent>,
     ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
-        match self.try_accept_batch(now, ts, events, false) {
+        self.accept_with_state(now, ts, events, None)
+    }
+
+    /// Accepts `events` and replaces the stored `state` in one transaction: both are durable
+    /// when this returns, or neither is. The state is written even if an event is
+    /// [`Acceptance::Dropped`] (a full disk must not stop a grace timer). Read it back with
+    /// [`Outbox::state`].
+    pub fn record(
+        &mut self,
+        now: Instant,
+        ts: Timestamp,
+        events: Vec<NewEvent>,
+        state: &StateWrite,
+    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+        self.accept_with_state(now, ts, events, Some(state))
+    }
+
+    /// The state last recorded under `key`.
+    pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self.store.state(key)?)
+    }
+
+    fn accept_with_state(
+        &mut self,
+        now: Instant,
+        ts: Timestamp,
+        events: Vec<NewEvent>,
+        state: Option<&StateWrite>,
+    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+        match self.try_accept_batch(now, ts, events, state, false) {
             Ok(ok) => Ok(ok),
             Err(e) => {
                 // The core may hold events of the failed transaction: rebuild it from disk.
@@ -226,6 +264,7 @@ impl Outbox {
         now: Instant,
         ts: Timestamp,
         events: Vec<NewEvent>,
+        state: Option<&StateWrite>,
         overflow_report: bool,
     ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
         let mut outcomes = Vec::with_capacity(events.len());
@@ -306,6 +345,9 @@ impl Outbox {
         if next_seq != self.next_seq {
             batch.set_next_seq(next_seq)?;
         }
+        if let Some(state) = state {
+            batch.put_state(state.key, &state.value)?;
+        }
         batch.commit()?;
         let accepted = next_seq - self.next_seq;
         self.next_seq = next_seq;
@@ -337,7 +379,7 @@ impl Outbox {
         });
         warn!(dropped = self.tally.dropped, first, last, "Reporting outbox overflow to the hub");
         self.tally = OverflowTally { dropped: 0, seqs: None, last_report: Some(now) };
-        let (_, actions) = self.try_accept_batch(now, ts, vec![NewEvent::new(body)], true)?;
+        let (_, actions) = self.try_accept_batch(now, ts, vec![NewEvent::new(body)], None, true)?;
         Ok(actions)
     }
 

@@ -9,7 +9,11 @@
 //! Schema (version 1):
 //! - `meta(id = 1, next_seq)`: one row;
 //! - `events(seq PRIMARY KEY, id, severity, payload)`: the encoded envelope exactly as it is
-//!   published, so a resend is byte-identical to the first send.
+//!   published, so a resend is byte-identical to the first send;
+//! - `state(key PRIMARY KEY, value)`: the small state of on-device decisions (dose grace
+//!   timers, geofence and alarm state), written in the same transaction as the events those
+//!   decisions raise, so that after a crash the state and the outbox always agree: a raised
+//!   `dose_missed` is never raised twice, and a pending grace timer is never forgotten.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};
@@ -83,6 +87,10 @@ impl Store {
                  id TEXT NOT NULL,
                  severity INTEGER NOT NULL,
                  payload BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS state (
+                 key TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
              );",
         )
         .map_err(err)?;
@@ -125,6 +133,14 @@ impl Store {
         // the events themselves.
         let after_last = events.last().map_or(1, |e| e.seq + 1);
         Ok(((next_seq.max(1) as u64).max(after_last), events))
+    }
+
+    /// The stored state under `key`, if any (see the module note).
+    pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM state WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
     }
 
     /// Starts a write transaction. Nothing is durable until [`Batch::commit`].
@@ -186,6 +202,15 @@ impl Batch<'_> {
     pub fn set_next_seq(&mut self, next_seq: u64) -> Result<(), StoreError> {
         self.tx
             .execute("UPDATE meta SET next_seq = ?1 WHERE id = 1", params![next_seq as i64])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Replaces the state under `key`; durable with the rest of the batch.
+    pub fn put_state(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO state (key, value) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![key, value]))
             .map_err(self.err())?;
         Ok(())
     }

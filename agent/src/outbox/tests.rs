@@ -228,3 +228,33 @@ mod durable_model {
         }
     }
 }
+
+#[test]
+fn recorded_state_survives_reopening_with_the_events_of_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let write = |value: &str| StateWrite { key: "dispenser", value: value.as_bytes().to_vec() };
+    {
+        let mut outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+        assert_eq!(outbox.state("dispenser").unwrap(), None);
+        let now = Instant::now();
+        outbox.record(now, Timestamp::now(), vec![test_alarm("due")], &write("open")).unwrap();
+        outbox.record(now, Timestamp::now(), vec![], &write("missed")).unwrap();
+        assert_eq!(outbox.state("dispenser").unwrap().as_deref(), Some(&b"missed"[..]));
+    }
+    let outbox = Outbox::open(&path, device(), limits(1 << 20)).unwrap();
+    assert_eq!(outbox.depth(), 1);
+    assert_eq!(outbox.state("dispenser").unwrap().as_deref(), Some(&b"missed"[..]));
+    assert_eq!(outbox.state("gps").unwrap(), None);
+}
+
+#[test]
+fn state_is_recorded_even_when_the_disk_budget_drops_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = Outbox::open(&dir.path().join("o.db"), device(), limits(1)).unwrap();
+    let info = with_severity("heartbeat", Severity::Info);
+    let state = StateWrite { key: "dispenser", value: b"timer".to_vec() };
+    let (outcomes, _) = outbox.record(Instant::now(), Timestamp::now(), vec![info], &state).unwrap();
+    assert!(matches!(outcomes[..], [Acceptance::Dropped { .. }]), "{outcomes:?}");
+    assert_eq!(outbox.state("dispenser").unwrap().as_deref(), Some(&b"timer"[..]));
+}

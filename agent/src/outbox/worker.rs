@@ -6,7 +6,7 @@
 //! by the core leave on an unbounded channel to the uplink, so the thread never waits on the
 //! network.
 
-use super::{Acceptance, Action, Input, NewEvent, Outbox, OutboxError};
+use super::{Acceptance, Action, Input, NewEvent, Outbox, OutboxError, StateWrite};
 use jiff::Timestamp;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -28,6 +28,12 @@ pub struct Publish {
 
 enum Command {
     Accept { event: NewEvent, reply: oneshot::Sender<Result<Acceptance, OutboxError>> },
+    Record {
+        events: Vec<NewEvent>,
+        state: StateWrite,
+        reply: oneshot::Sender<Result<Vec<Acceptance>, OutboxError>>,
+    },
+    ReadState { key: &'static str, reply: oneshot::Sender<Result<Option<Vec<u8>>, OutboxError>> },
     Ack(Ack),
     Core(Input),
     Stop,
@@ -64,6 +70,25 @@ impl OutboxHandle {
             Ok(Acceptance::Dropped { reason }) => warn!(kind, "Event dropped: {reason}"),
             Err(e) => error!(kind, error = %e, "Event could not be stored"),
         }
+    }
+
+    /// Accepts `events` and stores `state` in one transaction (see [`Outbox::record`]);
+    /// resolves once both are durable.
+    pub async fn record(
+        &self,
+        events: Vec<NewEvent>,
+        state: StateWrite,
+    ) -> Result<Vec<Acceptance>, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Record { events, state, reply });
+        rx.await.unwrap_or(Err(OutboxError::Stopped))
+    }
+
+    /// The state last recorded under `key`.
+    pub async fn state(&self, key: &'static str) -> Result<Option<Vec<u8>>, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::ReadState { key, reply });
+        rx.await.unwrap_or(Err(OutboxError::Stopped))
     }
 
     pub fn ack(&self, ack: Ack) {
@@ -158,6 +183,20 @@ fn run(
         }
         for cmd in rest {
             let result = match cmd {
+                Command::Record { events, state, reply } => {
+                    let result =
+                        outbox.record(Instant::now(), Timestamp::now(), events, &state);
+                    let (answer, actions) = match result {
+                        Ok((outcomes, actions)) => (Ok(outcomes), actions),
+                        Err(e) => (Err(e), Vec::new()),
+                    };
+                    let _ = reply.send(answer);
+                    Ok(actions)
+                }
+                Command::ReadState { key, reply } => {
+                    let _ = reply.send(outbox.state(key));
+                    Ok(Vec::new())
+                }
                 Command::Ack(ack) => outbox.ack(Instant::now(), &ack),
                 Command::Core(input) => outbox.handle(Instant::now(), input),
                 Command::Stop => {
