@@ -9,6 +9,7 @@
 pub mod camera;
 pub mod config;
 pub mod intake;
+pub mod lines;
 pub mod link;
 pub mod outbox;
 pub mod simulator;
