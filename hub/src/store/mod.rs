@@ -85,6 +85,31 @@ pub struct AlarmRow {
     pub kind: String,
     pub raised_at: Timestamp,
     pub cleared_at: Option<Timestamp>,
+    /// How often it was triggered while open (1 for the first trigger); a repeated trigger
+    /// updates the open alarm instead of opening another (one open alarm per device and kind).
+    pub occurrences: u64,
+    /// The event that last triggered it (none for `supervision_lost`, raised by the hub).
+    pub last_event: Option<Uuid>,
+    /// When it was last triggered.
+    pub updated_at: Timestamp,
+}
+
+/// What a newly stored event does to the device's alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmEffect {
+    /// An alarm-severity event: opens an alarm of its kind, or updates the open one.
+    Trigger,
+    /// Closes the open alarm of this kind (e.g. `geofence_returned` closes `geofence_left`).
+    Clear(&'static str),
+}
+
+/// The alarm effect of an event of `kind` and `severity`, if any. Pure.
+pub fn alarm_effect(kind: &str, severity: &str) -> Option<AlarmEffect> {
+    match kind {
+        "geofence_returned" => Some(AlarmEffect::Clear("geofence_left")),
+        _ if severity == "alarm" => Some(AlarmEffect::Trigger),
+        _ => None,
+    }
 }
 
 /// Where a camera check stands.

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -98,6 +98,13 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
+/// Device alarms: one open alarm per device and kind, updated by repeated triggers.
+const SCHEMA_V3: &str = "
+ALTER TABLE alarms ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alarms ADD COLUMN last_event TEXT;
+ALTER TABLE alarms ADD COLUMN updated_at INTEGER;
+";
+
 const CHECK_COLS: &str = "check_id, site, device, requested_by, requested_role, requested_at,
     deadline, status, verdict, refusal, confidence, detail, figures, event_id, answered_at, late";
 
@@ -149,6 +156,9 @@ impl SqliteStore {
             }
             if found < 2 {
                 tx.execute_batch(SCHEMA_V2)?;
+            }
+            if found < 3 {
+                tx.execute_batch(SCHEMA_V3)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -218,6 +228,39 @@ fn check_from_row(r: &Row<'_>) -> Result<CheckRow, rusqlite::Error> {
     })
 }
 
+/// Applies a newly stored event's effect on its device's alarms (see `alarm_effect`), in the
+/// event's own transaction.
+fn alarm_for_event(tx: &Connection, e: &EventRow) -> Result<(), rusqlite::Error> {
+    match super::alarm_effect(&e.kind, &e.severity) {
+        Some(super::AlarmEffect::Trigger) => {
+            let (id, at) = (e.id.to_string(), micros(e.ts));
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE alarms SET occurrences = occurrences + 1, last_event = ?3,
+                       updated_at = ?4
+                     WHERE device = ?1 AND kind = ?2 AND cleared_at IS NULL",
+                )?
+                .execute(params![e.device, e.kind, id, at])?;
+            if updated == 0 {
+                tx.prepare_cached(
+                    "INSERT INTO alarms (device, site, kind, raised_at, last_event, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                )?
+                .execute(params![e.device, e.site, e.kind, at, id])?;
+            }
+        }
+        Some(super::AlarmEffect::Clear(kind)) => {
+            tx.prepare_cached(
+                "UPDATE alarms SET cleared_at = ?3 WHERE device = ?1 AND kind = ?2
+                   AND cleared_at IS NULL",
+            )?
+            .execute(params![e.device, kind, micros(e.ts)])?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, role, action, check_id, device, detail)
@@ -258,6 +301,9 @@ impl Store for SqliteStore {
                     e.severity,
                     e.body.to_string(),
                 ])?;
+                if n == 1 {
+                    alarm_for_event(&tx, e)?;
+                }
                 inserted.push(if n == 1 {
                     Inserted::New
                 } else {
@@ -489,7 +535,9 @@ impl Store for SqliteStore {
 
     fn alarms(&self, limit: usize) -> Result<Vec<AlarmRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, device, site, kind, raised_at, cleared_at FROM alarms ORDER BY id DESC LIMIT ?1",
+            "SELECT id, device, site, kind, raised_at, cleared_at, occurrences, last_event,
+                    updated_at
+             FROM alarms ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt
             .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
@@ -500,6 +548,15 @@ impl Store for SqliteStore {
                     kind: r.get(3)?,
                     raised_at: timestamp(r.get(4)?)?,
                     cleared_at: r.get::<_, Option<i64>>(5)?.map(timestamp).transpose()?,
+                    occurrences: r.get::<_, i64>(6)?.max(1) as u64,
+                    last_event: r
+                        .get::<_, Option<String>>(7)?
+                        .map(|s| Uuid::parse_str(&s).map_err(conversion))
+                        .transpose()?,
+                    updated_at: match r.get::<_, Option<i64>>(8)? {
+                        Some(us) => timestamp(us)?,
+                        None => timestamp(r.get(4)?)?,
+                    },
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -602,8 +659,14 @@ mod tests {
         assert_eq!(seqs, vec![2, 1]);
         assert_eq!(store.devices().unwrap(), vec![device]);
         assert_eq!(store.rejects(10).unwrap()[0].label, "not_json");
+        // The two test alarms are one open alarm triggered twice; supervision_lost the other.
         let alarms = store.alarms(10).unwrap();
-        assert_eq!((alarms.len(), alarms[0].cleared_at), (1, None));
+        let open: Vec<(&str, u64)> = alarms
+            .iter()
+            .filter(|a| a.cleared_at.is_none())
+            .map(|a| (a.kind.as_str(), a.occurrences))
+            .collect();
+        assert_eq!(open, [("supervision_lost", 1), ("test_alarm", 2)]);
     }
 
     #[test]
@@ -637,6 +700,40 @@ mod tests {
             .unwrap();
         assert_eq!(store.devices().unwrap()[0].outbox_depth, Some(7));
         assert_eq!(store.alarms(10).unwrap()[0].cleared_at, Some(t2));
+    }
+
+    #[test]
+    fn a_repeated_alarm_updates_the_open_one_and_a_return_closes_the_geofence_alarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        let of = |seq, kind: &str, severity: &str| EventRow {
+            kind: kind.into(),
+            severity: severity.into(),
+            ..event("home-1", seq)
+        };
+        let left = of(1, "geofence_left", "alarm");
+        let again = of(2, "geofence_left", "alarm");
+        let position = of(3, "position", "info");
+        let commit = |store: &mut SqliteStore, events: Vec<EventRow>| {
+            store.commit(&WriteBatch { events, ..Default::default() }).unwrap();
+        };
+        // The first trigger, a resend of it (same id), a repeat and an unrelated info event.
+        commit(&mut store, vec![left.clone(), left.clone(), again.clone(), position]);
+        let alarms = store.alarms(10).unwrap();
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!((alarms[0].occurrences, alarms[0].last_event), (2, Some(again.id)));
+        assert_eq!((alarms[0].kind.as_str(), alarms[0].cleared_at), ("geofence_left", None));
+
+        commit(&mut store, vec![of(4, "geofence_returned", "info"), of(5, "sos", "alarm")]);
+        let alarms = store.alarms(10).unwrap();
+        let open: Vec<&str> =
+            alarms.iter().filter(|a| a.cleared_at.is_none()).map(|a| a.kind.as_str()).collect();
+        assert_eq!(open, ["sos"], "{alarms:?}");
+
+        // Leaving again after the return is a new alarm.
+        commit(&mut store, vec![of(6, "geofence_left", "alarm")]);
+        let alarms = store.alarms(10).unwrap();
+        assert_eq!(alarms.iter().filter(|a| a.kind == "geofence_left").count(), 2);
     }
 
     fn check(id: &str, deadline: Timestamp) -> CheckRow {
@@ -751,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_gains_camera_checks_and_the_audit_log_and_keeps_its_events() {
+    fn a_version_1_database_gains_camera_checks_the_audit_log_and_alarm_counts_and_keeps_its_events() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
@@ -773,6 +870,11 @@ mod tests {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, SCHEMA_VERSION);
+        // Version 3 gave alarms their trigger count; a new alarm event opens one.
+        store
+            .commit(&WriteBatch { events: vec![event("home-1", 2)], ..Default::default() })
+            .unwrap();
+        assert_eq!(store.alarms(10).unwrap()[0].occurrences, 1);
     }
 }
