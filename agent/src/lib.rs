@@ -8,6 +8,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod decisions;
 pub mod intake;
 pub mod lines;
 pub mod link;
