@@ -9,8 +9,9 @@
 //! - [`LineSource::Socket`]: a Unix socket the agent listens on; any number of local bridges
 //!   may connect, each connection numbers its own lines;
 //! - [`LineSource::Stdin`]: the agent's standard input (a bridge that starts the agent);
-//! - [`LineSource::Replay`]: a recorded file, one line every `interval` (installers' dry runs
-//!   and tests), then [`LineEvent::Ended`];
+//! - [`LineSource::Replay`]: a recorded file (installers' dry runs and tests), then
+//!   [`LineEvent::Ended`]; the consumer paces it (e.g. one GPS epoch per interval), and the
+//!   bounded channel makes the reader wait for it;
 //! - [`LineSource::Tcp`]: a TCP server such as gpsd; an optional greeting (gpsd's `?WATCH`)
 //!   is written after connecting; reconnected with back-off.
 //!
@@ -39,7 +40,7 @@ pub enum LineSource {
     Serial { path: PathBuf, baud: u32 },
     Socket { path: PathBuf },
     Stdin,
-    Replay { path: PathBuf, interval: Duration },
+    Replay { path: PathBuf },
     Tcp { address: String, greeting: Option<String> },
 }
 
@@ -49,9 +50,7 @@ impl std::fmt::Display for LineSource {
             LineSource::Serial { path, baud } => write!(f, "serial {} at {baud} baud", path.display()),
             LineSource::Socket { path } => write!(f, "socket {}", path.display()),
             LineSource::Stdin => write!(f, "standard input"),
-            LineSource::Replay { path, interval } => {
-                write!(f, "replay of {} (a line every {interval:?})", path.display())
-            }
+            LineSource::Replay { path } => write!(f, "replay of {}", path.display()),
             LineSource::Tcp { address, .. } => write!(f, "tcp {address}"),
         }
     }
@@ -97,12 +96,12 @@ pub fn spawn(source: LineSource) -> mpsc::Receiver<LineEvent> {
                 let origin: Arc<str> = "stdin".into();
                 let reader = BufReader::new(tokio::io::stdin());
                 let _ = tx.send(LineEvent::Connected { origin: origin.clone() }).await;
-                read_lines(reader, &origin, &tx, None).await;
+                read_lines(reader, &origin, &tx).await;
                 let _ = tx.send(LineEvent::Ended { origin }).await;
             });
         }
-        LineSource::Replay { path, interval } => {
-            tokio::spawn(replay(path, interval, tx));
+        LineSource::Replay { path } => {
+            tokio::spawn(replay(path, tx));
         }
         LineSource::Tcp { address, greeting } => {
             tokio::spawn(tcp(address, greeting, tx));
@@ -143,13 +142,11 @@ impl Splitter {
     }
 }
 
-/// Reads lines until end of stream or a read error, pausing `interval` before each line if
-/// given. Returns false if the receiver is gone.
+/// Reads lines until end of stream or a read error. Returns false if the receiver is gone.
 async fn read_lines(
     mut reader: impl AsyncBufRead + Unpin,
     origin: &Arc<str>,
     tx: &mpsc::Sender<LineEvent>,
-    interval: Option<Duration>,
 ) -> bool {
     let mut splitter = Splitter::default();
     let mut buf = Vec::new();
@@ -165,9 +162,6 @@ async fn read_lines(
                     .await
                     .is_ok();
             }
-        }
-        if let Some(interval) = interval {
-            tokio::time::sleep(interval).await;
         }
         if let Some(event) = splitter.event(origin, &buf) {
             if tx.send(event).await.is_err() {
@@ -204,12 +198,12 @@ async fn read_bounded(
     }
 }
 
-async fn replay(path: PathBuf, interval: Duration, tx: mpsc::Sender<LineEvent>) {
+async fn replay(path: PathBuf, tx: mpsc::Sender<LineEvent>) {
     let origin: Arc<str> = format!("replay {}", path.display()).into();
     match tokio::fs::File::open(&path).await {
         Ok(file) => {
             let _ = tx.send(LineEvent::Connected { origin: origin.clone() }).await;
-            read_lines(BufReader::new(file), &origin, &tx, Some(interval)).await;
+            read_lines(BufReader::new(file), &origin, &tx).await;
         }
         Err(e) => {
             let message = format!("cannot open: {e}");
@@ -238,7 +232,7 @@ async fn socket(path: PathBuf, tx: mpsc::Sender<LineEvent>) {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let _ = tx.send(LineEvent::Connected { origin: origin.clone() }).await;
-                    read_lines(BufReader::new(stream), &origin, &tx, None).await;
+                    read_lines(BufReader::new(stream), &origin, &tx).await;
                     debug!(origin = %origin, "Line source connection closed");
                 });
             }
@@ -268,7 +262,7 @@ async fn tcp(address: String, greeting: Option<String>, tx: mpsc::Sender<LineEve
                     wait = RETRY_MIN;
                     reported = false;
                     let _ = tx.send(LineEvent::Connected { origin: origin.clone() }).await;
-                    if !read_lines(BufReader::new(stream), &origin, &tx, None).await {
+                    if !read_lines(BufReader::new(stream), &origin, &tx).await {
                         return;
                     }
                     let message = "connection closed; reconnecting".to_string();
