@@ -1,0 +1,4 @@
+//! GPS tracker (placeholder note, rewritten below).
+
+pub mod fix;
+pub mod nmea;
