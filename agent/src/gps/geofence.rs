@@ -500,7 +500,7 @@ pub(crate) mod tests {
     }
 
     /// A position within `r` metres of the border, for either shape.
-    fn near_border(polygon: bool, along: f64, bearing: f64, offset: f64) -> (f64, f64) {
+    pub(crate) fn near_border(polygon: bool, along: f64, bearing: f64, offset: f64) -> (f64, f64) {
         if polygon {
             let (lat, lon) = on_pentagon_border(along);
             destination(lat, lon, bearing, offset.abs())
@@ -510,7 +510,7 @@ pub(crate) mod tests {
     }
 
     /// A position at least 100 m outside (`far` true) or well inside, for either shape.
-    fn away(polygon: bool, far: bool, bearing: f64, x: f64) -> (f64, f64) {
+    pub(crate) fn away(polygon: bool, far: bool, bearing: f64, x: f64) -> (f64, f64) {
         let d = match (polygon, far) {
             (false, true) => RADIUS + 100.0 + 300.0 * x,
             (false, false) => (RADIUS - 50.0) * x,

@@ -339,14 +339,15 @@ fn unknown_sentence(line: &str) -> Result<Option<Fix>, NmeaError> {
     let Some((data, tail)) = body.rsplit_once('*') else {
         return not("it has no '*' checksum");
     };
-    let stated = match tail.get(..2).map(|h| u8::from_str_radix(h, 16)) {
-        Some(Ok(stated)) if tail.len() == 2 => stated,
-        _ => return not("its checksum is not two hex digits after '*'"),
+    let hex = tail.len() == 2 && tail.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some(stated) = hex.then(|| u8::from_str_radix(tail, 16).ok()).flatten() else {
+        return not("its checksum is not two hex digits after '*'");
     };
     let address = data.split(',').next().unwrap_or("");
-    if !(data.contains(',') && (2..=6).contains(&address.len()))
-        || !address.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
+    let well_formed = data.contains(',')
+        && (2..=6).contains(&address.len())
+        && address.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !well_formed {
         return not("it does not begin with a sentence address such as $GPGGA,");
     }
     let computed = data.bytes().fold(0, |c, b| c ^ b);
