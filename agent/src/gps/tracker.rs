@@ -656,6 +656,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn recorded_receiver_output_drives_the_tracker_through_the_nmea_decoder() {
+        use crate::gps::nmea::NmeaDecoder;
+        let fixtures = [
+            include_str!("../../tests/fixtures/nmea/stationary-receiver.nmea"),
+            include_str!("../../tests/fixtures/nmea/ublox-neo6-no-fix.nmea"),
+        ];
+        let t0 = at(T0);
+        let mut t = Tracker::new(&settings(vec![]), t0);
+        let mut events = Vec::new();
+        let mut now = t0;
+        for text in fixtures {
+            let mut decoder = NmeaDecoder::new();
+            let mut fixes: Vec<Fix> =
+                text.lines().filter_map(|l| decoder.push_line(l).unwrap()).collect();
+            fixes.extend(decoder.flush());
+            for fix in fixes {
+                now = secs(now, 1);
+                events.extend(t.handle(now, Input::Fix(fix)));
+            }
+        }
+        events.extend(t.handle(secs(now, 600), Input::Tick));
+        assert_eq!(kinds(&events), ["position", "gps_no_fix"]);
+        assert_eq!(t.counters(), Counters { used: 7, no_fix: 2, refused_2d: 0, refused_hdop: 0 });
+    }
+
     proptest! {
         #[test]
         fn a_wobbling_track_never_raises_geofence_left(
