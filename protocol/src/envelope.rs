@@ -278,4 +278,28 @@ mod tests {
             assert!(matches!(&err, DecodeError::Invalid { field, .. } if field == "body.refusal"), "{err}");
         }
     }
+
+    #[test]
+    fn a_first_trigger_has_no_repeat_on_the_wire_and_a_repeat_round_trips() {
+        use crate::kinds::{GeofenceLeft, Sos};
+        let first = sample(EventBody::Sos(Sos { lat: Some(64.75), lon: Some(20.95), repeat: 0 }));
+        assert!(!String::from_utf8(first.encode()).unwrap().contains("repeat"));
+        let again = sample(EventBody::Sos(Sos { lat: Some(64.75), lon: Some(20.95), repeat: 2 }));
+        assert!(String::from_utf8(again.encode()).unwrap().contains(r#""repeat":2"#));
+        assert_eq!(Envelope::decode(&again.encode()).unwrap(), again);
+        let left = sample(EventBody::GeofenceLeft(GeofenceLeft {
+            area: "hemma".into(),
+            lat: 64.75,
+            lon: 20.95,
+            distance_outside_m: 120.0,
+            speed_mps: None,
+            repeat: 1,
+        }));
+        assert_eq!(Envelope::decode(&left.encode()).unwrap(), left);
+        // A body written before the field existed still decodes, as a first trigger.
+        let old = with(serde_json::from_slice(&first.encode()).unwrap(), |v| {
+            v["body"] = serde_json::json!({"lat": 64.75, "lon": 20.95});
+        });
+        assert_eq!(Envelope::decode(&old).unwrap(), first);
+    }
 }

@@ -182,6 +182,10 @@ pub struct GeofenceLeft {
     pub distance_outside_m: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed_mps: Option<f64>,
+    /// 0 for the event that raises the alarm; 1, 2, … for a further area left while the
+    /// person's geofence alarm is still active: an update of that alarm, not a new one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeat: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +203,15 @@ pub struct Sos {
     pub lat: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lon: Option<f64>,
+    /// 0 for the press that raises the alarm; 1, 2, … for further presses while it is still
+    /// active: an update of that alarm (with a fresher position), not a new one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeat: u32,
+}
+
+/// Left out on the wire when zero, so a first trigger looks as it always did.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

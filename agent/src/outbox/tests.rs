@@ -133,7 +133,7 @@ fn alarm_is_accepted_beyond_the_budget_and_info_is_dropped_as_an_outcome() {
     let out = accept(
         &mut outbox,
         vec![
-            NewEvent::new(EventBody::Sos(Sos { lat: None, lon: None })),
+            NewEvent::new(EventBody::Sos(Sos { lat: None, lon: None, repeat: 0 })),
             with_severity("x", Severity::Info),
         ],
     );

@@ -132,6 +132,7 @@ impl Night {
                         lon,
                         distance_outside_m: self.rng.random_range(20.0..150.0),
                         speed_mps: Some(self.rng.random_range(0.5..1.5)),
+                        repeat: 0,
                     }));
                     let back = minutes(self.rng.random_range(10..30));
                     self.schedule(t + back, Due::GeofenceReturned);
@@ -176,7 +177,7 @@ impl Night {
             Due::Rare => {
                 if self.rng.random_bool(0.03) {
                     let (lat, lon) = self.position();
-                    out.push(EventBody::Sos(Sos { lat: Some(lat), lon: Some(lon) }));
+                    out.push(EventBody::Sos(Sos { lat: Some(lat), lon: Some(lon), repeat: 0 }));
                 }
                 if self.rng.random_bool(0.02) {
                     out.push(EventBody::BatteryLow(BatteryLow {
