@@ -7,6 +7,7 @@
 //! ([`AgentConfig::new`] fills in the defaults).
 
 use crate::camera::config::{CameraSettings, RawCamera};
+use crate::gps::config::{GpsSettings, RawGps};
 use crate::link::{MqttLink, RawMqtt};
 use jiff::SignedDuration;
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct RawConfig {
     pub simulator: RawSimulator,
     /// Leave out for a device without a camera (hub requests are then answered camera_fault).
     pub camera: Option<RawCamera>,
+    /// Leave out for a device without a GPS tracker.
+    pub gps: Option<RawGps>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -117,6 +120,7 @@ pub struct AgentConfig {
     pub intake_socket: Option<PathBuf>,
     pub simulator: Option<SimulatorSettings>,
     pub camera: Option<CameraSettings>,
+    pub gps: Option<GpsSettings>,
 }
 
 impl AgentConfig {
@@ -132,6 +136,7 @@ impl AgentConfig {
             intake_socket: None,
             simulator: None,
             camera: None,
+            gps: None,
         }
     }
 
@@ -182,7 +187,7 @@ impl AgentConfig {
                 .map(|s| format!(", simulator speed {} seed {}", s.speed, s.seed))
                 .unwrap_or_default(),
             self.camera.as_ref().map(|c| format!(", {}", c.summary())).unwrap_or_default(),
-        )
+        ) + &self.gps.as_ref().map(|g| format!(", {}", g.summary())).unwrap_or_default()
     }
 }
 
@@ -312,6 +317,7 @@ impl RawConfig {
         let simulator =
             sim.enabled.then(|| SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) });
         let camera = self.camera.as_ref().and_then(|c| c.validate(&mut problems));
+        let gps = self.gps.as_ref().and_then(|g| g.validate(&mut problems));
 
         match (device_id, site, link, problems.is_empty()) {
             (Some(device_id), Some(site), Some(link), true) => Ok(AgentConfig {
@@ -334,6 +340,7 @@ impl RawConfig {
                 intake_socket: self.intake.socket.clone(),
                 simulator,
                 camera,
+                gps,
             }),
             _ => Err(problems),
         }

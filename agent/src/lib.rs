@@ -74,6 +74,10 @@ pub async fn run(
         snapshot_tx,
     );
     tasks.push(tokio::spawn(service.run(camera_rx)));
+    if let Some(gps) = &config.gps {
+        let clock = camera::service::system_clock();
+        tasks.push(tokio::spawn(gps::service::run(gps.clone(), handle.clone(), clock)));
+    }
     if let Some(sim) = &config.simulator {
         let tx = camera_tx.clone();
         tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), tx)));

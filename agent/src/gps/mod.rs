@@ -21,9 +21,11 @@
 //! - Every event the tracker makes passes the protocol's validation (positions on Earth,
 //!   speeds 0–350 m/s, percentages 0–100).
 
+pub mod buttons;
 pub mod config;
 pub mod fix;
 pub mod geofence;
 pub mod gpsd;
 pub mod nmea;
+pub mod service;
 pub mod tracker;

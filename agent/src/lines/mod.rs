@@ -281,6 +281,7 @@ async fn tcp(address: String, greeting: Option<String>, tx: mpsc::Sender<LineEve
     }
 }
 
+pub mod decode;
 mod serial;
 
 #[cfg(test)]
