@@ -8,6 +8,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod dispenser;
 pub mod intake;
 pub mod link;
 pub mod outbox;
