@@ -15,6 +15,8 @@
 //! The IO shell (reading the source, ticking at [`DoseBook::next_deadline`], storing
 //! [`DoseState`] with the events in one outbox transaction) lives beside them.
 
+pub mod core;
 pub mod line;
 
+pub use self::core::{DoseBook, DoseState, Input, Outcome, Rules};
 pub use self::line::{parse_line, DispenserLine, LineError, Message};
