@@ -15,8 +15,10 @@
 //! The IO shell (reading the source, ticking at [`DoseBook::next_deadline`], storing
 //! [`DoseState`] with the events in one outbox transaction) lives beside them.
 
+pub mod config;
 pub mod core;
 pub mod line;
 
+pub use self::config::{DispenserSettings, RawDispenser, SourceSettings};
 pub use self::core::{DoseBook, DoseState, Input, Outcome, Rules};
 pub use self::line::{parse_line, DispenserLine, LineError, Message};
