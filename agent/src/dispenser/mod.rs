@@ -18,7 +18,9 @@
 pub mod config;
 pub mod core;
 pub mod line;
+pub mod simulator;
 
 pub use self::config::{DispenserSettings, RawDispenser, SourceSettings};
 pub use self::core::{DoseBook, DoseState, Input, Outcome, Rules};
 pub use self::line::{parse_line, DispenserLine, LineError, Message};
+pub use self::simulator::Simulator;
