@@ -9,6 +9,7 @@
 pub mod camera;
 pub mod config;
 pub mod decisions;
+pub mod dispenser;
 pub mod gps;
 pub mod intake;
 pub mod lines;
