@@ -7,6 +7,7 @@
 //! ([`AgentConfig::new`] fills in the defaults).
 
 use crate::camera::config::{CameraSettings, RawCamera};
+use crate::dispenser::{DispenserSettings, RawDispenser};
 use crate::gps::config::{GpsSettings, RawGps};
 use crate::link::{MqttLink, RawMqtt};
 use jiff::SignedDuration;
@@ -33,6 +34,8 @@ pub struct RawConfig {
     pub camera: Option<RawCamera>,
     /// Leave out for a device without a GPS tracker.
     pub gps: Option<RawGps>,
+    /// Leave out for a device without a medication dispenser.
+    pub dispenser: Option<RawDispenser>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,6 +124,7 @@ pub struct AgentConfig {
     pub simulator: Option<SimulatorSettings>,
     pub camera: Option<CameraSettings>,
     pub gps: Option<GpsSettings>,
+    pub dispenser: Option<DispenserSettings>,
 }
 
 impl AgentConfig {
@@ -137,6 +141,7 @@ impl AgentConfig {
             simulator: None,
             camera: None,
             gps: None,
+            dispenser: None,
         }
     }
 
@@ -168,6 +173,16 @@ impl AgentConfig {
         problems
     }
 
+    /// The home's time zone for local times (the simulated dispenser's dose hours): the GPS
+    /// section's, else Europe/Stockholm.
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        match &self.gps {
+            Some(gps) => gps.time_zone.clone(),
+            None => crate::camera::consent::time_zone(crate::camera::consent::DEFAULT_TIME_ZONE)
+                .unwrap_or(jiff::tz::TimeZone::UTC),
+        }
+    }
+
     /// A one-line summary for `check-config` and the start-up log.
     pub fn summary(&self) -> String {
         format!(
@@ -188,6 +203,7 @@ impl AgentConfig {
                 .unwrap_or_default(),
             self.camera.as_ref().map(|c| format!(", {}", c.summary())).unwrap_or_default(),
         ) + &self.gps.as_ref().map(|g| format!(", {}", g.summary())).unwrap_or_default()
+            + &self.dispenser.as_ref().map(|d| format!(", {}", d.summary())).unwrap_or_default()
     }
 }
 
@@ -318,6 +334,7 @@ impl RawConfig {
             sim.enabled.then(|| SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) });
         let camera = self.camera.as_ref().and_then(|c| c.validate(&mut problems));
         let gps = self.gps.as_ref().and_then(|g| g.validate(&mut problems));
+        let dispenser = self.dispenser.as_ref().and_then(|d| d.validate(&mut problems));
 
         match (device_id, site, link, problems.is_empty()) {
             (Some(device_id), Some(site), Some(link), true) => Ok(AgentConfig {
@@ -341,6 +358,7 @@ impl RawConfig {
                 simulator,
                 camera,
                 gps,
+                dispenser,
             }),
             _ => Err(problems),
         }

@@ -73,11 +73,13 @@ pub async fn start_state(outbox: &OutboxHandle, key: &'static str) -> Option<Vec
 }
 
 /// Runs `core` until `inputs` closes (then it keeps ticking until its wakes are done, so a
-/// timer still fires after a replay has ended) or the task is aborted.
+/// timer still fires after a replay has ended) or the task is aborted. `speed` is how much
+/// faster than real time `clock` runs (1.0, except for simulated devices in a demo).
 pub async fn run<C: Core>(
     mut core: C,
     outbox: impl Recorder,
     clock: Clock,
+    speed: f64,
     mut inputs: mpsc::Receiver<C::Input>,
 ) {
     let mut recorded = None::<Vec<u8>>;
@@ -107,7 +109,7 @@ pub async fn run<C: Core>(
             }
         }
         let wake = if pending.is_empty() {
-            core.next_wake().map(|at| duration_until(clock(), at))
+            core.next_wake().map(|at| duration_until(clock(), at).div_f64(speed.max(1e-3)))
         } else {
             Some(RETRY)
         };
@@ -156,5 +158,7 @@ pub fn tokio_clock(start: Timestamp) -> Clock {
     })
 }
 
+#[cfg(test)]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -79,6 +79,11 @@ pub async fn run(
         let clock = camera::service::system_clock();
         tasks.push(tokio::spawn(gps::service::run(gps.clone(), handle.clone(), clock)));
     }
+    if let Some(dispenser) = &config.dispenser {
+        let (clock, tz) = (camera::service::system_clock(), config.time_zone());
+        let run = dispenser::service::run(dispenser.clone(), handle.clone(), clock, tz);
+        tasks.push(tokio::spawn(run));
+    }
     if let Some(sim) = &config.simulator {
         let tx = camera_tx.clone();
         tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), tx)));

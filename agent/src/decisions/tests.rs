@@ -1,5 +1,5 @@
 use super::*;
-use std::sync::{Arc, Mutex};
+use super::testing::Memory;
 use vaka_protocol::kinds::TestAlarm;
 use vaka_protocol::EventBody;
 
@@ -40,55 +40,22 @@ fn restore(state: Option<Vec<u8>>) -> Timer {
     Timer { due }
 }
 
-/// The outbox as the shell sees it, in memory; `raised` and `state` survive "restarts".
-#[derive(Clone, Default)]
-struct Memory {
-    raised: Arc<Mutex<Vec<String>>>,
-    state: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-impl Recorder for Memory {
-    fn record(
-        &self,
-        events: Vec<NewEvent>,
-        state: StateWrite,
-    ) -> impl std::future::Future<Output = Result<Vec<Acceptance>, OutboxError>> + Send {
-        let mut outcomes = Vec::new();
-        for e in events {
-            let EventBody::TestAlarm(t) = e.body else { panic!("{e:?}") };
-            self.raised.lock().unwrap().push(t.note.unwrap());
-            outcomes.push(Acceptance::Accepted { seq: 1, id: uuid::Uuid::now_v7() });
-        }
-        *self.state.lock().unwrap() = Some(state.value);
-        std::future::ready(Ok(outcomes))
-    }
-}
-
-impl Memory {
-    fn state(&self) -> Vec<u8> {
-        self.state.lock().unwrap().clone().unwrap_or_default()
-    }
-    fn raised(&self) -> Vec<String> {
-        self.raised.lock().unwrap().clone()
-    }
-}
-
 const START: &str = "2026-11-23T20:00:00Z";
 
 #[tokio::test(start_paused = true)]
 async fn the_shell_wakes_the_core_on_time_and_records_its_alarm_once() {
     let memory = Memory::default();
     let (tx, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(Timer { due: None }, memory.clone(), tokio_clock(START.parse().unwrap()), rx));
+    let task = tokio::spawn(run(Timer { due: None }, memory.clone(), tokio_clock(START.parse().unwrap()), 1.0, rx));
     tx.send(Duration::from_secs(30 * 60)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(30 * 60 - 1)).await;
     assert_eq!(memory.state(), b"2026-11-23T20:30:00Z");
-    assert!(memory.raised().is_empty(), "not before the timer runs out");
+    assert!(memory.notes().is_empty(), "not before the timer runs out");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(memory.state(), b"");
-    assert_eq!(memory.raised(), ["2026-11-23T20:30:00Z"]);
+    assert_eq!(memory.notes(), ["2026-11-23T20:30:00Z"]);
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    assert_eq!(memory.raised().len(), 1);
+    assert_eq!(memory.notes().len(), 1);
     task.abort();
 }
 
@@ -96,7 +63,7 @@ async fn the_shell_wakes_the_core_on_time_and_records_its_alarm_once() {
 async fn a_timer_that_ran_out_while_the_agent_was_down_fires_at_start_and_only_once() {
     let memory = Memory::default();
     let (tx, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(Timer { due: None }, memory.clone(), tokio_clock(START.parse().unwrap()), rx));
+    let task = tokio::spawn(run(Timer { due: None }, memory.clone(), tokio_clock(START.parse().unwrap()), 1.0, rx));
     tx.send(Duration::from_secs(600)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     task.abort(); // the agent stops 9 minutes before the timer runs out
@@ -104,27 +71,27 @@ async fn a_timer_that_ran_out_while_the_agent_was_down_fires_at_start_and_only_o
 
     // It starts again an hour later, and once more after that.
     for _ in 0..2 {
-        let core = restore(memory.state.lock().unwrap().clone());
+        let core = restore(memory.saved());
         let (_tx, rx) = mpsc::channel(4);
         let clock = tokio_clock("2026-11-23T21:00:00Z".parse().unwrap());
-        let task = tokio::spawn(run(core, memory.clone(), clock, rx));
+        let task = tokio::spawn(run(core, memory.clone(), clock, 1.0, rx));
         tokio::time::sleep(Duration::from_secs(1)).await;
         task.abort();
         let _ = task.await;
     }
-    assert_eq!(memory.raised(), ["2026-11-23T21:00:00Z"], "raised at the first restart, not again");
+    assert_eq!(memory.notes(), ["2026-11-23T21:00:00Z"], "raised at the first restart, not again");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_timer_restored_before_it_runs_out_fires_on_time() {
     let memory = Memory::default();
-    *memory.state.lock().unwrap() = Some(b"2026-11-23T20:10:00Z".to_vec());
-    let core = restore(memory.state.lock().unwrap().clone());
+    memory.set_state(b"2026-11-23T20:10:00Z".to_vec());
+    let core = restore(memory.saved());
     let (_tx, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(core, memory.clone(), tokio_clock(START.parse().unwrap()), rx));
+    let task = tokio::spawn(run(core, memory.clone(), tokio_clock(START.parse().unwrap()), 1.0, rx));
     tokio::time::sleep(Duration::from_secs(599)).await;
-    assert!(memory.raised().is_empty());
+    assert!(memory.notes().is_empty());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(memory.raised(), ["2026-11-23T20:10:00Z"]);
+    assert_eq!(memory.notes(), ["2026-11-23T20:10:00Z"]);
     task.abort();
 }

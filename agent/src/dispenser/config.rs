@@ -1,5 +1,5 @@
 //! `[dispenser]` in the agent config: where the bridge's lines come from, and the timing
-//! rules of the [`DoseBook`](super::DoseBook). `config/agent-dispenser.example.toml` is the
+//! rules of the [`DoseBook`](super::DoseBook). `config/agent.toml` is the
 //! annotated example.
 //!
 //! ```toml
@@ -381,7 +381,11 @@ grace = "40m"
 
     #[test]
     fn annotated_example_is_valid() {
-        let s = settings(include_str!("../../../config/agent-dispenser.example.toml"));
+        let file: crate::config::RawConfig =
+            toml::from_str(include_str!("../../../config/agent.toml")).unwrap();
+        let mut problems = Vec::new();
+        let s = file.dispenser.unwrap().validate(&mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.source, SourceSettings::Socket { path: "/run/vaka/dispenser.sock".into() });
         assert_eq!(s.rules.grace_for("Waran 2,5 mg"), SignedDuration::from_mins(45));
         assert_eq!(s.rules.future_tolerance, SignedDuration::from_mins(5));

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod core;
 pub mod line;
+pub mod service;
 pub mod simulator;
 
 pub use self::config::{DispenserSettings, RawDispenser, SourceSettings};

@@ -122,7 +122,7 @@ pub async fn run(settings: GpsSettings, outbox: OutboxHandle, clock: Clock) {
     drop(tx);
     // Aborting this task drops the readers' handles but not the readers: they end when the
     // core's receiver is gone.
-    decisions::run(TrackerCore(tracker), outbox, clock, rx).await;
+    decisions::run(TrackerCore(tracker), outbox, clock, 1.0, rx).await;
     for r in readers {
         r.abort();
     }

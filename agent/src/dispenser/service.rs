@@ -1,0 +1,159 @@
+//! The dispenser shell: reads the bridge's lines (serial port, Unix socket, stdin) or runs
+//! the simulated dispenser, and keeps the [`DoseBook`] in the decision shell
+//! ([`crate::decisions`]), which stores the book's state with the events it raises in one
+//! outbox transaction. So `dose_missed` is raised on the device at the end of the grace
+//! period, even with the hub out of reach, and after a restart it is neither forgotten nor
+//! raised twice.
+//!
+//! Lines that do not parse, and lines the book refuses (out of order, clock far ahead,
+//! unknown dose), are logged at WARN with their line number and reason and counted; the
+//! reader goes on.
+
+use super::core::{DoseBook, DoseState, Input, Outcome};
+use super::line::parse_line;
+use super::simulator::Simulator;
+use super::{DispenserSettings, SourceSettings};
+use crate::camera::service::Clock;
+use crate::decisions::{self, Core};
+use crate::lines::decode::{forward, LineDecoder};
+use crate::lines::{self, LineSource};
+use crate::outbox::{NewEvent, OutboxHandle};
+use jiff::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+/// The outbox state key of the dose book.
+pub const STATE_KEY: &str = "dispenser";
+
+/// The dose book as a decision core; logs what the book refuses or remarks on.
+pub struct BookCore {
+    pub book: DoseBook,
+    /// Lines the book refused (the parser's refusals are counted by the reader).
+    pub refused: u64,
+}
+
+impl Core for BookCore {
+    type Input = Input;
+    const KEY: &'static str = STATE_KEY;
+
+    fn handle(&mut self, now: Timestamp, input: Option<Input>) -> Vec<NewEvent> {
+        let number = match &input {
+            Some(Input::Line { number, .. }) => Some(*number),
+            _ => None,
+        };
+        let Outcome { events, refused, note } = self.book.handle(now, input.unwrap_or(Input::Tick));
+        let line = number.unwrap_or_default();
+        if let Some(reason) = refused {
+            self.refused += 1;
+            warn!(line, refused = self.refused, "dispenser line {line} refused: {reason}");
+        }
+        if let Some(note) = note {
+            info!(line, "dispenser line {line}: {note}");
+        }
+        events
+    }
+
+    fn next_wake(&self) -> Option<Timestamp> {
+        self.book.next_deadline()
+    }
+
+    fn state(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.book.state()).unwrap_or_default()
+    }
+}
+
+/// The book as it was when the agent stopped, or a new one.
+pub fn restore(settings: &DispenserSettings, saved: Option<Vec<u8>>, now: Timestamp) -> DoseBook {
+    let rules = settings.rules.clone();
+    match saved.map(|bytes| serde_json::from_slice::<DoseState>(&bytes)) {
+        Some(Ok(state)) => {
+            let book = DoseBook::restore(rules, state, now);
+            info!(open_doses = book.open_doses().count(), "Dose book restored");
+            book
+        }
+        Some(Err(e)) => {
+            error!(error = %e, "Stored dose book is unreadable; starting afresh");
+            DoseBook::new(rules, now)
+        }
+        None => DoseBook::new(rules, now),
+    }
+}
+
+/// Parses bridge lines; a refused line is logged by [`forward`] with its number.
+struct Lines;
+
+impl LineDecoder for Lines {
+    type Output = Input;
+    fn line(&mut self, number: u64, text: &str) -> Result<Option<Input>, String> {
+        parse_line(text).map(|line| Some(Input::Line { number, line })).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the dispenser service until the task is aborted.
+pub async fn run(settings: DispenserSettings, outbox: OutboxHandle, clock: Clock, tz: jiff::tz::TimeZone) {
+    info!(settings = %settings.summary(), "Dispenser service starting");
+    let (tx, rx) = mpsc::channel(64);
+    let (clock, speed) = match &settings.source {
+        SourceSettings::Simulator { speed, .. } => (simulated(clock(), *speed), *speed),
+        _ => (clock, 1.0),
+    };
+    let saved = decisions::start_state(&outbox, STATE_KEY).await;
+    let book = restore(&settings, saved, clock());
+    let reader = match &settings.source {
+        SourceSettings::Serial { path, baud } => {
+            let lines = lines::spawn(LineSource::Serial { path: path.clone(), baud: *baud });
+            tokio::spawn(forward("dispenser", lines, Lines, tx, None))
+        }
+        SourceSettings::Socket { path } => {
+            let lines = lines::spawn(LineSource::Socket { path: path.clone() });
+            tokio::spawn(forward("dispenser", lines, Lines, tx, None))
+        }
+        SourceSettings::Stdin => {
+            tokio::spawn(forward("dispenser", lines::spawn(LineSource::Stdin), Lines, tx, None))
+        }
+        SourceSettings::Simulator { seed, speed } => {
+            let sim = Simulator::new(*seed, clock(), tz);
+            tokio::spawn(simulate(sim, clock.clone(), *speed, tx))
+        }
+    };
+    decisions::run(BookCore { book, refused: 0 }, outbox, clock, speed, rx).await;
+    reader.abort();
+}
+
+/// A clock that runs `speed` times faster than real time from `start`.
+fn simulated(start: Timestamp, speed: f64) -> Clock {
+    let origin = std::time::Instant::now();
+    Arc::new(move || {
+        let elapsed = origin.elapsed().mul_f64(speed);
+        start.checked_add(jiff::SignedDuration::try_from(elapsed).unwrap_or_default()).unwrap_or(start)
+    })
+}
+
+/// Feeds the simulated dispenser's lines at their (simulated) times, through the same parser
+/// as a real bridge's.
+async fn simulate(sim: Simulator, clock: Clock, speed: f64, tx: mpsc::Sender<Input>) -> lines::decode::LineCounters {
+    let mut counters = lines::decode::LineCounters::default();
+    for (at, text) in sim {
+        let wait = Duration::try_from(at.duration_since(clock())).unwrap_or(Duration::ZERO);
+        tokio::time::sleep(wait.div_f64(speed.max(1e-3))).await;
+        counters.read += 1;
+        match (Lines).line(counters.read, &text) {
+            Ok(Some(input)) => {
+                if tx.send(input).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                counters.refused += 1;
+                warn!(line = counters.read, "simulated dispenser line refused: {reason}");
+            }
+        }
+    }
+    counters
+}
+
+#[cfg(test)]
+mod tests;
