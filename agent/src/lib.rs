@@ -86,7 +86,8 @@ pub async fn run(
     }
     if let Some(sim) = &config.simulator {
         let tx = camera_tx.clone();
-        tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, handle.clone(), tx)));
+        let doses = config.dispenser.is_none();
+        tasks.push(tokio::spawn(simulator::run(sim.speed, sim.seed, doses, handle.clone(), tx)));
         info!(speed = sim.speed, seed = sim.seed, "Simulator started");
     }
 

@@ -5,7 +5,8 @@
 //! MQTT uplink, acks) with the simulator's compressed clock, so a night's camera checks,
 //! doses and GPS positions arrive within minutes. Each home has a simulated camera (a
 //! synthetic bedroom analysed by the agent's real code) with demo consent covering the hours
-//! around the demo's start, so that checks and snapshots can be tried at any time of day.
+//! around the demo's start, so that checks and snapshots can be tried at any time of day, and a
+//! simulated medication dispenser whose doses go through the agent's real dose book.
 //! Everything is deleted when the demo stops.
 
 use crate::access::Role;
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 use vaka_agent::camera::config::CameraSettings;
 use vaka_agent::camera::consent::Consent;
 use vaka_agent::config::SimulatorSettings;
+use vaka_agent::dispenser::{DispenserSettings, Rules, SourceSettings};
 use vaka_agent::link::MqttLink;
 use vaka_agent::AgentConfig;
 use vaka_protocol::{DeviceId, IdError, SiteId};
@@ -90,6 +92,12 @@ impl Demo {
             agent.simulator = Some(SimulatorSettings { speed: SPEED, seed: n as u64 });
             let consent = Consent::around(jiff::Timestamp::now(), 11, "demo");
             agent.camera = Some(CameraSettings::simulated(n as u64, None, consent));
+            // Doses come from a simulated dispenser through the agent's real dose book, so a
+            // dose not taken in time is raised as dose_missed by the agent itself.
+            agent.dispenser = Some(DispenserSettings {
+                source: SourceSettings::Simulator { seed: n as u64, speed: SPEED },
+                rules: Rules::default(),
+            });
             let mut stop = stopped.clone();
             homes.push(tokio::spawn(async move {
                 let shutdown = async move {

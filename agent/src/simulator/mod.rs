@@ -71,10 +71,19 @@ fn minutes(m: i64) -> SignedDuration {
 
 impl Night {
     pub fn new(seed: u64, first: SignedDuration) -> Night {
+        Night::with_doses(seed, first, true)
+    }
+
+    /// A night whose doses come from elsewhere when `doses` is false: a home with a
+    /// `[dispenser]` (e.g. the simulated dispenser, whose doses go through the real dose
+    /// book) must not get a second, made-up stream of dose events.
+    pub fn with_doses(seed: u64, first: SignedDuration, doses: bool) -> Night {
         let mut queue = BinaryHeap::new();
         queue.push(Reverse((first, Due::Position)));
         queue.push(Reverse((first + SignedDuration::from_secs(1), Due::CameraCheck)));
-        queue.push(Reverse((minutes(20), Due::DoseDue)));
+        if doses {
+            queue.push(Reverse((minutes(20), Due::DoseDue)));
+        }
         queue.push(Reverse((minutes(30), Due::Rare)));
         Night { rng: StdRng::seed_from_u64(seed), queue, doses_left: 14, outside: false }
     }
@@ -208,13 +217,14 @@ impl Night {
 pub async fn run(
     speed: f64,
     seed: u64,
+    doses: bool,
     outbox: OutboxHandle,
     camera: mpsc::UnboundedSender<CameraRequest>,
 ) {
     let start = tokio::time::Instant::now();
     let first =
         SignedDuration::try_from(Duration::from_millis(500).mul_f64(speed)).unwrap_or_default();
-    let mut night = Night::new(seed, first);
+    let mut night = Night::with_doses(seed, first, doses);
     let sim_now = |start: tokio::time::Instant| {
         SignedDuration::try_from(start.elapsed().mul_f64(speed)).unwrap_or(SignedDuration::MAX)
     };
