@@ -21,6 +21,9 @@
 //!   dose_skipped, low_stock, device_error, tamper, battery_low with source dispenser,
 //!   power_lost) except `heartbeat`, which forwards nothing, and a `low_stock` that repeats the
 //!   last forwarded count within [`LOW_STOCK_REPEAT`].
+//! - Severities: `dose_missed` and `device_error` are alarms, `low_stock` a warning, the rest
+//!   info — except `dispenser_offline`, a warning: a silent dispenser means no missed dose
+//!   can be raised for it, which staff must learn of.
 //! - `dispenser_offline` (warning) when no line was accepted for `offline_after` (heartbeats
 //!   count), `since` the last one the agent heard (by the agent's clock); once, re-armed by the
 //!   next accepted line. Silence is only judged while the agent runs: the timer starts again
@@ -51,7 +54,7 @@ use std::collections::BTreeMap;
 use vaka_protocol::kinds::{
     BatteryLow, BatterySource, DeviceError, Dose, Empty, LowStock, Silence,
 };
-use vaka_protocol::EventBody;
+use vaka_protocol::{EventBody, Severity};
 
 pub const DEFAULT_GRACE: SignedDuration = SignedDuration::from_mins(30);
 pub const DEFAULT_OFFLINE_AFTER: SignedDuration = SignedDuration::from_mins(10);
@@ -318,6 +321,10 @@ impl DoseBook {
         line: DispenserLine,
     ) -> Result<(Vec<NewEvent>, Option<String>), String> {
         let forward = |body| Ok((vec![NewEvent::new(body)], None));
+        // The dispenser's severities: missed dose and device error are alarms, low stock a
+        // warning, the rest info (tamper, battery and power are warnings by the protocol's
+        // defaults, which a GPS tracker's battery keeps).
+        let info = |body| Ok((vec![NewEvent { body, severity: Severity::Info }], None));
         match line.message {
             Message::DoseDue(dose) => self.due(line.ts, dose),
             Message::DoseDispensed(dose) => self.progress(dose, Step::Dispensed),
@@ -338,12 +345,12 @@ impl DoseBook {
             Message::DeviceError { code, message } => {
                 forward(EventBody::DeviceError(DeviceError { code, message }))
             }
-            Message::Tamper => forward(EventBody::Tamper(Empty {})),
-            Message::BatteryLow { percent } => forward(EventBody::BatteryLow(BatteryLow {
+            Message::Tamper => info(EventBody::Tamper(Empty {})),
+            Message::BatteryLow { percent } => info(EventBody::BatteryLow(BatteryLow {
                 source: BatterySource::Dispenser,
                 percent,
             })),
-            Message::PowerLost => forward(EventBody::PowerLost(Empty {})),
+            Message::PowerLost => info(EventBody::PowerLost(Empty {})),
             Message::Heartbeat => Ok((Vec::new(), None)),
         }
     }

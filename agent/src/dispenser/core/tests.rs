@@ -164,16 +164,17 @@ fn state_round_trips_through_serde_json() {
 }
 
 #[test]
-fn every_line_is_forwarded_as_its_event_with_the_protocol_severity() {
+fn every_line_is_forwarded_with_the_dispenser_severities_of_the_issue() {
+    // Missed dose and device error are alarms, low stock a warning, the rest info.
     use Severity::*;
     let mut book = book_with_evening_due(patient());
     let cases = [
         (Message::DoseDispensed(evening()), "dose_dispensed", Info),
         (Message::LowStock { doses_left: 4 }, "low_stock", Warning),
         (Message::DeviceError { code: "E-JAM".into(), message: None }, "device_error", Alarm),
-        (Message::Tamper, "tamper", Warning),
-        (Message::BatteryLow { percent: Some(12) }, "battery_low", Warning),
-        (Message::PowerLost, "power_lost", Warning),
+        (Message::Tamper, "tamper", Info),
+        (Message::BatteryLow { percent: Some(12) }, "battery_low", Info),
+        (Message::PowerLost, "power_lost", Info),
         (Message::DoseTaken(evening()), "dose_taken", Info),
     ];
     for (i, (message, kind, severity)) in cases.into_iter().enumerate() {
@@ -185,7 +186,8 @@ fn every_line_is_forwarded_as_its_event_with_the_protocol_severity() {
     let out =
         book.handle(at("20:02:00"), line(at("20:02:00"), Message::BatteryLow { percent: None }));
     let expected = BatteryLow { source: BatterySource::Dispenser, percent: None };
-    assert_eq!(out.events, [NewEvent::new(EventBody::BatteryLow(expected))]);
+    let body = EventBody::BatteryLow(expected);
+    assert_eq!(out.events, [NewEvent { body, severity: Info }]);
     assert_eq!(
         book.handle(at("20:03:00"), line(at("20:03:00"), Message::Heartbeat)),
         Outcome::default()
