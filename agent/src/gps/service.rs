@@ -94,6 +94,17 @@ pub async fn run(settings: GpsSettings, outbox: OutboxHandle, clock: Clock) {
     info!(settings = %settings.summary(), "GPS service starting");
     let saved = decisions::start_state(&outbox, STATE_KEY).await;
     let tracker = restore(&settings, saved, clock());
+    run_with(settings, tracker, outbox, clock).await;
+}
+
+/// Reads the receiver and the buttons into `tracker` and records what it decides with
+/// `recorder`.
+pub async fn run_with(
+    settings: GpsSettings,
+    tracker: Tracker,
+    recorder: impl decisions::Recorder,
+    clock: Clock,
+) {
     let (tx, rx) = mpsc::channel(64);
     let mut readers = Vec::new();
     match &settings.source {
@@ -122,8 +133,11 @@ pub async fn run(settings: GpsSettings, outbox: OutboxHandle, clock: Clock) {
     drop(tx);
     // Aborting this task drops the readers' handles but not the readers: they end when the
     // core's receiver is gone.
-    decisions::run(TrackerCore(tracker), outbox, clock, 1.0, rx).await;
+    decisions::run(TrackerCore(tracker), recorder, clock, 1.0, rx).await;
     for r in readers {
         r.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;
