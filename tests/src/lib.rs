@@ -28,46 +28,48 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Path of a workspace binary, building `vaka-hub` and `vaka-agent` once per process.
-/// `VAKA_PROFILE=release` builds and uses release binaries (the benchmarks do);
-/// `VAKA_BIN_DIR` overrides where they are looked for and skips the build.
+/// `VAKA_PROFILE=release` builds and uses release binaries (the benchmarks do): the hub in
+/// the `release` profile and the agent in the `device` profile it ships in (release,
+/// optimised for size); `VAKA_BIN_DIR` overrides where they are looked for and skips the
+/// build.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (hub_dir, agent_dir) = BUILT.get_or_init(|| {
         if let Ok(dir) = std::env::var("VAKA_BIN_DIR") {
-            return PathBuf::from(dir);
+            return (PathBuf::from(&dir), PathBuf::from(dir));
         }
         let release = std::env::var("VAKA_PROFILE").is_ok_and(|p| p == "release");
-        // The same features as `scripts/test`, so a test run alone builds what CI tests:
-        // the agent with its real-camera (V4L2) source.
-        let mut args = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "vaka-hub",
-            "-p",
-            "vaka-agent",
-            "--bins",
-            "--features",
-            "vaka-agent/camera-v4l2",
-        ];
-        if release {
-            args.push("--release");
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(&args)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
-        assert!(status.success(), "building vaka-hub and vaka-agent failed");
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join("target"));
-        target.join(if release { "release" } else { "debug" })
+        // The same features as `scripts/test`, so a test run alone builds what CI tests:
+        // the agent with its real-camera (V4L2) source.
+        let both = ["-p", "vaka-hub", "-p", "vaka-agent", "--bins", "--features", "vaka-agent/camera-v4l2"];
+        if !release {
+            cargo_build(&both);
+            return (target.join("debug"), target.join("debug"));
+        }
+        cargo_build(&["-p", "vaka-hub", "--bins", "--release"]);
+        let agent = ["-p", "vaka-agent", "--bins", "--features", "camera-v4l2", "--profile", "device"];
+        cargo_build(&agent);
+        (target.join("release"), target.join("device"))
     });
+    let dir = if name == "vaka-agent" { agent_dir } else { hub_dir };
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path
+}
+
+fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .arg("build")
+        .arg("--quiet")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
+    assert!(status.success(), "cargo build {} failed", args.join(" "));
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
