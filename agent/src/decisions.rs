@@ -9,6 +9,10 @@
 //!   ([`OutboxHandle::record`]), so after a crash or power cut the state on disk and the
 //!   events in the outbox agree: a raised alarm is not raised twice, a running timer is not
 //!   forgotten;
+//! - a change of state that raises no event (the time of the last GPS fix, a dwell begun, a
+//!   dispenser heartbeat heard) is recorded at most every [`CHECKPOINT`], not with every
+//!   input: a receiver's fix every second must not cost an fsync every second. A crash loses
+//!   at most that much of such state (a dwell restarts, a fix looks older), never an event;
 //! - at start it restores the core from the state last recorded (see [`start_state`]), so a
 //!   grace period that ended while the agent was down raises its alarm at once, and one that
 //!   has not ended fires on time.
@@ -57,6 +61,9 @@ impl Recorder for OutboxHandle {
     }
 }
 
+/// State changes without events are recorded at most this often.
+pub const CHECKPOINT: Duration = Duration::from_secs(30);
+
 /// Retry interval when the outbox could not store.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -83,6 +90,7 @@ pub async fn run<C: Core>(
     mut inputs: mpsc::Receiver<C::Input>,
 ) {
     let mut recorded = None::<Vec<u8>>;
+    let mut last_write = None::<tokio::time::Instant>;
     let mut pending: Vec<NewEvent> = Vec::new();
     let mut open = true;
     // A first tick settles anything due while the agent was down.
@@ -92,12 +100,16 @@ pub async fn run<C: Core>(
             pending.extend(core.handle(clock(), input));
         }
         let state = core.state();
-        if !pending.is_empty() || recorded.as_ref() != Some(&state) {
+        let mut unrecorded = recorded.as_ref() != Some(&state);
+        let checkpoint_due = last_write.is_none_or(|t| t.elapsed() >= CHECKPOINT);
+        if !pending.is_empty() || (unrecorded && checkpoint_due) {
             let events = std::mem::take(&mut pending);
             let write = StateWrite { key: C::KEY, value: state.clone() };
             match outbox.record(events.clone(), write).await {
                 Ok(outcomes) => {
                     recorded = Some(state);
+                    unrecorded = false;
+                    last_write = Some(tokio::time::Instant::now());
                     for (event, outcome) in events.iter().zip(outcomes) {
                         log_outcome(C::KEY, event, outcome);
                     }
@@ -109,7 +121,13 @@ pub async fn run<C: Core>(
             }
         }
         let wake = if pending.is_empty() {
-            core.next_wake().map(|at| duration_until(clock(), at).div_f64(speed.max(1e-3)))
+            let core_wake =
+                core.next_wake().map(|at| duration_until(clock(), at).div_f64(speed.max(1e-3)));
+            // A state change still unrecorded is written at the next checkpoint.
+            let checkpoint = last_write
+                .filter(|_| unrecorded)
+                .map(|t| CHECKPOINT.saturating_sub(t.elapsed()));
+            [core_wake, checkpoint].into_iter().flatten().min()
         } else {
             Some(RETRY)
         };

@@ -95,3 +95,17 @@ async fn a_timer_restored_before_it_runs_out_fires_on_time() {
     assert_eq!(memory.notes(), ["2026-11-23T20:10:00Z"]);
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn state_changes_without_events_are_recorded_at_checkpoints_not_with_every_input() {
+    let memory = Memory::default();
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(Timer { due: None }, memory.clone(), tokio_clock(START.parse().unwrap()), 1.0, rx));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tx.send(Duration::from_secs(3600)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(memory.state(), b"", "not yet: the last record is under a checkpoint old");
+    tokio::time::sleep(CHECKPOINT).await;
+    assert_eq!(memory.state(), b"2026-11-23T21:00:01Z", "recorded at the checkpoint");
+    task.abort();
+}
