@@ -20,7 +20,7 @@
 //! If the outbox cannot store (disk error), the events are kept in memory and offered again
 //! every second, logged at ERROR each time: an alarm may be late, never silently dropped.
 
-use crate::camera::service::Clock;
+use crate::clock::Clock;
 use crate::outbox::{Acceptance, NewEvent, OutboxError, OutboxHandle, StateWrite};
 use jiff::Timestamp;
 use std::time::Duration;
@@ -77,6 +77,26 @@ pub async fn start_state(outbox: &OutboxHandle, key: &'static str) -> Option<Vec
             None
         }
     }
+}
+
+/// Decodes a core's recorded state (JSON); `None`, logged at ERROR, if it cannot be read, so
+/// the core starts afresh (its pending events are in the outbox anyway).
+pub fn decode_state<S: serde::de::DeserializeOwned>(key: &str, saved: Option<Vec<u8>>) -> Option<S> {
+    match serde_json::from_slice(&saved?) {
+        Ok(state) => {
+            info!(key, "Decision state restored");
+            Some(state)
+        }
+        Err(e) => {
+            error!(key, error = %e, "Stored decision state is unreadable; starting afresh");
+            None
+        }
+    }
+}
+
+/// Encodes a core's state for [`Core::state`] (JSON).
+pub fn encode_state(state: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(state).unwrap_or_default()
 }
 
 /// Runs `core` until `inputs` closes (then it keeps ticking until its wakes are done, so a
@@ -165,15 +185,6 @@ async fn sleep(wake: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// A clock that follows tokio's (possibly paused) time from `start`: for tests.
-pub fn tokio_clock(start: Timestamp) -> Clock {
-    let origin = tokio::time::Instant::now();
-    std::sync::Arc::new(move || {
-        let elapsed = jiff::SignedDuration::try_from(origin.elapsed()).unwrap_or_default();
-        start.checked_add(elapsed).unwrap_or(start)
-    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! parses arguments, reads the [`config`] and calls it.
 
 pub mod camera;
+pub mod clock;
 pub mod config;
 pub mod decisions;
 pub mod dispenser;
@@ -70,17 +71,17 @@ pub async fn run(
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
     let service = camera::service::CameraService::new(
         config.camera.as_ref(),
-        camera::service::system_clock(),
+        clock::system_clock(),
         handle.clone(),
         snapshot_tx,
     );
     tasks.push(tokio::spawn(service.run(camera_rx)));
     if let Some(gps) = &config.gps {
-        let clock = camera::service::system_clock();
+        let clock = clock::system_clock();
         tasks.push(tokio::spawn(gps::service::run(gps.clone(), handle.clone(), clock)));
     }
     if let Some(dispenser) = &config.dispenser {
-        let (clock, tz) = (camera::service::system_clock(), config.time_zone());
+        let (clock, tz) = (clock::system_clock(), config.time_zone());
         let run = dispenser::service::run(dispenser.clone(), handle.clone(), clock, tz);
         tasks.push(tokio::spawn(run));
     }

@@ -69,13 +69,7 @@ pub enum Request {
     },
 }
 
-/// The service's clock; tests give a fixed one.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Timestamp::now)
-}
+pub use crate::clock::{system_clock, Clock};
 
 /// The camera as the service holds it between checks.
 enum Camera {

@@ -1,5 +1,6 @@
 use super::*;
 use super::testing::Memory;
+use crate::clock::tokio_clock;
 use vaka_protocol::kinds::TestAlarm;
 use vaka_protocol::EventBody;
 

@@ -13,16 +13,15 @@ use super::core::{DoseBook, DoseState, Input, Outcome};
 use super::line::parse_line;
 use super::simulator::Simulator;
 use super::{DispenserSettings, SourceSettings};
-use crate::camera::service::Clock;
+use crate::clock::{self, Clock};
 use crate::decisions::{self, Core};
 use crate::lines::decode::{forward, LineDecoder};
 use crate::lines::{self, LineSource};
 use crate::outbox::{NewEvent, OutboxHandle};
 use jiff::Timestamp;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// The outbox state key of the dose book.
 pub const STATE_KEY: &str = "dispenser";
@@ -60,22 +59,18 @@ impl Core for BookCore {
     }
 
     fn state(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.book.state()).unwrap_or_default()
+        decisions::encode_state(&self.book.state())
     }
 }
 
 /// The book as it was when the agent stopped, or a new one.
 pub fn restore(settings: &DispenserSettings, saved: Option<Vec<u8>>, now: Timestamp) -> DoseBook {
     let rules = settings.rules.clone();
-    match saved.map(|bytes| serde_json::from_slice::<DoseState>(&bytes)) {
-        Some(Ok(state)) => {
+    match decisions::decode_state::<DoseState>(STATE_KEY, saved) {
+        Some(state) => {
             let book = DoseBook::restore(rules, state, now);
             info!(open_doses = book.open_doses().count(), "Dose book restored");
             book
-        }
-        Some(Err(e)) => {
-            error!(error = %e, "Stored dose book is unreadable; starting afresh");
-            DoseBook::new(rules, now)
         }
         None => DoseBook::new(rules, now),
     }
@@ -96,7 +91,7 @@ pub async fn run(settings: DispenserSettings, outbox: OutboxHandle, clock: Clock
     info!(settings = %settings.summary(), "Dispenser service starting");
     let (tx, rx) = mpsc::channel(64);
     let (clock, speed) = match &settings.source {
-        SourceSettings::Simulator { speed, .. } => (simulated(clock(), *speed), *speed),
+        SourceSettings::Simulator { speed, .. } => (clock::simulated(clock(), *speed), *speed),
         _ => (clock, 1.0),
     };
     let saved = decisions::start_state(&outbox, STATE_KEY).await;
@@ -120,15 +115,6 @@ pub async fn run(settings: DispenserSettings, outbox: OutboxHandle, clock: Clock
     };
     decisions::run(BookCore { book, refused: 0 }, outbox, clock, speed, rx).await;
     reader.abort();
-}
-
-/// A clock that runs `speed` times faster than real time from `start`.
-fn simulated(start: Timestamp, speed: f64) -> Clock {
-    let origin = std::time::Instant::now();
-    Arc::new(move || {
-        let elapsed = origin.elapsed().mul_f64(speed);
-        start.checked_add(jiff::SignedDuration::try_from(elapsed).unwrap_or_default()).unwrap_or(start)
-    })
 }
 
 /// Feeds the simulated dispenser's lines at their (simulated) times, through the same parser

@@ -12,14 +12,14 @@ use super::fix::Fix;
 use super::gpsd::{GpsdDecoder, WATCH_COMMAND};
 use super::nmea::NmeaDecoder;
 use super::tracker::{Input, Tracker, TrackerState};
-use crate::camera::service::Clock;
+use crate::clock::Clock;
 use crate::decisions::{self, Core};
 use crate::lines::decode::{forward, LineDecoder};
 use crate::lines::{self, LineSource};
 use crate::outbox::{NewEvent, OutboxHandle};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::info;
 
 /// The outbox state key of the tracker.
 pub const STATE_KEY: &str = "gps";
@@ -40,21 +40,14 @@ impl Core for TrackerCore {
     }
 
     fn state(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.0.state()).unwrap_or_default()
+        decisions::encode_state(&self.0.state())
     }
 }
 
 /// The tracker as it was when the agent stopped, or a new one.
 pub fn restore(settings: &GpsSettings, saved: Option<Vec<u8>>, now: Timestamp) -> Tracker {
-    match saved.map(|bytes| serde_json::from_slice::<TrackerState>(&bytes)) {
-        Some(Ok(state)) => {
-            info!("GPS tracker state restored");
-            Tracker::restore(settings, state, now)
-        }
-        Some(Err(e)) => {
-            error!(error = %e, "Stored GPS tracker state is unreadable; starting afresh");
-            Tracker::new(settings, now)
-        }
+    match decisions::decode_state::<TrackerState>(STATE_KEY, saved) {
+        Some(state) => Tracker::restore(settings, state, now),
         None => Tracker::new(settings, now),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::decisions::testing::Memory;
-use crate::decisions::tokio_clock;
+use crate::clock::tokio_clock;
 use crate::dispenser::Rules;
 
 const START: &str = "2026-11-23T20:00:00Z";

@@ -1,7 +1,7 @@
 //! The GPS shell with real inputs: a gpsd speaking JSON over TCP, and the button socket.
 
 use super::*;
-use crate::camera::service::system_clock;
+use crate::clock::system_clock;
 use crate::decisions::testing::Memory;
 use crate::gps::geofence::{Area, Schedule, Shape};
 use std::time::Duration;
