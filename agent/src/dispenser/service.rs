@@ -16,7 +16,8 @@ use super::{DispenserSettings, SourceSettings};
 use crate::clock::{self, Clock};
 use crate::decisions::{self, Core};
 use crate::lines::decode::{forward, LineDecoder};
-use crate::lines::{self, LineSource};
+use crate::lines::{self, LineEvent, LineSource};
+use std::sync::Arc;
 use crate::outbox::{NewEvent, OutboxHandle};
 use jiff::Timestamp;
 use std::time::Duration;
@@ -109,36 +110,28 @@ pub async fn run(settings: DispenserSettings, outbox: OutboxHandle, clock: Clock
             tokio::spawn(forward("dispenser", lines::spawn(LineSource::Stdin), Lines, tx, None))
         }
         SourceSettings::Simulator { seed, speed } => {
+            let (lines_tx, lines) = mpsc::channel(16);
             let sim = Simulator::new(*seed, clock(), tz);
-            tokio::spawn(simulate(sim, clock.clone(), *speed, tx))
+            tokio::spawn(simulate(sim, clock.clone(), *speed, lines_tx));
+            tokio::spawn(forward("dispenser", lines, Lines, tx, None))
         }
     };
     decisions::run(BookCore { book, refused: 0 }, outbox, clock, speed, rx).await;
     reader.abort();
 }
 
-/// Feeds the simulated dispenser's lines at their (simulated) times, through the same parser
-/// as a real bridge's.
-async fn simulate(sim: Simulator, clock: Clock, speed: f64, tx: mpsc::Sender<Input>) -> lines::decode::LineCounters {
-    let mut counters = lines::decode::LineCounters::default();
-    for (at, text) in sim {
+/// Writes the simulated dispenser's lines at their (simulated) times, as a line source: they
+/// go through the same parser, logging and counting as a real bridge's. Ends when nobody
+/// reads them.
+async fn simulate(sim: Simulator, clock: Clock, speed: f64, lines: mpsc::Sender<LineEvent>) {
+    let origin: Arc<str> = "simulated dispenser".into();
+    for (number, (at, text)) in (1..).zip(sim) {
         let wait = Duration::try_from(at.duration_since(clock())).unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait.div_f64(speed.max(1e-3))).await;
-        counters.read += 1;
-        match (Lines).line(counters.read, &text) {
-            Ok(Some(input)) => {
-                if tx.send(input).await.is_err() {
-                    break;
-                }
-            }
-            Ok(None) => {}
-            Err(reason) => {
-                counters.refused += 1;
-                warn!(line = counters.read, "simulated dispenser line refused: {reason}");
-            }
+        if lines.send(LineEvent::Line { origin: origin.clone(), number, text }).await.is_err() {
+            return;
         }
     }
-    counters
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@
 //!
 //! Invariants: a source never stops the agent. A line that is not UTF-8 or longer than
 //! [`MAX_LINE`] becomes a [`LineEvent::Problem`] naming its number, and reading goes on. A
-//! connection that fails is retried (1 s, doubling to 60 s) and reported once per failure
-//! streak. The channel is bounded: a slow consumer slows the reader, it does not grow memory.
+//! connection that fails is retried (from 1 s, doubling with jitter up to 60 s) and reported
+//! once per failure streak. The channel is bounded: a slow consumer slows the reader, it does not grow memory.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,9 +31,14 @@ use tracing::debug;
 /// a few hundred bytes.
 pub const MAX_LINE: usize = 4096;
 
-/// How long to wait before retrying a connection that failed, at first and at most.
+/// How long to wait before retrying a connection that failed, at first and at most (the
+/// uplink's jittered exponential back-off).
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+fn backoff() -> crate::uplink::backoff::Backoff {
+    crate::uplink::backoff::Backoff::new(RETRY_MIN, RETRY_MAX)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineSource {
@@ -249,7 +254,7 @@ async fn socket(path: PathBuf, tx: mpsc::Sender<LineEvent>) {
 
 async fn tcp(address: String, greeting: Option<String>, tx: mpsc::Sender<LineEvent>) {
     let origin: Arc<str> = format!("tcp {address}").into();
-    let mut wait = RETRY_MIN;
+    let mut backoff = backoff();
     let mut reported = false;
     while !tx.is_closed() {
         match tokio::net::TcpStream::connect(&address).await {
@@ -259,7 +264,7 @@ async fn tcp(address: String, greeting: Option<String>, tx: mpsc::Sender<LineEve
                     None => Ok(()),
                 };
                 if greeted.is_ok() {
-                    wait = RETRY_MIN;
+                    backoff.reset();
                     reported = false;
                     let _ = tx.send(LineEvent::Connected { origin: origin.clone() }).await;
                     if !read_lines(BufReader::new(stream), &origin, &tx).await {
@@ -276,8 +281,7 @@ async fn tcp(address: String, greeting: Option<String>, tx: mpsc::Sender<LineEve
             }
             Err(_) => {}
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(RETRY_MAX);
+        tokio::time::sleep(backoff.next(rand::random())).await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! with readiness. It opens the port with its baud rate (8N1, no flow control, as GPS
 //! receivers and dispenser bridges use), reads lines, and reopens the port when it goes away.
 
-use super::{LineEvent, Splitter, MAX_LINE, RETRY_MAX, RETRY_MIN};
+use super::{backoff, LineEvent, Splitter, MAX_LINE};
 use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,13 +15,13 @@ const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub(super) fn run(path: PathBuf, baud: u32, tx: mpsc::Sender<LineEvent>) {
     let origin: Arc<str> = format!("serial {}", path.display()).into();
-    let mut wait = RETRY_MIN;
+    let mut backoff = backoff();
     let mut reported = false;
     while !tx.is_closed() {
         let name = path.to_string_lossy();
         match serialport::new(name, baud).timeout(READ_TIMEOUT).open() {
             Ok(port) => {
-                wait = RETRY_MIN;
+                backoff.reset();
                 reported = false;
                 if tx.blocking_send(LineEvent::Connected { origin: origin.clone() }).is_err() {
                     return;
@@ -42,8 +42,7 @@ pub(super) fn run(path: PathBuf, baud: u32, tx: mpsc::Sender<LineEvent>) {
             }
             Err(_) => {}
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(RETRY_MAX);
+        std::thread::sleep(backoff.next(rand::random()));
     }
 }
 
