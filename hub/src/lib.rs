@@ -22,6 +22,7 @@ pub mod console;
 pub mod demo;
 pub mod ingest;
 pub mod presence;
+pub mod routing;
 pub mod store;
 
 pub use config::{BrokerConfig, CameraConfig, HubConfig, SupervisionConfig, TokenConfig};

@@ -1,0 +1,184 @@
+//! [`insert`]: one escalation into routes that are already being driven.
+//!
+//! What may change at `now`, per patrol: a stop is *fixed* once the patrol has left for it
+//! (its previous stop's departure, or the route's `depart_at`, is at or before `now`), so the
+//! stop being served and the one being driven to stay exactly as planned, in order and time.
+//! The patrol continues from its last fixed stop when it leaves it (or from its start at
+//! `now` if it has not left, or from its end place if its route is over). Everything after
+//! may move, in this order of preference:
+//!
+//! 1. the cheapest on-time insertion: no other stop changes patrol or order, only shifts in
+//!    time within its window (exact, O(stops), no solver);
+//! 2. otherwise, if no free stop is late already, vrp-core re-plans the free stops of all
+//!    patrols plus the new visit within `budget`, accepted only if everything stays assigned
+//!    (stops may then change patrol: a visit on time beats a stable plan);
+//! 3. otherwise an urgent visit goes to the patrol that reaches it first, flagged late; a
+//!    non-urgent one is added to [`Plan::unassigned`].
+//!
+//! Visits already unassigned in `current` stay so (re-plan the night to retry them).
+
+use super::schedule::{cheapest_on_time, fastest_forced, Job, Matrix, Tour};
+use super::solve::{build_route, job, matrix, solve, validate, Fixed, NOT_REACHABLE};
+use super::{Budget, Patrol, Plan, Route, RoutingError, TravelTimes, Unassigned, Visit};
+use std::collections::HashMap;
+use std::time::Instant;
+use tracing::warn;
+
+/// Inserts `visit` (e.g. an escalation with window `[now, now + 45 min]`) into the running
+/// `current` plan. `visits` must describe every visit on `current`'s routes (it may contain
+/// more, and may contain `visit` itself); `patrols` every patrol with a route.
+pub fn insert(
+    current: &Plan,
+    now: i64,
+    visit: Visit,
+    patrols: &[Patrol],
+    visits: &[Visit],
+    travel: &dyn TravelTimes,
+    budget: &Budget,
+) -> Result<Plan, RoutingError> {
+    let started = Instant::now();
+    validate(patrols, std::slice::from_ref(&visit))?;
+    if current.find(&visit.id).is_some() {
+        return Err(RoutingError::Input(format!("visit {} is already planned", visit.id)));
+    }
+    let by_id: HashMap<&str, &Visit> = visits.iter().map(|v| (v.id.as_str(), v)).collect();
+    let n_patrols = patrols.len();
+    // The job table: every visit on a route, then the new one (last).
+    let mut routed: Vec<&Visit> = Vec::new();
+    for stop in current.routes.iter().flat_map(|r| &r.stops) {
+        let v = by_id.get(stop.visit.as_str()).ok_or_else(|| {
+            RoutingError::Input(format!("visit {} on the plan is not among the visits", stop.visit))
+        })?;
+        routed.push(v);
+    }
+    routed.push(&visit);
+    let places: Vec<_> = patrols
+        .iter()
+        .map(|p| p.start)
+        .chain(patrols.iter().map(|p| p.end))
+        .chain(routed.iter().map(|v| v.place))
+        .collect();
+    let m = matrix(travel, &places)?;
+    let table: Vec<Job> =
+        routed.iter().enumerate().map(|(i, v)| job(v, 2 * n_patrols + i)).collect();
+    let ids: Vec<&str> = routed.iter().map(|v| v.id.as_str()).collect();
+    let new = table.len() - 1;
+
+    let (fixed, mut tours) = split(current, now, patrols, &table, &m)?;
+    let mut unassigned = current.unassigned.clone();
+    if let Some(ins) = cheapest_on_time(&tours, &table, table[new], &m) {
+        tours[ins.tour].jobs.insert(ins.position, new);
+    } else if let Some(replanned) = replan(&tours, &table, new, &m, budget, started) {
+        tours = replanned;
+    } else if visit.urgent {
+        match fastest_forced(&tours, &table, table[new], &m) {
+            Some(ins) => tours[ins.tour].jobs.insert(ins.position, new),
+            None => unassigned
+                .push(Unassigned { visit: visit.id.clone(), reason: "no patrol on duty".into() }),
+        }
+    } else {
+        unassigned.push(Unassigned { visit: visit.id.clone(), reason: NOT_REACHABLE.into() });
+    }
+    let routes = tours
+        .iter()
+        .zip(&fixed)
+        .map(|(t, f)| build_route(&patrols[t.patrol].id, f, t, &table, &ids, &m))
+        .collect();
+    Ok(Plan { routes, unassigned })
+}
+
+/// Splits every patrol's route at `now` into fixed stops and a free tour. Job indices in the
+/// table follow the order of stops in `current`.
+fn split(
+    current: &Plan,
+    now: i64,
+    patrols: &[Patrol],
+    table: &[Job],
+    m: &Matrix,
+) -> Result<(Vec<Fixed>, Vec<Tour>), RoutingError> {
+    let mut by_patrol: HashMap<&str, (usize, &Route)> = HashMap::new();
+    let mut next_job = 0;
+    for route in &current.routes {
+        by_patrol.insert(route.patrol.as_str(), (next_job, route));
+        next_job += route.stops.len();
+    }
+    if let Some(unknown) = current.routes.iter().find(|r| !patrols.iter().any(|p| p.id == r.patrol))
+    {
+        return Err(RoutingError::Input(format!(
+            "patrol {} is not among the patrols",
+            unknown.patrol
+        )));
+    }
+    let n_patrols = patrols.len();
+    let mut fixed = Vec::with_capacity(n_patrols);
+    let mut tours = Vec::with_capacity(n_patrols);
+    for (i, patrol) in patrols.iter().enumerate() {
+        let mut tour = Tour {
+            patrol: i,
+            from_loc: i,
+            from_time: now.max(patrol.shift_start),
+            end_loc: n_patrols + i,
+            shift_end: patrol.shift_end,
+            jobs: Vec::new(),
+        };
+        let Some(&(first_job, route)) = by_patrol.get(patrol.id.as_str()) else {
+            fixed.push(Fixed::default());
+            tours.push(tour);
+            continue;
+        };
+        let leaves =
+            std::iter::once(route.depart_at).chain(route.stops.iter().map(|s| s.departure));
+        let n_fixed = leaves.zip(&route.stops).take_while(|(leave, _)| *leave <= now).count();
+        let mut f = Fixed { stops: route.stops[..n_fixed].to_vec(), travel: 0, depart_at: None };
+        if let Some(last) = f.stops.last() {
+            let locs =
+                std::iter::once(i).chain((first_job..first_job + n_fixed).map(|j| table[j].loc));
+            let locs: Vec<usize> = locs.collect();
+            f.travel = locs.windows(2).map(|w| m[w[0]][w[1]]).sum();
+            f.depart_at = Some(route.depart_at);
+            tour.from_loc = locs[locs.len() - 1];
+            tour.from_time = last.departure;
+            if n_fixed == route.stops.len() && route.end_at <= now {
+                // Back home already: a new stop starts from the end place.
+                f.travel = route.travel_s;
+                tour.from_loc = tour.end_loc;
+                tour.from_time = now;
+            }
+        }
+        tour.jobs = (first_job + n_fixed..first_job + route.stops.len()).collect();
+        fixed.push(f);
+        tours.push(tour);
+    }
+    Ok((fixed, tours))
+}
+
+/// Step 2: the solver re-plans the free stops and `new` from where each patrol will be.
+fn replan(
+    tours: &[Tour],
+    table: &[Job],
+    new: usize,
+    m: &Matrix,
+    budget: &Budget,
+    started: Instant,
+) -> Option<Vec<Tour>> {
+    let free: Vec<usize> = tours.iter().flat_map(|t| t.jobs.iter().copied()).collect();
+    let already_late = tours.iter().any(|t| t.timing(table, m).stops.iter().any(|s| s.late > 0));
+    if already_late || started.elapsed() >= budget.time {
+        return None;
+    }
+    let which: Vec<usize> = free.into_iter().chain(std::iter::once(new)).collect();
+    let solved = match solve(m, table, &which, tours, budget, started) {
+        Ok(solved) if solved.unassigned.is_empty() => solved,
+        Ok(_) => return None,
+        Err(e) => {
+            // Insertion must still answer: the forced insertion below needs no solver.
+            warn!(error = %e, "Re-planning for an escalation failed");
+            return None;
+        }
+    };
+    let mut replanned = tours.to_vec();
+    for (tour, jobs) in replanned.iter_mut().zip(solved.routes) {
+        tour.jobs = jobs;
+    }
+    Some(replanned)
+}

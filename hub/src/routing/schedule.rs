@@ -1,0 +1,259 @@
+//! Integer schedules of a route and the two insertions of one visit that need no solver.
+//!
+//! A [`Tour`] is the part of a patrol's night that may still change: it starts at `from_loc`
+//! no earlier than `from_time` (the patrol's start at shift start, or where it will be when its
+//! fixed stops are done), serves `jobs` in order and ends at `end_loc` by `shift_end`.
+//! Schedules are computed forward: arrive = leave + drive; start = max(arrive, earliest);
+//! leave = start + service. A stop is late when start > latest.
+//!
+//! - [`cheapest_on_time`]: the position adding the least driving with every stop on time and
+//!   the patrol back before shift end. O(stops) per tour using each stop's latest start.
+//! - [`fastest_forced`]: for an urgent visit no patrol can make in time: the position where it
+//!   is reached first; ties go to less lateness caused to others, then less driving.
+
+/// A visit as the scheduler sees it: its matrix index and times (s).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Job {
+    pub loc: usize,
+    pub earliest: i64,
+    pub latest: i64,
+    pub service: i64,
+}
+
+/// The changeable part of one patrol's route.
+#[derive(Debug, Clone)]
+pub(super) struct Tour {
+    /// Index of the patrol in the caller's list.
+    pub patrol: usize,
+    pub from_loc: usize,
+    pub from_time: i64,
+    pub end_loc: usize,
+    pub shift_end: i64,
+    /// Indices into the job table, in visiting order.
+    pub jobs: Vec<usize>,
+}
+
+/// Times of one stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Timed {
+    pub arrival: i64,
+    pub start: i64,
+    pub departure: i64,
+    pub late: i64,
+}
+
+/// The schedule of a tour.
+#[derive(Debug, Clone)]
+pub(super) struct Timing {
+    pub stops: Vec<Timed>,
+    /// Driving time from `from_loc` through the stops to `end_loc`.
+    pub travel: i64,
+    pub end_at: i64,
+}
+
+pub(super) type Matrix = [Vec<i64>];
+
+impl Tour {
+    /// Forward schedule of this tour.
+    pub fn timing(&self, table: &[Job], m: &Matrix) -> Timing {
+        timing_of(
+            self.from_loc,
+            self.from_time,
+            self.end_loc,
+            self.jobs.iter().map(|&j| table[j]),
+            m,
+        )
+    }
+}
+
+/// Forward schedule of `jobs` leaving `from_loc` at `from_time`.
+pub(super) fn timing_of(
+    from_loc: usize,
+    from_time: i64,
+    end_loc: usize,
+    jobs: impl Iterator<Item = Job>,
+    m: &Matrix,
+) -> Timing {
+    let (mut loc, mut t, mut travel) = (from_loc, from_time, 0);
+    let mut stops = Vec::new();
+    for job in jobs {
+        let drive = m[loc][job.loc];
+        let arrival = t + drive;
+        let start = arrival.max(job.earliest);
+        let departure = start + job.service;
+        stops.push(Timed { arrival, start, departure, late: (start - job.latest).max(0) });
+        travel += drive;
+        (loc, t) = (job.loc, departure);
+    }
+    let drive = m[loc][end_loc];
+    Timing { stops, travel: travel + drive, end_at: t + drive }
+}
+
+/// Where to put a visit: before `tour.jobs[position]` (or at the end when equal to its len).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Insertion {
+    pub tour: usize,
+    pub position: usize,
+    /// Driving time added (s).
+    pub added_travel: i64,
+    /// When the new visit would start.
+    pub start: i64,
+}
+
+/// The on-time insertion of `new` adding least driving over all `tours`, if any. Stops already
+/// late stay allowed at their current start but may not be made later.
+pub(super) fn cheapest_on_time(
+    tours: &[Tour],
+    table: &[Job],
+    new: Job,
+    m: &Matrix,
+) -> Option<Insertion> {
+    let mut best: Option<Insertion> = None;
+    for (ti, tour) in tours.iter().enumerate() {
+        let timing = tour.timing(table, m);
+        if timing.end_at > tour.shift_end {
+            continue;
+        }
+        let latest = latest_starts(tour, table, &timing, m);
+        for position in 0..=tour.jobs.len() {
+            let (prev_loc, leave) = match position {
+                0 => (tour.from_loc, tour.from_time),
+                p => (table[tour.jobs[p - 1]].loc, timing.stops[p - 1].departure),
+            };
+            let start = (leave + m[prev_loc][new.loc]).max(new.earliest);
+            if start > new.latest {
+                continue;
+            }
+            let leave_new = start + new.service;
+            let (next_loc, fits) = match tour.jobs.get(position) {
+                Some(&next) => {
+                    let job = table[next];
+                    let arrive = leave_new + m[new.loc][job.loc];
+                    (job.loc, arrive.max(job.earliest) <= latest[position])
+                }
+                None => (tour.end_loc, leave_new + m[new.loc][tour.end_loc] <= tour.shift_end),
+            };
+            if !fits {
+                continue;
+            }
+            let added = m[prev_loc][new.loc] + m[new.loc][next_loc] - m[prev_loc][next_loc];
+            let candidate = Insertion { tour: ti, position, added_travel: added, start };
+            if best.is_none_or(|b| (added, start) < (b.added_travel, b.start)) {
+                best = Some(candidate);
+            }
+        }
+    }
+    best
+}
+
+/// For each stop, the latest start that keeps it and every later stop on time (already late
+/// stops: not later than now) and the patrol back by shift end.
+fn latest_starts(tour: &Tour, table: &[Job], timing: &Timing, m: &Matrix) -> Vec<i64> {
+    let mut latest = vec![0; tour.jobs.len()];
+    let (mut next_loc, mut next_latest) = (tour.end_loc, tour.shift_end);
+    for (i, &j) in tour.jobs.iter().enumerate().rev() {
+        let job = table[j];
+        let own = job.latest.max(timing.stops[i].start);
+        latest[i] = own.min(next_latest - m[job.loc][next_loc] - job.service);
+        (next_loc, next_latest) = (job.loc, latest[i]);
+    }
+    latest
+}
+
+/// The insertion of an urgent `new` visit reaching it soonest; among equals, the one making
+/// other stops least late, then running least over shift end, then adding least driving.
+/// Tours whose patrol is off duty (`from_time` at or past shift end) are not used.
+pub(super) fn fastest_forced(
+    tours: &[Tour],
+    table: &[Job],
+    new: Job,
+    m: &Matrix,
+) -> Option<Insertion> {
+    let mut best: Option<(Insertion, (i64, i64, i64, i64))> = None;
+    for (ti, tour) in tours.iter().enumerate().filter(|(_, t)| t.from_time < t.shift_end) {
+        let before = tour.timing(table, m);
+        let late_before: i64 = before.stops.iter().map(|s| s.late).sum();
+        let over_before = (before.end_at - tour.shift_end).max(0);
+        for position in 0..=tour.jobs.len() {
+            let jobs = tour.jobs[..position]
+                .iter()
+                .map(|&j| table[j])
+                .chain(std::iter::once(new))
+                .chain(tour.jobs[position..].iter().map(|&j| table[j]));
+            let after = timing_of(tour.from_loc, tour.from_time, tour.end_loc, jobs, m);
+            let start = after.stops[position].start;
+            let late_others: i64 = after
+                .stops
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != position)
+                .map(|(_, s)| s.late)
+                .sum::<i64>()
+                - late_before;
+            let over = (after.end_at - tour.shift_end).max(0) - over_before;
+            let added = after.travel - before.travel;
+            let key = (start, late_others, over, added);
+            if best.is_none_or(|(_, k)| key < k) {
+                best = Some((Insertion { tour: ti, position, added_travel: added, start }, key));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four places on a line, 600 s apart: 0 - 1 - 2 - 3.
+    fn line() -> Vec<Vec<i64>> {
+        (0..4i64).map(|i| (0..4i64).map(|j| (i - j).abs() * 600).collect()).collect()
+    }
+
+    fn job(loc: usize, earliest: i64, latest: i64) -> Job {
+        Job { loc, earliest, latest, service: 300 }
+    }
+
+    fn tour(jobs: Vec<usize>) -> Tour {
+        Tour { patrol: 0, from_loc: 0, from_time: 0, end_loc: 0, shift_end: 20_000, jobs }
+    }
+
+    #[test]
+    fn early_arrival_waits_for_the_window_and_lateness_is_measured_from_latest() {
+        let table = [job(1, 1000, 1200), job(3, 0, 1500)];
+        let t = tour(vec![0, 1]).timing(&table, &line());
+        assert_eq!(t.stops[0], Timed { arrival: 600, start: 1000, departure: 1300, late: 0 });
+        assert_eq!(t.stops[1], Timed { arrival: 2500, start: 2500, departure: 2800, late: 1000 });
+        assert_eq!((t.travel, t.end_at), (3600, 4600));
+    }
+
+    #[test]
+    fn cheapest_insertion_goes_between_neighbours_on_the_way() {
+        let table = [job(1, 0, 10_000), job(3, 0, 10_000)];
+        let tours = [tour(vec![0, 1])];
+        let ins = cheapest_on_time(&tours, &table, job(2, 0, 10_000), &line()).unwrap();
+        assert_eq!((ins.position, ins.added_travel), (1, 0));
+    }
+
+    #[test]
+    fn cheapest_insertion_refuses_to_push_a_later_stop_out_of_its_window() {
+        // Stop at 3 must start by 1900 (0 → 3 is 1800 s); any detour breaks it.
+        let table = [job(3, 0, 1900)];
+        let tours = [tour(vec![0])];
+        let ins = cheapest_on_time(&tours, &table, job(1, 0, 10_000), &line()).unwrap();
+        assert_eq!(ins.position, 1, "after the tight stop");
+        let tight = job(1, 0, 700);
+        assert!(cheapest_on_time(&tours, &table, tight, &line()).is_none());
+    }
+
+    #[test]
+    fn forced_insertion_takes_the_patrol_that_is_there_first() {
+        let m = line();
+        let table = [job(3, 0, 1900), job(1, 0, 1000)];
+        let far = Tour { from_loc: 3, from_time: 0, ..tour(vec![0]) };
+        let near = Tour { patrol: 1, from_loc: 0, from_time: 500, ..tour(vec![1]) };
+        // Urgent at place 2 with a window already passed.
+        let ins = fastest_forced(&[far, near], &table, job(2, 0, 0), &m).unwrap();
+        assert_eq!((ins.tour, ins.position, ins.start), (0, 0, 600));
+    }
+}
