@@ -182,3 +182,136 @@ fn replan(
     }
     Some(replanned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+    use crate::routing::{plan, Place, PlanProblem, Stop, Straight};
+
+    /// Two patrols, twelve visits in town spread over the night.
+    fn night() -> (Vec<Patrol>, Vec<Visit>, Plan) {
+        let patrols = vec![patrol("p1", 3 * H, 13 * H), patrol("p2", 3 * H, 13 * H)];
+        let visits: Vec<Visit> = (0..12)
+            .map(|i| {
+                let agreed = 4 * H + i * 40 * MIN;
+                let place = near((i % 4) as f64 * 1.5 - 2.0, (i % 3) as f64 * 2.0 - 2.0);
+                visit(&format!("v{i}"), place, agreed - 15 * MIN, agreed + 15 * MIN)
+            })
+            .collect();
+        let plan = plan(&patrols, &visits, &Straight::default(), &budget()).unwrap();
+        assert!(plan.unassigned.is_empty());
+        (patrols, visits, plan)
+    }
+
+    fn escalation(id: &str, place: Place, now: i64) -> Visit {
+        Visit { urgent: true, ..visit(id, place, now, now + 45 * MIN) }
+    }
+
+    /// Stops each patrol had left for by `now`.
+    fn committed(plan: &Plan, now: i64) -> Vec<Vec<Stop>> {
+        plan.routes
+            .iter()
+            .map(|r| {
+                let leaves =
+                    std::iter::once(r.depart_at).chain(r.stops.iter().map(|s| s.departure));
+                leaves
+                    .zip(&r.stops)
+                    .take_while(|(l, _)| *l <= now)
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn all_visits(visits: &[Visit], new: &Visit) -> Vec<Visit> {
+        visits.iter().cloned().chain(std::iter::once(new.clone())).collect()
+    }
+
+    #[test]
+    fn insertion_keeps_done_and_under_way_stops_fixed() {
+        let (patrols, visits, before) = night();
+        let now = 6 * H + 10 * MIN;
+        let fixed = committed(&before, now);
+        assert!(fixed.iter().map(Vec::len).sum::<usize>() >= 3, "{fixed:?}");
+        let new = escalation("esc", near(0.5, 0.5), now);
+        let s = Straight::default();
+        let after = insert(&before, now, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        for (route, fixed) in after.routes.iter().zip(&fixed) {
+            assert_eq!(&route.stops[..fixed.len()], &fixed[..], "patrol {}", route.patrol);
+        }
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn escalation_is_reached_within_its_45_minute_promise_when_feasible() {
+        let (patrols, visits, before) = night();
+        let now = 7 * H;
+        let new = escalation("esc", near(8.0, -4.0), now);
+        let s = Straight::default();
+        let after = insert(&before, now, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        let (_, stop) = after.find("esc").unwrap();
+        assert!(stop.start >= now && stop.start <= now + 45 * MIN, "{stop:?}");
+        assert_eq!(after.late_stops().count(), 0);
+        assert!(after.unassigned.is_empty());
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn infeasible_urgent_escalation_is_still_assigned_and_flagged_late() {
+        let (patrols, visits, before) = night();
+        let now = 7 * H;
+        // 60 km out: no car makes it in 45 minutes at 60 km/h on roads 1.3 × the crow's way.
+        let new = escalation("esc", near(60.0, 0.0), now);
+        let s = Straight::default();
+        let after = insert(&before, now, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        assert!(after.unassigned.is_empty());
+        let (route, stop) = after.find("esc").unwrap();
+        assert!(stop.late_s > 0, "{stop:?}");
+        // It goes as soon as the patrol can leave: right after its fixed stops.
+        let fixed = &committed(&before, now)[after.routes.iter().position(|r| r == route).unwrap()];
+        assert_eq!(route.stops[fixed.len()].visit, "esc");
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.iter().all(|p| matches!(p, PlanProblem::Route { .. })), "{problems:#?}");
+    }
+
+    #[test]
+    fn non_urgent_visit_that_cannot_fit_is_unassigned_and_nothing_else_moves() {
+        let (patrols, visits, before) = night();
+        let now = 7 * H;
+        let new = Visit { urgent: false, ..escalation("far", near(60.0, 0.0), now) };
+        let s = Straight::default();
+        let after = insert(&before, now, new, &patrols, &visits, &s, &budget()).unwrap();
+        assert_eq!(after.unassigned.len(), 1);
+        assert_eq!(after.unassigned[0].visit, "far");
+        assert_eq!(after.routes, before.routes);
+    }
+
+    #[test]
+    fn a_visit_already_planned_is_refused() {
+        let (patrols, visits, before) = night();
+        let again = visits[0].clone();
+        let err = insert(&before, 7 * H, again, &patrols, &visits, &Straight::default(), &budget());
+        assert!(matches!(err, Err(RoutingError::Input(_))));
+    }
+
+    #[test]
+    fn patrol_back_home_is_sent_out_again_from_its_end_place() {
+        let patrols = [patrol("p1", 3 * H, 13 * H)];
+        let visits = [visit("early", near(2.0, 0.0), 3 * H, 4 * H)];
+        let s = Straight::default();
+        let before = plan(&patrols, &visits, &s, &budget()).unwrap();
+        assert!(before.routes[0].end_at < 5 * H);
+        let new = escalation("esc", near(-3.0, 0.0), 8 * H);
+        let after = insert(&before, 8 * H, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        let stop = &after.routes[0].stops[1];
+        assert_eq!(
+            (stop.visit.as_str(), stop.arrival),
+            ("esc", 8 * H + s.seconds(BASE, new.place))
+        );
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}

@@ -125,11 +125,11 @@ pub(super) fn cheapest_on_time(
                 continue;
             }
             let leave_new = start + new.service;
-            let (next_loc, fits) = match tour.jobs.get(position) {
-                Some(&next) => {
+            let (next_loc, fits) = match tour.jobs.get(position).zip(latest.get(position)) {
+                Some((&next, &latest_next)) => {
                     let job = table[next];
                     let arrive = leave_new + m[new.loc][job.loc];
-                    (job.loc, arrive.max(job.earliest) <= latest[position])
+                    (job.loc, arrive.max(job.earliest) <= latest_next)
                 }
                 None => (tour.end_loc, leave_new + m[new.loc][tour.end_loc] <= tour.shift_end),
             };
