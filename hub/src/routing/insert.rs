@@ -12,12 +12,13 @@
 //! 2. otherwise, if no free stop is late already, vrp-core re-plans the free stops of all
 //!    patrols plus the new visit within `budget`, accepted only if everything stays assigned
 //!    (stops may then change patrol: a visit on time beats a stable plan);
-//! 3. otherwise an urgent visit goes to the patrol that reaches it first, flagged late; a
-//!    non-urgent one is added to [`Plan::unassigned`].
+//! 3. otherwise an urgent visit goes to the patrol that reaches it first, flagged late, and
+//!    the free stops it would make late move to other patrols where they fit on time (those
+//!    that fit nowhere stay, flagged late); a non-urgent one is added to [`Plan::unassigned`].
 //!
 //! Visits already unassigned in `current` stay so (re-plan the night to retry them).
 
-use super::schedule::{cheapest_on_time, fastest_forced, Job, Matrix, Tour};
+use super::schedule::{cheapest_on_time, force_in, Job, Matrix, Tour};
 use super::solve::{build_route, job, matrix, solve, validate, Fixed, NOT_REACHABLE};
 use super::{Budget, Patrol, Plan, Route, RoutingError, TravelTimes, Unassigned, Visit};
 use std::collections::HashMap;
@@ -71,10 +72,9 @@ pub fn insert(
     } else if let Some(replanned) = replan(&tours, &table, new, &m, budget, started) {
         tours = replanned;
     } else if visit.urgent {
-        match fastest_forced(&tours, &table, table[new], &m) {
-            Some(ins) => tours[ins.tour].jobs.insert(ins.position, new),
-            None => unassigned
-                .push(Unassigned { visit: visit.id.clone(), reason: "no patrol on duty".into() }),
+        if !force_in(&mut tours, &table, new, &m) {
+            let reason = "no patrol on duty".into();
+            unassigned.push(Unassigned { visit: visit.id.clone(), reason });
         }
     } else {
         unassigned.push(Unassigned { visit: visit.id.clone(), reason: NOT_REACHABLE.into() });

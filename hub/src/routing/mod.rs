@@ -153,19 +153,21 @@ impl Plan {
 pub struct Budget {
     /// Wall time for the whole call, problem set-up included.
     pub time: Duration,
-    /// Evolution generations; `None` = until `time` runs out.
+    /// Evolution generations (per run); `None` = until `time` runs out.
     pub generations: Option<usize>,
+    /// Independent solver runs sharing `time` (at least 1); [`plan`] keeps the best.
+    pub restarts: u32,
 }
 
 impl Budget {
-    /// A night plan made before the shift starts: up to 30 s.
+    /// A night plan made before the shift starts: up to 30 s, three runs of 10 s.
     pub fn night() -> Self {
-        Budget { time: Duration::from_secs(30), generations: None }
+        Budget { time: Duration::from_secs(30), generations: None, restarts: 3 }
     }
 
     /// For unit tests and quick previews.
     pub fn quick() -> Self {
-        Budget { time: Duration::from_secs(2), generations: Some(200) }
+        Budget { time: Duration::from_secs(2), generations: Some(200), restarts: 1 }
     }
 }
 

@@ -10,6 +10,7 @@
 //!   the patrol back before shift end. O(stops) per tour using each stop's latest start.
 //! - [`fastest_forced`]: for an urgent visit no patrol can make in time: the position where it
 //!   is reached first; ties go to less lateness caused to others, then less driving.
+//!   [`force_in`] then hands the planned stops it made late to other patrols where they fit.
 
 /// A visit as the scheduler sees it: its matrix index and times (s).
 #[derive(Debug, Clone, Copy)]
@@ -199,6 +200,35 @@ pub(super) fn fastest_forced(
         }
     }
     best.map(|(i, _)| i)
+}
+
+/// Puts urgent job `new` in by [`fastest_forced`], then moves the stops it made late (or
+/// that keep its patrol out past shift end) to wherever they fit on time, one at a time, the
+/// earliest first. A stop that fits nowhere stays, late. Returns false if no patrol is on duty.
+pub(super) fn force_in(tours: &mut [Tour], table: &[Job], new: usize, m: &Matrix) -> bool {
+    let Some(ins) = fastest_forced(tours, table, table[new], m) else { return false };
+    let t = ins.tour;
+    tours[t].jobs.insert(ins.position, new);
+    let mut tried = std::collections::HashSet::new();
+    loop {
+        let timing = tours[t].timing(table, m);
+        let after = ins.position + 1;
+        let late = (after..tours[t].jobs.len()).find(|&i| timing.stops[i].late > 0);
+        let over = timing.end_at > tours[t].shift_end && tours[t].jobs.len() > after;
+        let Some(i) = late.or(over.then(|| tours[t].jobs.len() - 1)) else { return true };
+        let job = tours[t].jobs[i];
+        if !tried.insert(job) {
+            return true;
+        }
+        tours[t].jobs.remove(i);
+        match cheapest_on_time(tours, table, table[job], m) {
+            Some(to) => tours[to.tour].jobs.insert(to.position, job),
+            None => {
+                tours[t].jobs.insert(i, job);
+                return true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

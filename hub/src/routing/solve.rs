@@ -6,11 +6,11 @@
 //! Goal, in order: fewest unassigned jobs, then least total distance = driving seconds
 //! (waiting is free: a patrol parked outside a house costs nothing). Time windows and shifts
 //! are hard constraints there; lateness exists only for urgent visits forced in afterwards
-//! ([`super::schedule::fastest_forced`]).
+//! ([`super::schedule::force_in`]).
 //!
 //! The solver's own schedule is not used: routes are re-timed here with the integer matrix.
 
-use super::schedule::{fastest_forced, Job, Matrix, Tour};
+use super::schedule::{force_in, Job, Matrix, Tour};
 use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassigned, Visit};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub fn plan(
         })
         .collect();
     let all: Vec<usize> = (0..visits.len()).collect();
-    let solved = solve(&m, &table, &all, &tours, budget, started)?;
+    let solved = solve_restarting(&m, &table, &all, &tours, budget, started)?;
     for (tour, jobs) in tours.iter_mut().zip(solved.routes) {
         tour.jobs = jobs;
     }
@@ -75,12 +75,9 @@ pub fn plan(
     }
     urgent.sort_by_key(|&j| (visits[j].latest, j));
     for j in urgent {
-        match fastest_forced(&tours, &table, table[j], &m) {
-            Some(ins) => tours[ins.tour].jobs.insert(ins.position, j),
-            None => unassigned.push(Unassigned {
-                visit: visits[j].id.clone(),
-                reason: "no patrol on duty".into(),
-            }),
+        if !force_in(&mut tours, &table, j, &m) {
+            let reason = "no patrol on duty".into();
+            unassigned.push(Unassigned { visit: visits[j].id.clone(), reason });
         }
     }
     let ids: Vec<&str> = visits.iter().map(|v| v.id.as_str()).collect();
@@ -207,6 +204,37 @@ pub(super) fn validate(patrols: &[Patrol], visits: &[Visit]) -> Result<(), Routi
 pub(super) struct Solved {
     pub routes: Vec<Vec<usize>>,
     pub unassigned: Vec<(usize, String)>,
+}
+
+/// [`solve`] `budget.restarts` times, each with an equal share of the time left, keeping the
+/// best (fewest unassigned, then least travel). The search settles within seconds in a local
+/// optimum that depends on its early moves, so independent starts beat one long run.
+fn solve_restarting(
+    m: &Matrix,
+    table: &[Job],
+    which: &[usize],
+    tours: &[Tour],
+    budget: &Budget,
+    started: Instant,
+) -> Result<Solved, RoutingError> {
+    let runs = budget.restarts.max(1);
+    let mut best: Option<(usize, i64, Solved)> = None;
+    for run in 0..runs {
+        let left = budget.time.saturating_sub(started.elapsed());
+        let share = Budget { time: left / (runs - run), ..budget.clone() };
+        let solved = solve(m, table, which, tours, &share, Instant::now())?;
+        let travel: i64 = solved
+            .routes
+            .iter()
+            .zip(tours)
+            .map(|(jobs, t)| Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m).travel)
+            .sum();
+        let key = (solved.unassigned.len(), travel);
+        if best.as_ref().is_none_or(|(u, t, _)| key < (*u, *t)) {
+            best = Some((key.0, key.1, solved));
+        }
+    }
+    best.map(|(_, _, s)| s).ok_or_else(|| RoutingError::Solver("no run".into()))
 }
 
 /// Runs vrp-core on jobs `which` for vehicles that start as `tours` do (their jobs are

@@ -27,5 +27,5 @@ pub fn patrol(id: &str, shift_start: i64, shift_end: i64) -> Patrol {
 
 /// Small enough for debug builds: each test solves in well under a second or two.
 pub fn budget() -> Budget {
-    Budget { time: Duration::from_millis(1500), generations: Some(100) }
+    Budget { time: Duration::from_millis(1500), generations: Some(100), restarts: 1 }
 }
