@@ -9,6 +9,8 @@
 //! - seeing a camera snapshot, and asking for one, is for care staff only (`night_staff`,
 //!   `nurse`): not installers, not administrators;
 //! - the audit log is for administrators only;
+//! - care plans and patrols are changed by nurses and administrators; round checks are decided
+//!   and recorded by care staff; reports are for everyone but installers;
 //! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
 //!   authenticated role.
 
@@ -33,6 +35,12 @@ pub enum Permission {
     Snapshot,
     /// Read the audit log.
     ReadAudit,
+    /// Change care plans and patrols.
+    EditCarePlans,
+    /// Decide on an unclear camera check, record a visit's outcome.
+    HandleRoundChecks,
+    /// Read the night and month reports.
+    ReadReports,
 }
 
 impl Role {
@@ -63,6 +71,9 @@ impl Role {
             Permission::RequestCameraCheck => true,
             Permission::Snapshot => self.is_care_staff(),
             Permission::ReadAudit => self == Role::Admin,
+            Permission::EditCarePlans => matches!(self, Role::Nurse | Role::Admin),
+            Permission::HandleRoundChecks => self.is_care_staff(),
+            Permission::ReadReports => self != Role::Installer,
         }
     }
 }

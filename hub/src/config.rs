@@ -6,6 +6,7 @@
 //! code without a file.
 
 use crate::access::Role;
+use crate::rounds::config::{RawRounds, RoundsConfig};
 use jiff::SignedDuration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,6 +34,8 @@ pub struct RawConfig {
     pub supervision: RawSupervision,
     #[serde(default)]
     pub cameras: RawCameras,
+    #[serde(default)]
+    pub rounds: RawRounds,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +161,8 @@ pub struct HubConfig {
     pub tokens: Vec<TokenConfig>,
     pub supervision: SupervisionConfig,
     pub cameras: CameraConfig,
+    /// The night rounds (`[rounds]`).
+    pub rounds: RoundsConfig,
 }
 
 /// Every problem found in a config file, one line each.
@@ -335,6 +340,7 @@ impl RawConfig {
                 &mut problems,
             ),
         };
+        let rounds = self.rounds.validate(&mut problems);
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
                 broker,
@@ -347,6 +353,7 @@ impl RawConfig {
                     devices,
                 },
                 cameras,
+                rounds,
             }),
             _ => Err(ConfigReport { problems }),
         }

@@ -73,6 +73,7 @@ impl Demo {
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
+            rounds: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(http)
             .await

@@ -22,6 +22,7 @@ pub mod console;
 pub mod demo;
 pub mod ingest;
 pub mod presence;
+pub mod rounds;
 pub mod routing;
 pub mod store;
 
@@ -57,6 +58,8 @@ pub enum HubError {
     Broker(#[from] broker::BrokerError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("rounds: {0}")]
+    Rounds(String),
 }
 
 /// A running hub.
@@ -67,6 +70,7 @@ pub struct Hub {
     shutdown: watch::Sender<bool>,
     session: SessionHandles,
     ticker: JoinHandle<()>,
+    rounds_ticker: JoinHandle<()>,
     vault_sweeper: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
@@ -145,6 +149,33 @@ impl Hub {
             shutdown_rx.clone(),
         );
 
+        let rounds_store = {
+            let path = config.store_path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        let travel = rounds::routes::travel(&config.rounds.travel).map_err(HubError::Rounds)?;
+        let engine = rounds::engine::Engine::new(
+            Box::new(rounds_store),
+            config.rounds.clone(),
+            config.cameras.check_open,
+            Box::new(rounds::engine::MqttSender(session.commands.clone())),
+            travel,
+        );
+        let engine = Arc::new(Mutex::new(engine));
+        let connected = {
+            let stats = stats.clone();
+            move || stats.mqtt_connected.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let rounds_ticker = tokio::spawn(rounds::engine::run(
+            engine.clone(),
+            rounds::engine::tick_period(config.rounds.clock.speed()),
+            connected,
+            shutdown_rx.clone(),
+        ));
+        info!(clock = ?config.rounds.clock, shift = %format!("{}-{}", config.rounds.shift.start, config.rounds.shift.end), enabled = config.rounds.enabled, "Rounds started");
+
         let state = console::AppState {
             store: Arc::new(Mutex::new(Box::new(reader_store) as Box<dyn Store>)),
             stats: stats.clone(),
@@ -154,6 +185,8 @@ impl Hub {
             snapshots,
             cameras: config.cameras,
             shutdown: shutdown_rx.clone(),
+            rounds: engine,
+            shift: config.rounds.shift.clone(),
         };
         let http_addr = http.local_addr()?;
         let mut stop_http = shutdown_rx;
@@ -173,6 +206,7 @@ impl Hub {
             shutdown,
             session,
             ticker,
+            rounds_ticker,
             vault_sweeper,
             writer,
             http,
@@ -199,6 +233,7 @@ impl Hub {
         let _ = self.shutdown.send(true);
         let _ = self.session.poller.await;
         let _ = self.ticker.await;
+        let _ = self.rounds_ticker.await;
         let _ = self.vault_sweeper.await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

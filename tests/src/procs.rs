@@ -338,6 +338,22 @@ impl Hub {
         Response { status, content_type, cache_control, view_seconds, body }
     }
 
+    /// A request with a JSON body (PUT, POST) and a bearer token: status and parsed body.
+    pub fn send(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let auth = format!("Bearer {token}");
+        let result = match method {
+            "PUT" => agent.put(&url).header("Authorization", &auth).send_json(body),
+            _ => agent.post(&url).header("Authorization", &auth).send_json(body),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+        (status, body)
+    }
+
     pub fn device(&self, id: &str) -> Option<Value> {
         match self.try_get("/api/v1/devices")? {
             Value::Array(a) => a.into_iter().find(|d| d["id"] == id),

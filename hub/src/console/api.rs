@@ -27,6 +27,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     reason: Option<&'static str>,
+    /// Every problem of a refused body, one per line.
+    problems: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -36,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             reason: None,
+            problems: None,
         }
     }
 
@@ -64,6 +67,16 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
+    /// The body could not be used (422).
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn with_problems(mut self, problems: Vec<String>) -> ApiError {
+        self.problems = Some(problems);
+        self
+    }
+
     pub fn with_code(mut self, code: &'static str) -> ApiError {
         self.code = code;
         self
@@ -80,6 +93,9 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::json!({"error": self.code, "message": self.message});
         if let Some(reason) = self.reason {
             body["reason"] = reason.into();
+        }
+        if let Some(problems) = self.problems {
+            body["problems"] = problems.into();
         }
         (self.status, Json(body)).into_response()
     }

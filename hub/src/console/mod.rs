@@ -17,15 +17,17 @@ mod api;
 mod auth;
 mod checks;
 mod page;
+mod rounds;
 
 pub use auth::Tokens;
+pub use rounds::SharedEngine;
 pub use checks::{CheckView, VIEW_SECONDS_HEADER};
 
 use crate::camera::Snapshots;
 use crate::config::CameraConfig;
 use crate::ingest::{Commands, Feed, Stats};
 use crate::store::Store;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
@@ -43,6 +45,10 @@ pub struct AppState {
     pub cameras: CameraConfig,
     /// Turns true when the hub stops; live streams end then.
     pub shutdown: watch::Receiver<bool>,
+    /// The night round.
+    pub rounds: SharedEngine,
+    /// The night shift (for checking care plans and report periods).
+    pub shift: crate::rounds::Shift,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -64,6 +70,16 @@ pub fn router(state: AppState) -> Router {
             post(checks::request_snapshot).get(checks::get_snapshot),
         )
         .route("/api/v1/audit", get(checks::get_audit))
+        .route("/api/v1/care/recipients", get(rounds::recipients))
+        .route("/api/v1/care/recipients/{id}", put(rounds::put_recipient).delete(rounds::delete_recipient))
+        .route("/api/v1/care/patrols", get(rounds::patrols))
+        .route("/api/v1/care/patrols/{id}", put(rounds::put_patrol).delete(rounds::delete_patrol))
+        .route("/api/v1/rounds/current", get(rounds::current))
+        .route("/api/v1/rounds/{night}", get(rounds::night))
+        .route("/api/v1/rounds/checks/{id}/decision", post(rounds::decide))
+        .route("/api/v1/rounds/checks/{id}/outcome", post(rounds::record))
+        .route("/api/v1/reports/nights/{night}", get(rounds::night_report))
+        .route("/api/v1/reports/months/{month}", get(rounds::month_report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -504,6 +504,52 @@ mod tests {
         }
     }
 
+    /// The writer never touches rounds.
+    impl crate::store::RoundStore for FlakyStore {
+        fn put_recipient(&mut self, _: &crate::rounds::Recipient, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn delete_recipient(&mut self, _: &str, _: &AuditEntry) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        fn recipients(&self) -> Result<Vec<crate::rounds::Recipient>, StoreError> {
+            unimplemented!()
+        }
+        fn put_patrol(&mut self, _: &crate::rounds::Patrol, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn delete_patrol(&mut self, _: &str, _: &AuditEntry) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        fn patrols(&self) -> Result<Vec<crate::rounds::Patrol>, StoreError> {
+            unimplemented!()
+        }
+        fn create_round(&mut self, _: jiff::civil::Date, _: Timestamp, _: &[crate::rounds::RoundCheck], _: &serde_json::Value) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        fn round(&self, _: jiff::civil::Date) -> Result<Option<Vec<crate::rounds::RoundCheck>>, StoreError> {
+            unimplemented!()
+        }
+        fn routes(&self, _: jiff::civil::Date) -> Result<Option<serde_json::Value>, StoreError> {
+            unimplemented!()
+        }
+        fn round_alarms_seen(&self, _: jiff::civil::Date) -> Result<i64, StoreError> {
+            unimplemented!()
+        }
+        fn round_checks_between(&self, _: jiff::civil::Date, _: jiff::civil::Date) -> Result<Vec<crate::rounds::RoundCheck>, StoreError> {
+            unimplemented!()
+        }
+        fn save_round(&mut self, _: &crate::store::RoundWrite<'_>) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn alarms_after(&self, _: i64) -> Result<Vec<AlarmRow>, StoreError> {
+            unimplemented!()
+        }
+        fn event_counts(&self, _: &[&str], _: Timestamp, _: Timestamp) -> Result<Vec<(String, String, u64)>, StoreError> {
+            unimplemented!()
+        }
+    }
+
     fn writer(
         fail: usize,
     ) -> (

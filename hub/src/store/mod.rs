@@ -20,8 +20,10 @@
 //!
 //! Never stored anywhere: camera pictures. They live only in memory (`camera/`).
 
+mod rounds;
 mod sqlite;
 
+pub use rounds::{RoundStore, RoundWrite};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
@@ -291,7 +293,8 @@ pub enum Inserted {
 /// The kind of alarm raised when a device goes silent.
 pub const SUPERVISION_LOST: &str = "supervision_lost";
 
-pub trait Store: Send {
+/// Care plans and rounds are in [`RoundStore`], which every store also implements.
+pub trait Store: RoundStore + Send {
     /// Writes the batch in one transaction and says what it did. Returns only after the
     /// commit is durable.
     fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;

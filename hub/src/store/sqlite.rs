@@ -3,7 +3,8 @@
 //! (sortable); event bodies and camera-check figures as JSON text.
 //!
 //! The schema is created or migrated at open, guarded by `PRAGMA user_version` (1: devices,
-//! events, rejects, alarms; 2: camera checks and the audit log). A database written by a newer
+//! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
+//! patrols and rounds, see `rounds.rs`). A database written by a newer
 //! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -109,7 +110,7 @@ const CHECK_COLS: &str = "check_id, site, device, requested_by, requested_role, 
     deadline, status, verdict, refusal, confidence, detail, figures, event_id, answered_at, late";
 
 pub struct SqliteStore {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 fn micros(t: Timestamp) -> i64 {
@@ -159,6 +160,9 @@ impl SqliteStore {
             }
             if found < 3 {
                 tx.execute_batch(SCHEMA_V3)?;
+            }
+            if found < 4 {
+                tx.execute_batch(super::rounds::SCHEMA_V4)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -261,7 +265,7 @@ fn alarm_for_event(tx: &Connection, e: &EventRow) -> Result<(), rusqlite::Error>
     Ok(())
 }
 
-fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error> {
+pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, role, action, check_id, device, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -276,6 +280,65 @@ fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error
         e.detail
     ])?;
     Ok(())
+}
+
+pub(super) fn insert_camera_check(conn: &Connection, c: &CheckRow) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO camera_checks ({CHECK_COLS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        c.check_id,
+        c.site,
+        c.device,
+        c.requested_by,
+        c.requested_role,
+        micros(c.requested_at),
+        micros(c.deadline),
+        c.status.as_str(),
+        c.verdict,
+        c.refusal,
+        c.confidence,
+        c.detail,
+        c.figures.as_ref().map(|f| f.to_string()),
+        c.event_id.map(|id| id.to_string()),
+        c.answered_at.map(micros),
+        c.late
+    ])?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Alarms matching `filter` (an SQL condition, possibly followed by ORDER/LIMIT).
+    pub(super) fn alarms_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<AlarmRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, device, site, kind, raised_at, cleared_at, occurrences, last_event,
+                    updated_at
+             FROM alarms WHERE {filter}"
+        ))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(AlarmRow {
+                    id: r.get(0)?,
+                    device: r.get(1)?,
+                    site: r.get(2)?,
+                    kind: r.get(3)?,
+                    raised_at: timestamp(r.get(4)?)?,
+                    cleared_at: r.get::<_, Option<i64>>(5)?.map(timestamp).transpose()?,
+                    occurrences: r.get::<_, i64>(6)?.max(1) as u64,
+                    last_event: r
+                        .get::<_, Option<String>>(7)?
+                        .map(|s| Uuid::parse_str(&s).map_err(conversion))
+                        .transpose()?,
+                    updated_at: match r.get::<_, Option<i64>>(8)? {
+                        Some(us) => timestamp(us)?,
+                        None => timestamp(r.get(4)?)?,
+                    },
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
 }
 
 impl Store for SqliteStore {
@@ -424,28 +487,7 @@ impl Store for SqliteStore {
 
     fn open_check(&mut self, c: &CheckRow, audit: &AuditEntry) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.prepare_cached(&format!(
-            "INSERT INTO camera_checks ({CHECK_COLS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ))?
-        .execute(params![
-            c.check_id,
-            c.site,
-            c.device,
-            c.requested_by,
-            c.requested_role,
-            micros(c.requested_at),
-            micros(c.deadline),
-            c.status.as_str(),
-            c.verdict,
-            c.refusal,
-            c.confidence,
-            c.detail,
-            c.figures.as_ref().map(|f| f.to_string()),
-            c.event_id.map(|id| id.to_string()),
-            c.answered_at.map(micros),
-            c.late
-        ])?;
+        insert_camera_check(&tx, c)?;
         insert_audit(&tx, audit)?;
         tx.commit()?;
         Ok(())
@@ -534,33 +576,7 @@ impl Store for SqliteStore {
     }
 
     fn alarms(&self, limit: usize) -> Result<Vec<AlarmRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, device, site, kind, raised_at, cleared_at, occurrences, last_event,
-                    updated_at
-             FROM alarms ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
-                Ok(AlarmRow {
-                    id: r.get(0)?,
-                    device: r.get(1)?,
-                    site: r.get(2)?,
-                    kind: r.get(3)?,
-                    raised_at: timestamp(r.get(4)?)?,
-                    cleared_at: r.get::<_, Option<i64>>(5)?.map(timestamp).transpose()?,
-                    occurrences: r.get::<_, i64>(6)?.max(1) as u64,
-                    last_event: r
-                        .get::<_, Option<String>>(7)?
-                        .map(|s| Uuid::parse_str(&s).map_err(conversion))
-                        .transpose()?,
-                    updated_at: match r.get::<_, Option<i64>>(8)? {
-                        Some(us) => timestamp(us)?,
-                        None => timestamp(r.get(4)?)?,
-                    },
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.alarms_where("1 ORDER BY id DESC LIMIT ?1", params![limit.min(i64::MAX as usize) as i64])
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -28,6 +28,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
             devices: Default::default(),
         },
         cameras: Default::default(),
+        rounds: Default::default(),
     }
 }
 

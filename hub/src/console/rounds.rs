@@ -1,0 +1,221 @@
+//! The rounds API: care plans and patrols, the night's round and routes, staff decisions and
+//! outcomes, and the reports (JSON, or CSV with `?format=csv`).
+//!
+//! | route | who |
+//! |---|---|
+//! | `GET /api/v1/care/recipients`, `GET /api/v1/care/patrols` | every role |
+//! | `PUT`/`DELETE /api/v1/care/recipients/{id}`, `…/patrols/{id}` | nurse, admin |
+//! | `GET /api/v1/rounds/current`, `GET /api/v1/rounds/{night}` | every role |
+//! | `POST /api/v1/rounds/checks/{id}/decision`, `…/outcome` | night staff, nurse |
+//! | `GET /api/v1/reports/nights/{night}`, `…/months/{yyyy-mm}` | night staff, nurse, admin |
+//!
+//! Every change is written with its audit line in the same transaction.
+
+use super::api::{read, write, ApiError};
+use super::AppState;
+use crate::access::{Permission, Principal};
+use crate::rounds::engine::{Engine, EngineError};
+use crate::rounds::plan::{hhmm, Patrol, Recipient};
+use crate::rounds::report::{self, Report, DOSE_MISSED, GPS_ALARM_KINDS};
+use crate::rounds::scheduler::InputError;
+use crate::rounds::state::Outcome;
+use crate::store::AuditEntry;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The round engine, shared by the ticking task and these handlers.
+pub type SharedEngine = Arc<Mutex<Engine>>;
+
+fn allow(who: &Principal, p: Permission, what: &str) -> Result<(), ApiError> {
+    if who.may(p) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("role {} may not {what}", who.role)))
+    }
+}
+
+fn invalid(problems: Vec<String>) -> ApiError {
+    ApiError::unprocessable("invalid_plan", problems.join("\n")).with_problems(problems)
+}
+
+fn entry(who: &Principal, action: &str, detail: String) -> AuditEntry {
+    AuditEntry { at: Timestamp::now(), actor: who.name.clone(), role: who.role.as_str().into(), action: action.into(), check_id: None, device: None, detail: Some(detail) }
+}
+
+async fn engine<T: Send + 'static>(state: &AppState, f: impl FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static) -> Result<T, ApiError> {
+    let engine = state.rounds.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut guard = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| ApiError::store(format!("round task failed: {e}")))?;
+    result.map_err(|e| match e {
+        EngineError::Store(e) => ApiError::store(e.to_string()),
+        EngineError::Input(InputError::Unknown(id)) => ApiError::not_found(format!("no check `{id}` in tonight's round")),
+        EngineError::Input(e @ InputError::NotStaffOutcome(_)) => ApiError::unprocessable("not_a_staff_outcome", e.to_string()),
+        EngineError::Input(e) => ApiError::conflict("check_state", e.to_string()),
+        e @ EngineError::NoRound(_) => ApiError::conflict("no_round", e.to_string()),
+    })
+}
+
+pub async fn recipients(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(read(&state, |s| s.recipients()).await?).into_response())
+}
+
+pub async fn put_recipient(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
+    allow(&who, Permission::EditCarePlans, "change care plans")?;
+    let r: Recipient = serde_json::from_value(body).map_err(|e| invalid(vec![e.to_string()]))?;
+    let mut problems = r.validate();
+    if r.id != id {
+        problems.push(format!("id: `{}` differs from the address's `{id}`", r.id));
+    }
+    let shift = state.shift.clone();
+    for (i, c) in r.checks.iter().enumerate() {
+        if !shift.contains_clock(c.at) {
+            problems.push(format!("checks[{i}].at: {} is outside the night shift ({}-{})", hhmm(c.at), hhmm(shift.start), hhmm(shift.end)));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    let audit = entry(&who, "care_plan_changed", format!("recipient {id}, team {}", r.team));
+    let stored = r.clone();
+    write(&state, move |s| s.put_recipient(&stored, &audit)).await?;
+    Ok((StatusCode::OK, Json(r)).into_response())
+}
+
+pub async fn delete_recipient(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::EditCarePlans, "change care plans")?;
+    let audit = entry(&who, "care_plan_removed", format!("recipient {id}"));
+    let key = id.clone();
+    match write(&state, move |s| s.delete_recipient(&key, &audit)).await? {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(ApiError::not_found(format!("no care plan `{id}`"))),
+    }
+}
+
+pub async fn patrols(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(read(&state, |s| s.patrols()).await?).into_response())
+}
+
+pub async fn put_patrol(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
+    allow(&who, Permission::EditCarePlans, "change patrols")?;
+    let p: Patrol = serde_json::from_value(body).map_err(|e| invalid(vec![e.to_string()]))?;
+    let mut problems = p.validate();
+    if p.id != id {
+        problems.push(format!("id: `{}` differs from the address's `{id}`", p.id));
+    }
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    let audit = entry(&who, "patrol_changed", format!("patrol {id}, team {}", p.team));
+    let stored = p.clone();
+    write(&state, move |s| s.put_patrol(&stored, &audit)).await?;
+    Ok(Json(p).into_response())
+}
+
+pub async fn delete_patrol(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::EditCarePlans, "change patrols")?;
+    let audit = entry(&who, "patrol_removed", format!("patrol {id}"));
+    let key = id.clone();
+    match write(&state, move |s| s.delete_patrol(&key, &audit)).await? {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(ApiError::not_found(format!("no patrol `{id}`"))),
+    }
+}
+
+/// `GET /api/v1/rounds/current`: the running round with its routes and the round's clock.
+pub async fn current(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let (now, snapshot, stats) = engine(&state, |e| Ok((e.now(), e.snapshot(), e.stats()))).await?;
+    let body = match snapshot {
+        Some((night, checks, routes)) => serde_json::json!({"now": now, "night": night, "checks": checks, "routes": routes, "stats": stats}),
+        None => serde_json::json!({"now": now, "night": null, "checks": [], "routes": null, "stats": stats}),
+    };
+    Ok(Json(body).into_response())
+}
+
+fn night_param(raw: &str) -> Result<Date, ApiError> {
+    raw.parse::<Date>().map_err(|_| ApiError::not_found(format!("`{}` is not a night (YYYY-MM-DD)", raw.chars().take(40).collect::<String>())))
+}
+
+/// `GET /api/v1/rounds/{night}`: a stored round, any night.
+pub async fn night(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let night = night_param(&raw)?;
+    let (checks, routes) = read(&state, move |s| Ok((s.round(night)?, s.routes(night)?))).await?;
+    match checks {
+        Some(checks) => Ok(Json(serde_json::json!({"night": night, "checks": checks, "routes": routes})).into_response()),
+        None => Err(ApiError::not_found(format!("no round for the night of {night}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// The person looked well on the snapshot.
+    pub well: bool,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+pub async fn decide(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(d): Json<Decision>) -> Result<Response, ApiError> {
+    allow(&who, Permission::HandleRoundChecks, "decide round checks")?;
+    let check = engine(&state, move |e| e.decide(&id, d.well, (&who.name, who.role.as_str()), d.note)).await?;
+    Ok(Json(check).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+pub async fn record(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(r): Json<Recorded>) -> Result<Response, ApiError> {
+    allow(&who, Permission::HandleRoundChecks, "record outcomes")?;
+    let check = engine(&state, move |e| e.record(&id, r.outcome, (&who.name, who.role.as_str()), r.note)).await?;
+    Ok(Json(check).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Format {
+    pub format: Option<String>,
+}
+
+async fn answer(state: &AppState, period: &'static str, (first, last): (Date, Date), format: Format) -> Result<Response, ApiError> {
+    let shift = state.shift.clone();
+    let from = shift.span(first).0;
+    let to = shift.span(last).1;
+    let mut kinds = vec![DOSE_MISSED];
+    kinds.extend(GPS_ALARM_KINDS);
+    let (checks, events, recipients) = read(state, move |s| Ok((s.round_checks_between(first, last)?, s.event_counts(&kinds, from, to)?, s.recipients()?))).await?;
+    let teams: BTreeMap<String, String> = recipients.iter().flat_map(|r| r.devices.iter().map(|d| (d.clone(), r.team.clone()))).collect();
+    let rep: Report = report::report(period, (first, last), &checks, &events, &teams);
+    match format.format.as_deref() {
+        None | Some("json") => Ok(Json(rep).into_response()),
+        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report::csv(&rep)).into_response()),
+        Some(other) => Err(ApiError::unprocessable("bad_format", format!("format `{other}` is not json or csv"))),
+    }
+}
+
+pub async fn night_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
+    allow(&who, Permission::ReadReports, "read reports")?;
+    let night = night_param(&raw)?;
+    answer(&state, "night", (night, night), format).await
+}
+
+pub async fn month_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
+    allow(&who, Permission::ReadReports, "read reports")?;
+    let first = format!("{raw}-01").parse::<Date>().map_err(|_| ApiError::not_found(format!("`{}` is not a month (YYYY-MM)", raw.chars().take(40).collect::<String>())))?;
+    let last = first.last_of_month();
+    answer(&state, "month", (first, last), format).await
+}
