@@ -28,7 +28,6 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,11 +97,6 @@ impl RoundClock {
             RoundClock::System => 1.0,
             RoundClock::Simulated { speed, .. } => *speed,
         }
-    }
-
-    pub fn as_fn(&self) -> Arc<dyn Fn() -> Timestamp + Send + Sync> {
-        let clock = self.clone();
-        Arc::new(move || clock.now())
     }
 }
 

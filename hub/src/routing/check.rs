@@ -54,13 +54,7 @@ impl Plan {
         travel: &dyn TravelTimes,
     ) -> Result<Vec<PlanProblem>, RoutingError> {
         let n_patrols = patrols.len();
-        let places: Vec<_> = patrols
-            .iter()
-            .map(|p| p.start)
-            .chain(patrols.iter().map(|p| p.end))
-            .chain(visits.iter().map(|v| v.place))
-            .collect();
-        let m = matrix(travel, &places)?;
+        let m = matrix(travel, patrols, visits)?;
         let patrol_of: HashMap<&str, usize> =
             patrols.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
         let visit_of: HashMap<&str, usize> =

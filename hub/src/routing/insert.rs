@@ -53,13 +53,7 @@ pub fn insert(
         routed.push(v);
     }
     routed.push(&visit);
-    let places: Vec<_> = patrols
-        .iter()
-        .map(|p| p.start)
-        .chain(patrols.iter().map(|p| p.end))
-        .chain(routed.iter().map(|v| v.place))
-        .collect();
-    let m = matrix(travel, &places)?;
+    let m = matrix(travel, patrols, routed.iter().copied())?;
     let table: Vec<Job> =
         routed.iter().enumerate().map(|(i, v)| job(v, 2 * n_patrols + i)).collect();
     let ids: Vec<&str> = routed.iter().map(|v| v.id.as_str()).collect();

@@ -38,13 +38,7 @@ pub fn plan(
     let started = Instant::now();
     validate(patrols, visits)?;
     let n_patrols = patrols.len();
-    let places: Vec<_> = patrols
-        .iter()
-        .map(|p| p.start)
-        .chain(patrols.iter().map(|p| p.end))
-        .chain(visits.iter().map(|v| v.place))
-        .collect();
-    let m = matrix(travel, &places)?;
+    let m = matrix(travel, patrols, visits)?;
     let table: Vec<Job> =
         visits.iter().enumerate().map(|(i, v)| job(v, 2 * n_patrols + i)).collect();
     let mut tours: Vec<Tour> = patrols
@@ -150,12 +144,20 @@ pub(super) fn job(v: &Visit, loc: usize) -> Job {
     Job { loc, earliest: v.earliest, latest: v.latest, service: v.service_s }
 }
 
-/// The travel matrix for `places`, checked to be square and non-negative.
-pub(super) fn matrix(
+/// The travel matrix of a night, checked to be square and non-negative. Its locations are
+/// every patrol's start (`i`), then every patrol's end (`n + i`), then the visits (`2n + j`).
+pub(super) fn matrix<'a>(
     travel: &dyn TravelTimes,
-    places: &[super::Place],
+    patrols: &[Patrol],
+    visits: impl IntoIterator<Item = &'a Visit>,
 ) -> Result<Vec<Vec<i64>>, RoutingError> {
-    let m = travel.matrix(places)?;
+    let places: Vec<_> = patrols
+        .iter()
+        .map(|p| p.start)
+        .chain(patrols.iter().map(|p| p.end))
+        .chain(visits.into_iter().map(|v| v.place))
+        .collect();
+    let m = travel.matrix(&places)?;
     if m.len() != places.len() || m.iter().any(|row| row.len() != places.len()) {
         return Err(RoutingError::Travel(format!("matrix is not {0} x {0}", places.len())));
     }
