@@ -14,7 +14,7 @@ use crate::routing::{self, Budget, Place, Plan, TravelTimes, Visit};
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 #[derive(Default)]
 pub struct Routes {
@@ -118,7 +118,7 @@ impl Routes {
                 error!(%team, visits = visits.len(), "The team has no patrol tonight: its visits cannot be routed; a person must act");
                 continue;
             }
-            match routing::plan(&patrols, &visits, travel, &plan_budget(self.speed)) {
+            match guarded(|| routing::plan(&patrols, &visits, travel, &plan_budget(self.speed))) {
                 Ok(plan) => {
                     self.by_team.insert(team.clone(), plan);
                     changed.extend(self.apply(round, &team));
@@ -142,7 +142,9 @@ impl Routes {
         }
         let current = self.by_team.get(&team).cloned().unwrap_or_default();
         let others: Vec<Visit> = visits.into_iter().filter(|v| v.id != id).collect();
-        match routing::insert(&current, self.secs(now), visit, &patrols, &others, travel, &insert_budget(self.speed)) {
+        debug!(%team, check = %id, now = self.secs(now), visit = ?visit, patrols = ?patrols, routes = %serde_json::to_string(&current).unwrap_or_default(), visits = ?others, "Inserting a visit");
+        let budget = insert_budget(self.speed);
+        match guarded(|| routing::insert(&current, self.secs(now), visit, &patrols, &others, travel, &budget)) {
             Ok(plan) => {
                 self.by_team.insert(team.clone(), plan);
                 self.apply(round, &team)
@@ -180,6 +182,18 @@ impl Routes {
     }
 }
 
+/// Runs the router so that a fault in it (a panic) is an error like any other: the round goes
+/// on, the visit stays open without a patrol and the error tells a person to act.
+fn guarded(f: impl FnOnce() -> Result<Plan, routing::RoutingError>) -> Result<Plan, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(format!("the router failed: {}", what.unwrap_or_else(|| "panic".into())))
+        }
+    }
+}
+
 /// The configured source of travel times.
 pub fn travel(source: &super::config::TravelSource) -> Result<Box<dyn TravelTimes + Send>, String> {
     match source {
@@ -189,5 +203,19 @@ pub fn travel(source: &super::config::TravelSource) -> Result<Box<dyn TravelTime
         super::config::TravelSource::OsrmTable { path } => {
             routing::OsrmTable::load(path).map(|t| Box::new(t) as Box<dyn TravelTimes + Send>).map_err(|e| format!("travel times from {}: {e}", path.display()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_router_fault_is_an_error_not_a_crash() {
+        let err = guarded(|| panic!("index out of range")).unwrap_err();
+        assert_eq!(err, "the router failed: index out of range");
+        let err = guarded(|| Err(routing::RoutingError::Input("no patrols".into()))).unwrap_err();
+        assert_eq!(err, "invalid input: no patrols");
+        assert!(guarded(|| Ok(Plan::default())).is_ok());
     }
 }

@@ -23,7 +23,7 @@ use super::solve::{build_route, job, matrix, solve, validate, Fixed, NOT_REACHAB
 use super::{Budget, Patrol, Plan, Route, RoutingError, TravelTimes, Unassigned, Visit};
 use std::collections::HashMap;
 use std::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Inserts `visit` (e.g. an escalation with window `[now, now + 45 min]`) into the running
 /// `current` plan. `visits` must describe every visit on `current`'s routes (it may contain
@@ -62,10 +62,13 @@ pub fn insert(
     let (fixed, mut tours) = split(current, now, patrols, &table, &m)?;
     let mut unassigned = current.unassigned.clone();
     if let Some(ins) = cheapest_on_time(&tours, &table, table[new], &m) {
+        debug!(visit = %visit.id, patrol = %patrols[tours[ins.tour].patrol].id, start = ins.start, "Inserted on time");
         tours[ins.tour].jobs.insert(ins.position, new);
     } else if let Some(replanned) = replan(&tours, &table, new, &m, budget, started) {
+        debug!(visit = %visit.id, "Inserted by re-planning the free stops");
         tours = replanned;
     } else if visit.urgent {
+        warn!(visit = %visit.id, "No patrol can be there in time: forced in where it is reached first");
         if !force_in(&mut tours, &table, new, &m) {
             let reason = "no patrol on duty".into();
             unassigned.push(Unassigned { visit: visit.id.clone(), reason });
@@ -120,18 +123,17 @@ fn split(
             tours.push(tour);
             continue;
         };
-        let leaves =
-            std::iter::once(route.depart_at).chain(route.stops.iter().map(|s| s.departure));
-        let n_fixed = leaves.zip(&route.stops).take_while(|(leave, _)| *leave <= now).count();
+        let locs: Vec<usize> = std::iter::once(i)
+            .chain((first_job..first_job + route.stops.len()).map(|j| table[j].loc))
+            .collect();
+        let n_fixed = leave_times(route, &locs, m).take_while(|leave| *leave <= now).count();
         let mut f = Fixed { stops: route.stops[..n_fixed].to_vec(), travel: 0, depart_at: None };
         if let Some(last) = f.stops.last() {
-            let locs =
-                std::iter::once(i).chain((first_job..first_job + n_fixed).map(|j| table[j].loc));
-            let locs: Vec<usize> = locs.collect();
-            f.travel = locs.windows(2).map(|w| m[w[0]][w[1]]).sum();
+            f.travel = locs[..=n_fixed].windows(2).map(|w| m[w[0]][w[1]]).sum();
             f.depart_at = Some(route.depart_at);
-            tour.from_loc = locs[locs.len() - 1];
-            tour.from_time = last.departure;
+            tour.from_loc = locs[n_fixed];
+            // Serving its last fixed stop, or done with it and waiting there.
+            tour.from_time = last.departure.max(now);
             if n_fixed == route.stops.len() && route.end_at <= now {
                 // Back home already: a new stop starts from the end place.
                 f.travel = route.travel_s;
@@ -144,6 +146,21 @@ fn split(
         tours.push(tour);
     }
     Ok((fixed, tours))
+}
+
+/// When the patrol leaves for each stop of `route`: its departure from the start for the first,
+/// then just in time for each next one (when it must leave the previous home, waiting there
+/// until then). `locs` are the matrix locations of the start and of every stop.
+pub(super) fn leave_times<'a>(
+    route: &'a Route,
+    locs: &'a [usize],
+    m: &'a Matrix,
+) -> impl Iterator<Item = i64> + 'a {
+    let later = route.stops.windows(2).zip(locs[1..].windows(2)).map(|(pair, at)| {
+        let (prev, stop) = (&pair[0], &pair[1]);
+        prev.departure.max(stop.arrival - m[at[0]][at[1]])
+    });
+    std::iter::once(route.depart_at).chain(later).take(route.stops.len())
 }
 
 /// Step 2: the solver re-plans the free stops and `new` from where each patrol will be.
@@ -202,14 +219,19 @@ mod tests {
         Visit { urgent: true, ..visit(id, place, now, now + 45 * MIN) }
     }
 
-    /// Stops each patrol had left for by `now`.
-    fn committed(plan: &Plan, now: i64) -> Vec<Vec<Stop>> {
+    /// Stops each patrol had left for by `now` (it leaves each home just in time for the next).
+    fn committed(plan: &Plan, visits: &[Visit], now: i64) -> Vec<Vec<Stop>> {
+        let s = Straight::default();
+        let place = |id: &str| visits.iter().find(|v| v.id == id).unwrap().place;
         plan.routes
             .iter()
             .map(|r| {
-                let leaves =
-                    std::iter::once(r.depart_at).chain(r.stops.iter().map(|s| s.departure));
-                leaves
+                let later = r.stops.windows(2).map(|w| {
+                    let drive = s.seconds(place(&w[0].visit), place(&w[1].visit));
+                    w[0].departure.max(w[1].arrival - drive)
+                });
+                std::iter::once(r.depart_at)
+                    .chain(later)
                     .zip(&r.stops)
                     .take_while(|(l, _)| *l <= now)
                     .map(|(_, s)| s.clone())
@@ -226,7 +248,7 @@ mod tests {
     fn insertion_keeps_done_and_under_way_stops_fixed() {
         let (patrols, visits, before) = night();
         let now = 6 * H + 10 * MIN;
-        let fixed = committed(&before, now);
+        let fixed = committed(&before, &visits, now);
         assert!(fixed.iter().map(Vec::len).sum::<usize>() >= 3, "{fixed:?}");
         let new = escalation("esc", near(0.5, 0.5), now);
         let s = Straight::default();
@@ -265,7 +287,7 @@ mod tests {
         let (route, stop) = after.find("esc").unwrap();
         assert!(stop.late_s > 0, "{stop:?}");
         // It goes as soon as the patrol can leave: right after its fixed stops.
-        let fixed = &committed(&before, now)[after.routes.iter().position(|r| r == route).unwrap()];
+        let fixed = &committed(&before, &visits, now)[after.routes.iter().position(|r| r == route).unwrap()];
         assert_eq!(route.stops[fixed.len()].visit, "esc");
         let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
         assert!(problems.iter().all(|p| matches!(p, PlanProblem::Route { .. })), "{problems:#?}");
@@ -281,6 +303,47 @@ mod tests {
         assert_eq!(after.unassigned.len(), 1);
         assert_eq!(after.unassigned[0].visit, "far");
         assert_eq!(after.routes, before.routes);
+    }
+
+    #[test]
+    fn patrol_waiting_for_its_next_visit_takes_an_escalation_first() {
+        // One patrol: a visit at 22:00 (± 15 min), the next one not before 23:10.
+        let patrols = [patrol("p1", 3 * H, 13 * H)];
+        let visits = [
+            visit("first", near(1.0, 0.0), 4 * H - 15 * MIN, 4 * H + 15 * MIN),
+            visit("next", near(1.5, 0.5), 5 * H + 10 * MIN, 5 * H + 40 * MIN),
+        ];
+        let s = Straight::default();
+        let before = plan(&patrols, &visits, &s, &budget()).unwrap();
+        let stops = &before.routes[0].stops;
+        assert_eq!(stops[1].arrival, stops[1].start, "the car does not wait outside: {stops:?}");
+        // Just after the first visit an escalation comes in nearby.
+        let now = stops[0].departure + MIN;
+        let new = escalation("esc", near(0.0, 2.0), now);
+        let after = insert(&before, now, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        let route = &after.routes[0];
+        let order: Vec<&str> = route.stops.iter().map(|s| s.visit.as_str()).collect();
+        assert_eq!(order, ["first", "esc", "next"]);
+        assert_eq!(route.stops[1].start, now + s.seconds(near(1.0, 0.0), new.place));
+        assert_eq!(route.stops[2], stops[1], "the next visit keeps its time");
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn idle_patrol_takes_an_escalation_from_its_start() {
+        let patrols = [patrol("busy", 3 * H, 13 * H), patrol("idle", 3 * H, 13 * H)];
+        let visits = [visit("only", near(2.0, 0.0), 4 * H, 4 * H + 30 * MIN)];
+        let s = Straight::default();
+        let before = plan(&patrols, &visits, &s, &budget()).unwrap();
+        assert!(before.routes.iter().any(|r| r.stops.is_empty()), "{before:?}");
+        let now = 4 * H + 5 * MIN;
+        let new = escalation("esc", near(-1.0, 0.0), now);
+        let after = insert(&before, now, new.clone(), &patrols, &visits, &s, &budget()).unwrap();
+        let (_, stop) = after.find("esc").unwrap();
+        assert_eq!(stop.start, now + s.seconds(BASE, new.place));
+        let problems = after.check(&patrols, &all_visits(&visits, &new), &s).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! # Contract
 //! - [`plan`] routes a whole night: minimise unassigned visits first, then total driving time
 //!   (not the number of patrols used: a patrol costs nothing to send out). Time windows are on
-//!   the *start of the visit* (a patrol that arrives early waits); every patrol leaves its
-//!   `start` no earlier than `shift_start` and is back at its `end` by `shift_end`.
+//!   the *start of the visit* (a patrol that would be early waits where it is and leaves just
+//!   in time); every patrol leaves its `start` no earlier than `shift_start` and is back at its
+//!   `end` by `shift_end`.
 //! - [`insert`] puts one escalation into running routes (see [`insert`]): stops already done or
 //!   being driven to at `now` keep their order and times; only stops not yet started may move.
 //! - An **urgent** visit is never left unassigned: if no patrol can make its window it goes to
@@ -93,7 +94,8 @@ pub struct Patrol {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stop {
     pub visit: String,
-    /// When the car arrives at the door (s).
+    /// When the car arrives at the door (s). Patrols wait where they are and leave just in
+    /// time, so this is when the visit starts.
     pub arrival: i64,
     /// When the visit starts: `arrival`, or the visit's `earliest` if the car came early.
     pub start: i64,

@@ -7,9 +7,13 @@
 //! leave = start + service. A stop is late when start > latest.
 //!
 //! - [`cheapest_on_time`]: the position adding the least driving with every stop on time and
-//!   the patrol back before shift end. O(stops) per tour using each stop's latest start.
+//!   the patrol back before shift end; for an escalation, the soonest such position (the
+//!   promise is a limit, not a target, and capacity kept free now serves the next one).
+//!   O(stops) per tour using each stop's latest start.
 //! - [`fastest_forced`]: for an urgent visit no patrol can make in time: the position where it
-//!   is reached first; ties go to less lateness caused to others, then less driving.
+//!   is reached first without making an earlier escalation later than it already is (first
+//!   promised, first served: a burst of escalations cannot keep pushing the first one back);
+//!   ties go to less lateness caused to planned stops, then less driving.
 //!   [`force_in`] then hands the planned stops it made late to other patrols where they fit.
 
 /// A visit as the scheduler sees it: its matrix index and times (s).
@@ -19,6 +23,8 @@ pub(super) struct Job {
     pub earliest: i64,
     pub latest: i64,
     pub service: i64,
+    /// An escalation: someone was promised a visit by `latest`.
+    pub urgent: bool,
 }
 
 /// The changeable part of one patrol's route.
@@ -101,14 +107,19 @@ pub(super) struct Insertion {
     pub start: i64,
 }
 
-/// The on-time insertion of `new` adding least driving over all `tours`, if any. Stops already
-/// late stay allowed at their current start but may not be made later.
+/// The on-time insertion of `new` adding least driving over all `tours` (an urgent `new`:
+/// starting soonest, then adding least driving), if any. Stops already late stay allowed at
+/// their current start but may not be made later.
 pub(super) fn cheapest_on_time(
     tours: &[Tour],
     table: &[Job],
     new: Job,
     m: &Matrix,
 ) -> Option<Insertion> {
+    let key = |i: &Insertion| match new.urgent {
+        true => (i.start, i.added_travel),
+        false => (i.added_travel, i.start),
+    };
     let mut best: Option<Insertion> = None;
     for (ti, tour) in tours.iter().enumerate() {
         let timing = tour.timing(table, m);
@@ -139,7 +150,7 @@ pub(super) fn cheapest_on_time(
             }
             let added = m[prev_loc][new.loc] + m[new.loc][next_loc] - m[prev_loc][next_loc];
             let candidate = Insertion { tour: ti, position, added_travel: added, start };
-            if best.is_none_or(|b| (added, start) < (b.added_travel, b.start)) {
+            if best.is_none_or(|b| key(&candidate) < key(&b)) {
                 best = Some(candidate);
             }
         }
@@ -161,8 +172,10 @@ fn latest_starts(tour: &Tour, table: &[Job], timing: &Timing, m: &Matrix) -> Vec
     latest
 }
 
-/// The insertion of an urgent `new` visit reaching it soonest; among equals, the one making
-/// other stops least late, then running least over shift end, then adding least driving.
+/// The insertion of an urgent `new` visit reaching it soonest without adding lateness to the
+/// escalations already on the routes (if every position does, the one adding least); among
+/// equals, the one making planned stops least late, then running least over shift end, then
+/// adding least driving.
 /// Tours whose patrol is off duty (`from_time` at or past shift end) are not used.
 pub(super) fn fastest_forced(
     tours: &[Tour],
@@ -170,10 +183,16 @@ pub(super) fn fastest_forced(
     new: Job,
     m: &Matrix,
 ) -> Option<Insertion> {
-    let mut best: Option<(Insertion, (i64, i64, i64, i64))> = None;
+    let mut best: Option<(Insertion, _)> = None;
     for (ti, tour) in tours.iter().enumerate().filter(|(_, t)| t.from_time < t.shift_end) {
         let before = tour.timing(table, m);
-        let late_before: i64 = before.stops.iter().map(|s| s.late).sum();
+        let late_of = |timing: &Timing, skip: Option<usize>, urgent: bool| -> i64 {
+            let jobs = tour.jobs.iter().map(|&j| table[j].urgent);
+            let others = timing.stops.iter().enumerate().filter(|&(i, _)| Some(i) != skip);
+            others.zip(jobs).filter(|(_, u)| *u == urgent).map(|((_, s), _)| s.late).sum()
+        };
+        let urgent_late_before = late_of(&before, None, true);
+        let late_before = late_of(&before, None, false);
         let over_before = (before.end_at - tour.shift_end).max(0);
         for position in 0..=tour.jobs.len() {
             let jobs = tour.jobs[..position]
@@ -183,17 +202,11 @@ pub(super) fn fastest_forced(
                 .chain(tour.jobs[position..].iter().map(|&j| table[j]));
             let after = timing_of(tour.from_loc, tour.from_time, tour.end_loc, jobs, m);
             let start = after.stops[position].start;
-            let late_others: i64 = after
-                .stops
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != position)
-                .map(|(_, s)| s.late)
-                .sum::<i64>()
-                - late_before;
+            let late_urgent = late_of(&after, Some(position), true) - urgent_late_before;
+            let late_others = late_of(&after, Some(position), false) - late_before;
             let over = (after.end_at - tour.shift_end).max(0) - over_before;
             let added = after.travel - before.travel;
-            let key = (start, late_others, over, added);
+            let key = (late_urgent, start, late_others, over, added);
             if best.is_none_or(|(_, k)| key < k) {
                 best = Some((Insertion { tour: ti, position, added_travel: added, start }, key));
             }
@@ -241,7 +254,7 @@ mod tests {
     }
 
     fn job(loc: usize, earliest: i64, latest: i64) -> Job {
-        Job { loc, earliest, latest, service: 300 }
+        Job { loc, earliest, latest, service: 300, urgent: false }
     }
 
     fn tour(jobs: Vec<usize>) -> Tour {
@@ -277,6 +290,20 @@ mod tests {
     }
 
     #[test]
+    fn an_escalation_goes_in_where_it_starts_soonest_a_planned_visit_where_it_costs_least() {
+        // A tour 0 → 1 → 3 with wide windows; a new visit at 3 is on the way after 1.
+        let table = [job(1, 0, 10_000), job(3, 0, 10_000)];
+        let tours = [tour(vec![0, 1])];
+        let planned = job(3, 0, 10_000);
+        let ins = cheapest_on_time(&tours, &table, planned, &line()).unwrap();
+        assert_eq!((ins.position, ins.added_travel, ins.start), (1, 0, 2100));
+        // Driving there first costs 2,400 s more but starts 300 s sooner.
+        let urgent = Job { urgent: true, ..planned };
+        let ins = cheapest_on_time(&tours, &table, urgent, &line()).unwrap();
+        assert_eq!((ins.position, ins.added_travel, ins.start), (0, 2400, 1800));
+    }
+
+    #[test]
     fn forced_insertion_takes_the_patrol_that_is_there_first() {
         let m = line();
         let table = [job(3, 0, 1900), job(1, 0, 1000)];
@@ -285,5 +312,19 @@ mod tests {
         // Urgent at place 2 with a window already passed.
         let ins = fastest_forced(&[far, near], &table, job(2, 0, 0), &m).unwrap();
         assert_eq!((ins.tour, ins.position, ins.start), (0, 0, 600));
+    }
+
+    #[test]
+    fn forced_insertion_does_not_push_an_earlier_escalation_back() {
+        let m = line();
+        // Planned at place 1 by 700; a new urgent visit at place 2, already overdue.
+        let planned = job(1, 0, 700);
+        let new = job(2, 0, 0);
+        let ins = fastest_forced(&[tour(vec![0])], &[planned], new, &m).unwrap();
+        assert_eq!((ins.position, ins.start), (0, 1200), "reached first; the planned stop moves");
+        // The same stop as an escalation promised earlier keeps its place in front.
+        let earlier = Job { urgent: true, ..planned };
+        let ins = fastest_forced(&[tour(vec![0])], &[earlier], new, &m).unwrap();
+        assert_eq!((ins.position, ins.start), (1, 1500));
     }
 }
