@@ -15,12 +15,16 @@ use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassi
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
-use vrp_core::construction::heuristics::UnassignmentInfo;
+use vrp_core::construction::heuristics::{
+    BestResultSelector, JobSelector, LegSelection, ResultSelection, RouteSelector, UnassignmentInfo,
+};
 use vrp_core::models::common::TimeWindow;
-use vrp_core::models::problem::{JobIdDimension, VehicleIdDimension};
+use vrp_core::models::problem::{Actor, JobIdDimension, VehicleIdDimension};
 use vrp_core::prelude::*;
-use vrp_core::rosomaxa::evolution::TelemetryMode;
+use vrp_core::rosomaxa::evolution::{InitialOperator, TelemetryMode};
 use vrp_core::rosomaxa::utils::{Parallelism, TimeQuota};
+use vrp_core::solver::search::ConfigurableRecreate;
+use vrp_core::solver::{create_default_init_operators, RecreateInitialOperator, RefinementContext};
 
 /// Violation code of the time constraint (windows and shifts) in the solver's answers.
 const TIME_CODE: ViolationCode = ViolationCode(1);
@@ -113,21 +117,21 @@ pub(super) fn build_route(
     }
     let timing = tour.timing(table, m);
     let mut stops = fixed.stops.clone();
+    // The patrol waits where it is (its start, or the home it just left) and leaves just in
+    // time for the next visit instead of waiting outside it: until it has to leave, it is free
+    // to take an escalation ([`super::insert`] fixes a stop only once the patrol has left).
     stops.extend(tour.jobs.iter().zip(&timing.stops).map(|(&j, t)| Stop {
         visit: ids[j].to_string(),
-        arrival: t.arrival,
+        arrival: t.start,
         start: t.start,
         departure: t.departure,
         late_s: t.late,
     }));
-    let depart_at = match (fixed.depart_at, stops.first_mut()) {
+    let depart_at = match (fixed.depart_at, timing.stops.first()) {
         (Some(d), _) => d,
         (None, Some(first)) => {
-            // Leave just in time for the first visit instead of waiting outside.
             let drive = first.arrival - tour.from_time;
-            let depart = tour.from_time.max(first.start - drive);
-            first.arrival = depart + drive;
-            depart
+            tour.from_time.max(first.start - drive)
         }
         (None, None) => tour.from_time,
     };
@@ -141,7 +145,7 @@ pub(super) fn build_route(
 }
 
 pub(super) fn job(v: &Visit, loc: usize) -> Job {
-    Job { loc, earliest: v.earliest, latest: v.latest, service: v.service_s }
+    Job { loc, earliest: v.earliest, latest: v.latest, service: v.service_s, urgent: v.urgent }
 }
 
 /// The travel matrix of a night, checked to be square and non-negative. Its locations are
@@ -208,9 +212,22 @@ pub(super) struct Solved {
     pub unassigned: Vec<(usize, String)>,
 }
 
+/// A visit is "far" when serving it alone (start → visit → end) takes at least this long:
+/// the village visits 20–60 km out (town visits are under ~15 min round trip).
+const FAR_ALONE_S: i64 = 30 * 60;
+/// Share of the first restart's time spent routing the far visits alone.
+const FAR_FIRST_SHARE: f64 = 0.1;
+
 /// [`solve`] `budget.restarts` times, each with an equal share of the time left, keeping the
 /// best (fewest unassigned, then least travel). The search settles within seconds in a local
 /// optimum that depends on its early moves, so independent starts beat one long run.
+///
+/// The first run is "far visits first" (when there are at least two): vrp-core routes only
+/// the far visits for a tenth of the run, then the whole night starting from those village
+/// trips. Measured on night-200 (`BENCHMARKS.md`): vrp-core on its own lands anywhere between
+/// 51 k and 68 k s of driving from run to run, depending mostly on how it first splits the
+/// village visits over patrols; started from village trips it lands at 57–58 k every time.
+/// The other runs stay free, as they sometimes find the better village split.
 fn solve_restarting(
     m: &Matrix,
     table: &[Job],
@@ -220,11 +237,19 @@ fn solve_restarting(
     started: Instant,
 ) -> Result<Solved, RoutingError> {
     let runs = budget.restarts.max(1);
-    let mut best: Option<(usize, i64, Solved)> = None;
+    let far = far_jobs(m, table, which, tours);
+    let mut best: Option<((usize, i64), Solved)> = None;
     for run in 0..runs {
         let left = budget.time.saturating_sub(started.elapsed());
         let share = Budget { time: left / (runs - run), ..budget.clone() };
-        let solved = solve(m, table, which, tours, &share, Instant::now())?;
+        let t0 = Instant::now();
+        let solved = if run == 0 && far.len() >= 2 && far.len() < which.len() {
+            let villages = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
+            let seed = solve(m, table, &far, tours, &villages, t0)?;
+            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes))?
+        } else {
+            solve(m, table, which, tours, &share, t0)?
+        };
         let travel: i64 = solved
             .routes
             .iter()
@@ -232,11 +257,11 @@ fn solve_restarting(
             .map(|(jobs, t)| Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m).travel)
             .sum();
         let key = (solved.unassigned.len(), travel);
-        if best.as_ref().is_none_or(|(u, t, _)| key < (*u, *t)) {
-            best = Some((key.0, key.1, solved));
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, solved));
         }
     }
-    best.map(|(_, _, s)| s).ok_or_else(|| RoutingError::Solver("no run".into()))
+    best.map(|(_, s)| s).ok_or_else(|| RoutingError::Solver("no run".into()))
 }
 
 /// Runs vrp-core on jobs `which` for vehicles that start as `tours` do (their jobs are
@@ -248,6 +273,22 @@ pub(super) fn solve(
     tours: &[Tour],
     budget: &Budget,
     started: Instant,
+) -> Result<Solved, RoutingError> {
+    solve_seeded(m, table, which, tours, budget, started, None)
+}
+
+/// [`solve`], with the first solution of vrp-core's initial population built from `seed`
+/// (job table indices per tour, in order): those jobs are put on their tour, in that order,
+/// then the others where they cost least (tightest windows first), all by vrp-core's own
+/// insertion. vrp-core then searches from that population as usual.
+fn solve_seeded(
+    m: &Matrix,
+    table: &[Job],
+    which: &[usize],
+    tours: &[Tour],
+    budget: &Budget,
+    started: Instant,
+    seed: Option<&[Vec<usize>]>,
 ) -> Result<Solved, RoutingError> {
     let mut routes = vec![Vec::new(); tours.len()];
     if which.is_empty() {
@@ -263,11 +304,20 @@ pub(super) fn solve(
         quiet,
         false,
     ));
-    let config = VrpConfigBuilder::new(problem.clone())
-        .set_environment(environment)
+    let mut config = VrpConfigBuilder::new(problem.clone())
+        .set_environment(environment.clone())
         .set_telemetry_mode(TelemetryMode::None)
         .prebuild()
-        .map_err(solver_error)?
+        .map_err(solver_error)?;
+    if let Some(seed) = seed {
+        // vrp-core builds its initial solutions with these operators in order (4 of them by
+        // default), so the replayed seed is always the first.
+        let replay: Box<InitialOp> = Box::new(RecreateInitialOperator::new(Arc::new(replay(table, seed))));
+        let mut operators = create_default_init_operators(problem.clone(), environment);
+        operators.insert(0, (replay, 1));
+        config = config.with_initial(4, 0.05, operators);
+    }
+    let config = config
         .with_max_time(Some(left.ceil() as usize))
         .with_max_generations(budget.generations)
         .build()
@@ -286,6 +336,106 @@ pub(super) fn solve(
         .filter_map(|(job, info)| Some((index(job.dimens().get_job_id())?, reason(info))))
         .collect();
     Ok(Solved { routes, unassigned })
+}
+
+type InitialOp = dyn InitialOperator<Context = RefinementContext, Objective = GoalContext, Solution = InsertionContext>
+    + Send
+    + Sync;
+
+/// The far jobs of `which` (see [`FAR_ALONE_S`]).
+fn far_jobs(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> Vec<usize> {
+    let alone = |j: &Job| tours.iter().map(|t| m[t.from_loc][j.loc] + m[j.loc][t.end_loc]).min();
+    which.iter().copied().filter(|&j| alone(&table[j]).is_some_and(|s| s >= FAR_ALONE_S)).collect()
+}
+
+/// vrp-core's cheapest insertion, one job at a time in the seed's order and on the seed's
+/// tour, then the other jobs anywhere.
+fn replay(table: &[Job], seed: &[Vec<usize>]) -> ConfigurableRecreate {
+    let mut rank = vec![usize::MAX; table.len()];
+    let mut tour = vec![None; table.len()];
+    let seeded = seed.iter().enumerate().flat_map(|(t, js)| js.iter().map(move |&j| (t, j)));
+    for (k, (t, j)) in seeded.enumerate() {
+        rank[j] = k;
+        tour[j] = Some(t);
+    }
+    let window = table.iter().map(|j| (j.latest - j.earliest, j.earliest)).collect();
+    ConfigurableRecreate::new(
+        Box::new(SeedOrder { rank, window }),
+        Box::new(SeedRoutes { tour }),
+        LegSelection::Exhaustive,
+        ResultSelection::Concrete(Box::<BestResultSelector>::default()),
+        Default::default(),
+    )
+}
+
+fn job_index(job: &vrp_core::models::problem::Job) -> usize {
+    job.dimens().get_job_id().and_then(|s| s.parse().ok()).unwrap_or(usize::MAX)
+}
+
+fn vehicle_index(actor: &Actor) -> Option<usize> {
+    actor.vehicle.dimens.get_vehicle_id().and_then(|s| s.parse().ok())
+}
+
+/// Next job to insert: the seed's jobs in order, then the rest by window width and start.
+struct SeedOrder {
+    rank: Vec<usize>,
+    window: Vec<(i64, i64)>,
+}
+
+impl JobSelector for SeedOrder {
+    fn prepare(&self, ctx: &mut InsertionContext) {
+        // Jobs not in the seed have rank usize::MAX.
+        ctx.solution.required.sort_by_cached_key(|job| {
+            let j = job_index(job);
+            (self.rank.get(j).copied(), self.window.get(j).copied(), j)
+        });
+    }
+
+    fn select<'a>(
+        &'a self,
+        ctx: &'a InsertionContext,
+    ) -> Box<dyn Iterator<Item = &'a vrp_core::models::problem::Job> + 'a> {
+        Box::new(ctx.solution.required.iter().take(1))
+    }
+}
+
+/// Routes a job may go on: a seed job only on its own tour's route.
+struct SeedRoutes {
+    tour: Vec<Option<usize>>,
+}
+
+impl SeedRoutes {
+    fn of(&self, job: &vrp_core::models::problem::Job) -> Option<usize> {
+        self.tour.get(job_index(job)).copied().flatten()
+    }
+}
+
+impl RouteSelector for SeedRoutes {
+    fn prepare(&self, ctx: &mut InsertionContext) {
+        // Open the seed tour's route for the next job if it has none yet (vrp-core only
+        // offers one unused vehicle at a time).
+        let Some(t) = ctx.solution.required.first().and_then(|job| self.of(job)) else { return };
+        if ctx.solution.routes.iter().any(|r| vehicle_index(&r.route().actor) == Some(t)) {
+            return;
+        }
+        let actor = ctx.solution.registry.resources().all().find(|a| vehicle_index(a) == Some(t));
+        if let Some(route) = actor.and_then(|a| ctx.solution.registry.get_route(&a)) {
+            ctx.solution.routes.push(route);
+        }
+    }
+
+    fn select<'a>(
+        &'a self,
+        ctx: &'a InsertionContext,
+        jobs: &[&'a vrp_core::models::problem::Job],
+    ) -> Box<dyn Iterator<Item = &'a RouteContext> + 'a> {
+        match jobs.first().and_then(|job| self.of(job)) {
+            Some(t) => Box::new(
+                ctx.solution.routes.iter().filter(move |r| vehicle_index(&r.route().actor) == Some(t)),
+            ),
+            None => Box::new(ctx.solution.routes.iter().chain(ctx.solution.registry.next_route())),
+        }
+    }
 }
 
 fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericResult<Problem> {
@@ -416,6 +566,58 @@ mod tests {
         let drive = Straight::default().seconds(BASE, village);
         assert!(drive > H, "{drive}");
         assert!(route.travel_s >= 2 * drive);
+    }
+
+    #[test]
+    fn village_visits_hours_apart_are_one_trip_with_a_wait() {
+        // Two visits in one village 45 km out, 3 h apart, and town visits in between: the
+        // "far visits first" run routes the village alone first; waiting there is free.
+        let village = near(45.0, 0.0);
+        let mut visits = vec![
+            visit("village-early", village, 5 * H, 5 * H + 30 * MIN),
+            visit("village-late", near(45.5, 0.3), 8 * H, 8 * H + 30 * MIN),
+        ];
+        for k in 0..6 {
+            let t = 4 * H + k * H;
+            visits.push(visit(&format!("town{k}"), near(1.0 + k as f64 * 0.3, 1.0), t, t + 30 * MIN));
+        }
+        let patrols = [patrol("p1", 3 * H, 13 * H), patrol("p2", 3 * H, 13 * H)];
+        let table: Vec<Job> = visits.iter().enumerate().map(|(i, v)| job(v, 4 + i)).collect();
+        let m = matrix(&Straight::default(), &patrols, &visits).unwrap();
+        let tours: Vec<Tour> = (0..2)
+            .map(|i| Tour { patrol: i, from_loc: i, from_time: 3 * H, end_loc: 2 + i, shift_end: 13 * H, jobs: vec![] })
+            .collect();
+        let all: Vec<usize> = (0..visits.len()).collect();
+        assert_eq!(far_jobs(&m, &table, &all, &tours), vec![0, 1]);
+
+        let plan = plan(&patrols, &visits, &Straight::default(), &budget()).unwrap();
+        assert_valid(&plan, &patrols, &visits);
+        assert!(plan.unassigned.is_empty(), "{:?}", plan.unassigned);
+        let (early, _) = plan.find("village-early").unwrap();
+        let (late, _) = plan.find("village-late").unwrap();
+        assert_eq!(early.patrol, late.patrol, "one trip out, not two");
+    }
+
+    #[test]
+    fn seeded_solve_keeps_every_job_and_returns_each_on_one_tour() {
+        let visits: Vec<Visit> = (0..8)
+            .map(|k| visit(&format!("v{k}"), near(k as f64, 1.0), 4 * H, 10 * H))
+            .collect();
+        let patrols = [patrol("p1", 3 * H, 13 * H), patrol("p2", 3 * H, 13 * H)];
+        let table: Vec<Job> = visits.iter().enumerate().map(|(i, v)| job(v, 4 + i)).collect();
+        let m = matrix(&Straight::default(), &patrols, &visits).unwrap();
+        let tours: Vec<Tour> = (0..2)
+            .map(|i| Tour { patrol: i, from_loc: i, from_time: 3 * H, end_loc: 2 + i, shift_end: 13 * H, jobs: vec![] })
+            .collect();
+        let all: Vec<usize> = (0..8).collect();
+        // Seed: the far half on the second patrol, in reverse (not the best order).
+        let seed = vec![vec![], vec![7, 6, 5, 4]];
+        let solved =
+            solve_seeded(&m, &table, &all, &tours, &budget(), Instant::now(), Some(&seed)).unwrap();
+        assert!(solved.unassigned.is_empty());
+        let mut served: Vec<usize> = solved.routes.concat();
+        served.sort();
+        assert_eq!(served, all);
     }
 
     #[test]
