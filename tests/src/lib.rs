@@ -103,10 +103,12 @@ pub fn port_open(port: u16) -> bool {
     .is_ok()
 }
 
-/// Initialises nothing global but gives tests one place to say where their files go.
+/// A test's own directory, removed afterwards unless `VAKA_KEEP_TEMP` is set (to read the logs
+/// of a failed run).
 pub fn temp_dir(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("vaka-{name}-"))
+        .disable_cleanup(std::env::var_os("VAKA_KEEP_TEMP").is_some())
         .tempdir()
         .unwrap_or_else(|e| panic!("no temp dir: {e}"))
 }
