@@ -7,10 +7,16 @@
 //! synthetic bedroom analysed by the agent's real code) with demo consent covering the hours
 //! around the demo's start, so that checks and snapshots can be tried at any time of day, and a
 //! simulated medication dispenser whose doses go through the agent's real dose book.
-//! Everything is deleted when the demo stops.
+//! The hub runs tonight's round on its own compressed clock (also [`SPEED`]× real time, from two
+//! round-minutes before the night shift), with care plans for the five homes and one visit-only
+//! person, and one patrol: camera checks, escalations and the patrol's route show up within the
+//! first minutes. Everything is deleted when the demo stops.
 
 use crate::access::Role;
 use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
+use crate::rounds::config::{RoundClock, RoundsConfig};
+use crate::rounds::plan::{Patrol, Recipient};
+use crate::store::{AuditEntry, RoundStore, SqliteStore};
 use crate::{Hub, HubError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +49,86 @@ pub enum DemoError {
     Id(#[from] IdError),
     #[error("the hub started without its embedded broker")]
     NoBroker,
+    #[error("cannot store the demo's care plans: {0}")]
+    Plans(String),
+}
+
+/// The demo's rounds: the default night shift, on a clock that starts two round-minutes
+/// before tonight's shift at `now` and runs [`SPEED`]× real time.
+pub fn night_rounds(now: jiff::Timestamp) -> RoundsConfig {
+    let mut rounds = RoundsConfig::default();
+    let today = now.to_zoned(rounds.shift.tz.clone()).date();
+    let start = rounds.shift.span(today).0 - jiff::SignedDuration::from_mins(2);
+    rounds.clock = RoundClock::Simulated { start, anchor: now, speed: SPEED };
+    rounds
+}
+
+/// Care plans of the demo: the five homes with three camera checks a night each (the fifth
+/// with a visit when the camera does not settle it), one person with two planned visits, and
+/// the night patrol, all in one team around Skellefteå's centre.
+pub fn plans() -> (Vec<Recipient>, Vec<Patrol>) {
+    const NAMES: [&str; 5] = ["Astrid", "Bertil", "Gun", "Sture", "Inga"];
+    let mut people: Vec<serde_json::Value> = (1..=HOMES)
+        .map(|n| {
+            let device = format!("home-{n:03}");
+            let minutes = 10 * n as i64;
+            let at = |h: i64| format!("{:02}:{:02}", (h + minutes / 60) % 24, minutes % 60);
+            let method = if n == HOMES { "camera_then_visit" } else { "camera" };
+            let checks: Vec<_> = [21, 0, 3].iter().map(|&h| serde_json::json!({"at": at(h), "method": method})).collect();
+            serde_json::json!({
+                "id": format!("person-{n}"),
+                "name": NAMES[(n - 1) % NAMES.len()],
+                "address": format!("Nygatan {}", 10 + n),
+                "position": {"lat": 64.750 + 0.004 * n as f64, "lon": 20.950 + 0.006 * (n % 3) as f64},
+                "team": "centrum",
+                "devices": [device],
+                "camera_device": device,
+                "checks": checks,
+                "consent": {"windows": ["21:00-07:00"], "record": {"given": "2026-09-14", "basis": "samtycke"}},
+                "rules": [{"on": "dose_missed", "action": "camera_check"}, {"on": "geofence_left", "action": "search"}],
+            })
+        })
+        .collect();
+    people.push(serde_json::json!({
+        "id": "person-6",
+        "name": "Karl",
+        "address": "Storgatan 3",
+        "position": {"lat": 64.742, "lon": 20.962},
+        "team": "centrum",
+        "checks": [
+            {"at": "22:30", "method": "visit", "notes": "Vända i sängen"},
+            {"at": "04:30", "method": "visit"}
+        ],
+    }));
+    let recipients = people.into_iter().filter_map(|p| serde_json::from_value(p).ok()).collect();
+    let patrol = serde_json::json!({
+        "id": "bil-1", "team": "centrum", "name": "Nattpatrull 1",
+        "start": {"lat": 64.7507, "lon": 20.9528}, "end": {"lat": 64.7507, "lon": 20.9528},
+        "shift_start": "21:00", "shift_end": "07:00",
+    });
+    (recipients, serde_json::from_value(patrol).into_iter().collect())
+}
+
+/// Stores [`plans`] before the hub starts, as an administrator would have entered them.
+fn seed_plans(path: &std::path::Path) -> Result<(), DemoError> {
+    let mut store = SqliteStore::open(path).map_err(|e| DemoError::Plans(e.to_string()))?;
+    let (recipients, patrols) = plans();
+    let audit = |action: &str, what: String| AuditEntry {
+        at: jiff::Timestamp::now(),
+        actor: "demo".into(),
+        role: "admin".into(),
+        action: action.into(),
+        check_id: None,
+        device: None,
+        detail: Some(what),
+    };
+    for r in &recipients {
+        store.put_recipient(r, &audit("care_plan_changed", format!("recipient {}, team {}", r.id, r.team))).map_err(|e| DemoError::Plans(e.to_string()))?;
+    }
+    for p in &patrols {
+        store.put_patrol(p, &audit("patrol_changed", format!("patrol {}, team {}", p.id, p.team))).map_err(|e| DemoError::Plans(e.to_string()))?;
+    }
+    Ok(())
 }
 
 pub struct Demo {
@@ -73,8 +159,9 @@ impl Demo {
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
-            rounds: Default::default(),
+            rounds: night_rounds(jiff::Timestamp::now()),
         };
+        seed_plans(&config.store_path)?;
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .map_err(|source| DemoError::Http { addr: http, source })?;
@@ -129,5 +216,35 @@ impl Demo {
         }
         self.hub.stop().await;
         drop(self.data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_plans_are_valid_and_inside_the_night_shift() {
+        let (recipients, patrols) = plans();
+        assert_eq!(recipients.len(), HOMES + 1, "every plan parses");
+        assert_eq!(patrols.len(), 1);
+        let shift = RoundsConfig::default().shift;
+        for r in &recipients {
+            assert_eq!(r.validate(), Vec::<String>::new(), "{}", r.id);
+            assert!(r.checks.iter().all(|c| shift.contains_clock(c.at)), "{}", r.id);
+        }
+        assert_eq!(patrols[0].validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn demo_night_starts_two_round_minutes_before_tonights_shift() {
+        let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let rounds = night_rounds(now);
+        let start: jiff::Timestamp = "2026-11-23T20:58:00+01:00".parse().unwrap();
+        assert_eq!(rounds.clock.speed(), SPEED);
+        match rounds.clock {
+            RoundClock::Simulated { start: s, anchor, .. } => assert_eq!((s, anchor), (start, now)),
+            RoundClock::System => panic!("the demo runs on a simulated clock"),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The README's first command: `vaka-hub demo` runs the hub, its embedded broker, SQLite in a
 //! temporary directory and five simulated homes running the real agent code; within 10 s the
-//! console shows all five homes and their events, and a camera check asked through the API is
-//! answered by a home's simulated camera.
+//! console shows all five homes and their events, a camera check asked through the API is
+//! answered by a home's simulated camera, and tonight's round runs on the demo's clock.
 
 use std::time::{Duration, Instant};
 use vaka_e2e::*;
@@ -64,6 +64,25 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     });
     assert_ne!(done["verdict"], "refused_outside_consent", "{done}");
     assert!(done["figures"]["frames"].as_u64().is_some(), "{done}");
+
+    // Tonight's round runs on the demo's compressed clock: every planned check of the five
+    // homes and the visit-only person, the planned visits routed for the patrol, and the first
+    // camera checks settled by the homes' cameras within a minute.
+    let round = wait_until(Duration::from_secs(60), "the demo round's first camera checks to settle", || {
+        let round = get("/api/v1/rounds/current")?;
+        let checks = round["checks"].as_array()?;
+        let settled = checks.iter().filter(|c| c["outcome"]["outcome"] == "checked_by_camera").count();
+        (settled >= 2).then_some(round)
+    });
+    // The simulated dispensers and GPS also raise alarms whose rules add checks to the round
+    // (a missed dose → a camera check now); those come on top of the care plans' checks.
+    let checks = round["checks"].as_array().unwrap();
+    let (planned, added): (Vec<_>, Vec<_>) = checks.iter().partition(|c| c["origin"]["type"] == "plan");
+    assert_eq!(planned.len(), 5 * 3 + 2, "{round}");
+    assert!(added.iter().all(|c| c["origin"]["type"] == "alarm" && c["origin"]["alarm_id"].is_i64()), "{added:?}");
+    let visits: Vec<_> = planned.iter().filter(|c| c["method"] == "visit").collect();
+    assert_eq!(visits.len(), 2);
+    assert!(visits.iter().all(|c| c["visit"]["patrol"] == "bil-1" && c["visit"]["planned_arrival"].is_string()), "{visits:?}");
 
     // Without the token the console is not shown.
     let anonymous = ureq::get(&format!("http://127.0.0.1:{http}/api/v1/devices")).call();
