@@ -146,6 +146,21 @@ fn staff_check_gets_a_verdict_and_one_snapshot_that_is_gone_after_the_viewing_sp
     assert!(has("snapshot_viewed", "anna.natt", &id), "{audit}");
     assert!(has("snapshot_refused_role", "ivar.installer", &id), "{audit}");
     assert!(has("snapshot_not_available", "anna.natt", &id), "{audit}");
+    // Each line is chained to the one before; the chain holds over the whole log, its head is
+    // the newest line's hash, and checking it is for administrators only (and is itself logged).
+    let verdict = hub.get("/api/v1/audit/verify");
+    assert_eq!(verdict["status"], "intact", "{verdict}");
+    assert!(verdict["entries"].as_u64().unwrap_or(0) >= rows.len() as u64, "{verdict}");
+    assert_eq!(hub.request("GET", "/api/v1/audit/verify", STAFF).status, 403);
+    let after = hub.get("/api/v1/audit?limit=100");
+    let after = after.as_array().unwrap_or_else(|| panic!("{after}"));
+    assert!(after.iter().any(|r| r["hash"] == verdict["head"]), "{verdict}");
+    assert!(after.iter().any(|r| r["action"] == "audit_verified"), "{after:?}");
+    let csv = hub.request("GET", "/api/v1/audit?format=csv", &hub.token);
+    assert_eq!(csv.status, 200);
+    let text = String::from_utf8_lossy(&csv.body);
+    assert!(text.starts_with("id,at,actor,role,action,check_id,device,detail,hash"), "{text}");
+    assert!(text.contains("snapshot_viewed"), "{text}");
 
     // 6. No image bytes anywhere in either side's directory: databases, WAL, logs.
     let found: Vec<String> = [dir.path().join("hub"), agent.outbox.parent().unwrap().to_path_buf()]

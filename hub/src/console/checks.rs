@@ -6,20 +6,19 @@
 //! | `GET /api/v1/checks/{check_id}` | all | 200 check, 404 |
 //! | `POST /api/v1/checks/{check_id}/snapshot` | night_staff, nurse | 202 check, 403, 404, 409 closed / refused / already requested |
 //! | `GET /api/v1/checks/{check_id}/snapshot` | night_staff, nurse | 200 `image/jpeg` once, 403, 404 |
-//! | `GET /api/v1/audit?limit=` | admin | 200 rows newest first, 403 |
 //!
 //! Audit promises: asking for a check or a snapshot is recorded before the command goes out;
 //! *every* call of `GET …/snapshot` is recorded (`snapshot_viewed`, `snapshot_not_available`,
 //! `snapshot_refused_role`), and a picture is handed out only once its `snapshot_viewed` line
 //! is durable; if that line cannot be written, the picture is dropped unseen (503).
 
-use super::api::{read, write, ApiError, Limit};
+use super::api::{read, write, ApiError};
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::camera::checks::is_open;
 use crate::camera::SnapshotState;
 use crate::store::{AuditEntry, CheckRow};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -331,18 +330,3 @@ pub async fn get_snapshot(
     Ok((StatusCode::OK, headers, jpeg).into_response())
 }
 
-/// `GET /api/v1/audit?limit=`: administrators only.
-pub async fn get_audit(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    Query(q): Query<Limit>,
-) -> Result<Response, ApiError> {
-    if !who.may(Permission::ReadAudit) {
-        return Err(ApiError::forbidden(format!(
-            "role {} may not read the audit log",
-            who.role
-        )));
-    }
-    let limit = q.get();
-    Ok(Json(read(&state, move |s| s.audit(limit)).await?).into_response())
-}

@@ -14,6 +14,7 @@
 //! also writes new camera checks and audit lines, each a single small transaction.
 
 mod api;
+mod audit;
 mod auth;
 mod checks;
 mod page;
@@ -69,7 +70,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/checks/{check_id}/snapshot",
             post(checks::request_snapshot).get(checks::get_snapshot),
         )
-        .route("/api/v1/audit", get(checks::get_audit))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/care/recipients", get(rounds::recipients))
         .route("/api/v1/care/recipients/{id}", put(rounds::put_recipient).delete(rounds::delete_recipient))
         .route("/api/v1/care/patrols", get(rounds::patrols))

@@ -444,7 +444,7 @@ fn event_row(topic: &Topic, e: &vaka_protocol::Envelope, received_at: Timestamp)
 mod tests {
     use super::*;
     use crate::config::SupervisionConfig;
-    use crate::store::{AlarmRow, AuditEntry, AuditRow, StoreError};
+    use crate::store::{AlarmRow, AuditChain, AuditEntry, AuditRow, AuditVerdict, StoreError};
     use std::sync::Mutex;
     use vaka_protocol::EventBody;
 
@@ -489,6 +489,9 @@ mod tests {
         }
         fn audit(&self, _: usize) -> Result<Vec<AuditRow>, StoreError> {
             Ok(vec![])
+        }
+        fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
+            Ok(AuditChain::default().finish())
         }
         fn events(&self, _: Option<&str>, _: usize) -> Result<Vec<EventRow>, StoreError> {
             Ok(vec![])

@@ -16,7 +16,10 @@
 //! ([`Store::open_check`], [`Store::append_audit`]). These are small single transactions;
 //! SQLite serialises them with the ingest writer's (WAL, busy timeout).
 //!
-//! The audit log is append-only: the schema refuses `UPDATE` and `DELETE` on it.
+//! The audit log is append-only: the schema refuses `UPDATE` and `DELETE` on it. Each line
+//! also carries a hash chaining it to the line before ([`audit_hash`]), so a line changed or
+//! removed behind the hub's back (with the database file in hand) shows when the chain is
+//! checked ([`Store::verify_audit`], `GET /api/v1/audit/verify`).
 //!
 //! Never stored anywhere: camera pictures. They live only in memory (`camera/`).
 
@@ -239,6 +242,81 @@ pub struct AuditRow {
     pub id: i64,
     #[serde(flatten)]
     pub entry: AuditEntry,
+    /// [`audit_hash`] of this line and the one before; `None` only in a damaged database.
+    pub hash: Option<String>,
+}
+
+/// The "previous hash" of the first line of the audit log.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of audit line `id`: SHA-256 (hex) over the previous line's hash and this line's
+/// fields as a JSON array (`[id, at µs, actor, role, action, check_id, device, detail]`).
+/// Changing any field of any line, or removing a line, changes every hash after it.
+pub fn audit_hash(previous: &str, id: i64, e: &AuditEntry) -> String {
+    use sha2::{Digest, Sha256};
+    let fields = serde_json::json!([
+        id,
+        e.at.as_microsecond(),
+        e.actor,
+        e.role,
+        e.action,
+        e.check_id,
+        e.device,
+        e.detail
+    ]);
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(fields.to_string().as_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What checking the audit log's hash chain found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AuditVerdict {
+    /// Every line is as written. `head` is the newest line's hash: lines cut off the end
+    /// leave the chain intact, so compare `head` and `entries` with an earlier export.
+    Intact { entries: u64, head: String },
+    /// The first line that is not as written (or the first after a removed line).
+    Broken { entries_checked: u64, at: i64, reason: String },
+}
+
+/// Checks audit lines fed to it in id order (see [`audit_hash`]).
+pub struct AuditChain {
+    last_id: i64,
+    head: String,
+    entries: u64,
+}
+
+impl Default for AuditChain {
+    fn default() -> Self {
+        AuditChain { last_id: 0, head: AUDIT_GENESIS.to_string(), entries: 0 }
+    }
+}
+
+impl AuditChain {
+    /// Takes the next line; on a broken link, the verdict naming it.
+    pub fn feed(&mut self, row: &AuditRow) -> Result<(), AuditVerdict> {
+        let broken = |reason: String| AuditVerdict::Broken { entries_checked: self.entries, at: row.id, reason };
+        if row.id != self.last_id + 1 {
+            return Err(broken(format!("lines {} to {} are missing", self.last_id + 1, row.id - 1)));
+        }
+        let expected = audit_hash(&self.head, row.id, &row.entry);
+        match &row.hash {
+            Some(hash) if *hash == expected => {}
+            Some(_) => return Err(broken("the line was changed after it was written (its hash does not match)".into())),
+            None => return Err(broken("the line has no hash".into())),
+        }
+        self.last_id = row.id;
+        self.head = expected;
+        self.entries += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> AuditVerdict {
+        AuditVerdict::Intact { entries: self.entries, head: self.head }
+    }
 }
 
 /// Everything one group commit writes, in one transaction.
@@ -317,4 +395,6 @@ pub trait Store: RoundStore + Send {
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
+    /// Checks the whole audit log's hash chain, oldest line first.
+    fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
 }

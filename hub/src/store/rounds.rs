@@ -15,7 +15,7 @@ use super::{AlarmRow, AuditEntry, CheckRow, SqliteStore, StoreError};
 use crate::rounds::{Patrol, Recipient, RoundCheck};
 use jiff::civil::Date;
 use jiff::Timestamp;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 pub(super) const SCHEMA_V4: &str = "
 CREATE TABLE care_recipients (
@@ -116,7 +116,7 @@ fn upsert_check(tx: &rusqlite::Connection, c: &RoundCheck) -> Result<(), StoreEr
 
 impl SqliteStore {
     fn put_plan(&mut self, table: &str, id: &str, team: &str, plan: String, audit: &AuditEntry) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             &format!(
                 "INSERT INTO {table} (id, team, plan, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -130,7 +130,7 @@ impl SqliteStore {
     }
 
     fn delete_plan(&mut self, table: &str, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id])?;
         if n > 0 {
             insert_audit(&tx, audit)?;
@@ -178,7 +178,7 @@ impl RoundStore for SqliteStore {
     }
 
     fn create_round(&mut self, night: Date, at: Timestamp, checks: &[RoundCheck], routes: &serde_json::Value) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let created = tx.execute(
             "INSERT INTO rounds (night, generated_at, routes, routes_at) VALUES (?1, ?2, ?3, ?2) ON CONFLICT (night) DO NOTHING",
             params![night.to_string(), at.as_microsecond(), routes.to_string()],
@@ -225,7 +225,7 @@ impl RoundStore for SqliteStore {
     }
 
     fn save_round(&mut self, w: &RoundWrite<'_>) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for c in &w.checks {
             upsert_check(&tx, c)?;
         }

@@ -4,23 +4,24 @@
 //!
 //! The schema is created or migrated at open, guarded by `PRAGMA user_version` (1: devices,
 //! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
-//! patrols and rounds, see `rounds.rs`). A database written by a newer
+//! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
+//! already there). A database written by a newer
 //! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
 //! for readers (the HTTP API); WAL lets them run at the same time.
 
 use super::{
-    AlarmRow, AuditEntry, AuditRow, CheckRow, CheckStatus, Committed, DeviceRow, EventRow,
+    audit_hash, AlarmRow, AuditChain, AuditEntry, AuditRow, AuditVerdict, AUDIT_GENESIS, CheckRow, CheckStatus, Committed, DeviceRow, EventRow,
     Inserted, RejectRow, Store, StoreError, WriteBatch, SUPERVISION_LOST,
 };
 use jiff::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -106,6 +107,12 @@ ALTER TABLE alarms ADD COLUMN last_event TEXT;
 ALTER TABLE alarms ADD COLUMN updated_at INTEGER;
 ";
 
+/// The audit log's hash chain (see [`super::audit_hash`]). The lines already there get their
+/// hashes in the migration, the only time the append-only triggers are lifted.
+const SCHEMA_V5: &str = "ALTER TABLE audit ADD COLUMN hash TEXT;";
+
+const AUDIT_COLS: &str = "id, at, actor, role, action, check_id, device, detail, hash";
+
 const CHECK_COLS: &str = "check_id, site, device, requested_by, requested_role, requested_at,
     deadline, status, verdict, refusal, confidence, detail, figures, event_id, answered_at, late";
 
@@ -163,6 +170,10 @@ impl SqliteStore {
             }
             if found < 4 {
                 tx.execute_batch(super::rounds::SCHEMA_V4)?;
+            }
+            if found < 5 {
+                tx.execute_batch(SCHEMA_V5)?;
+                chain_existing_audit(&tx)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -265,21 +276,69 @@ fn alarm_for_event(tx: &Connection, e: &EventRow) -> Result<(), rusqlite::Error>
     Ok(())
 }
 
+/// Appends one audit line chained to the newest one. Call it inside a write transaction
+/// (begun `IMMEDIATE`), so that no other connection appends between the read and the insert.
 pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), rusqlite::Error> {
+    let last: Option<(i64, Option<String>)> = conn
+        .prepare_cached("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (id, previous) = match last {
+        Some((id, hash)) => (id + 1, hash.unwrap_or_default()),
+        None => (1, AUDIT_GENESIS.to_string()),
+    };
     conn.prepare_cached(
-        "INSERT INTO audit (at, actor, role, action, check_id, device, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (id, at, actor, role, action, check_id, device, detail, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
+        id,
         micros(e.at),
         e.actor,
         e.role,
         e.action,
         e.check_id,
         e.device,
-        e.detail
+        e.detail,
+        audit_hash(&previous, id, e)
     ])?;
     Ok(())
+}
+
+fn audit_from_row(r: &Row<'_>) -> Result<AuditRow, rusqlite::Error> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        entry: AuditEntry {
+            at: timestamp(r.get(1)?)?,
+            actor: r.get(2)?,
+            role: r.get(3)?,
+            action: r.get(4)?,
+            check_id: r.get(5)?,
+            device: r.get(6)?,
+            detail: r.get(7)?,
+        },
+        hash: r.get(8)?,
+    })
+}
+
+/// Migration to version 5: hashes for the audit lines written before the chain existed, in
+/// id order. The triggers that refuse changes are dropped for this and created again.
+fn chain_existing_audit(tx: &Connection) -> Result<(), rusqlite::Error> {
+    tx.execute_batch("DROP TRIGGER audit_no_update;")?;
+    let rows = tx
+        .prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id"))?
+        .query_map([], audit_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut previous = AUDIT_GENESIS.to_string();
+    for row in rows {
+        let hash = audit_hash(&previous, row.id, &row.entry);
+        tx.execute("UPDATE audit SET hash = ?2 WHERE id = ?1", params![row.id, hash])?;
+        previous = hash;
+    }
+    tx.execute_batch(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    )
 }
 
 pub(super) fn insert_camera_check(conn: &Connection, c: &CheckRow) -> Result<(), rusqlite::Error> {
@@ -486,7 +545,7 @@ impl Store for SqliteStore {
     }
 
     fn open_check(&mut self, c: &CheckRow, audit: &AuditEntry) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         insert_camera_check(&tx, c)?;
         insert_audit(&tx, audit)?;
         tx.commit()?;
@@ -494,32 +553,33 @@ impl Store for SqliteStore {
     }
 
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(&self.conn, entry)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_audit(&tx, entry)?;
+        tx.commit()?;
         Ok(())
     }
 
     fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, at, actor, role, action, check_id, device, detail
-             FROM audit ORDER BY id DESC LIMIT ?1",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id DESC LIMIT ?1"))?;
         let rows = stmt
-            .query_map(params![limit.min(i64::MAX as usize) as i64], |r| {
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    entry: AuditEntry {
-                        at: timestamp(r.get(1)?)?,
-                        actor: r.get(2)?,
-                        role: r.get(3)?,
-                        action: r.get(4)?,
-                        check_id: r.get(5)?,
-                        device: r.get(6)?,
-                        detail: r.get(7)?,
-                    },
-                })
-            })?
+            .query_map(params![limit.min(i64::MAX as usize) as i64], audit_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
+        // One read transaction, so lines appended meanwhile are simply not part of this check.
+        let mut stmt = self.conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id"))?;
+        let mut rows = stmt.query([])?;
+        let mut chain = AuditChain::default();
+        while let Some(row) = rows.next()? {
+            if let Err(broken) = chain.feed(&audit_from_row(row)?) {
+                return Ok(broken);
+            }
+        }
+        Ok(chain.finish())
     }
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
@@ -892,5 +952,109 @@ mod tests {
             .commit(&WriteBatch { events: vec![event("home-1", 2)], ..Default::default() })
             .unwrap();
         assert_eq!(store.alarms(10).unwrap()[0].occurrences, 1);
+    }
+
+    fn broken_at(verdict: AuditVerdict) -> (i64, String) {
+        match verdict {
+            AuditVerdict::Broken { at, reason, .. } => (at, reason),
+            intact => panic!("expected a broken chain, got {intact:?}"),
+        }
+    }
+
+    #[test]
+    fn an_audit_line_changed_behind_the_hubs_back_breaks_the_chain_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        for action in ["login", "snapshot_viewed", "alarm_acknowledged", "care_plan_changed"] {
+            store.append_audit(&audit(action)).unwrap();
+        }
+        let AuditVerdict::Intact { entries, head } = store.verify_audit().unwrap() else {
+            panic!("a fresh log must verify")
+        };
+        assert_eq!(entries, 4);
+        assert_eq!(Some(head), store.audit(1).unwrap()[0].hash);
+
+        // Someone with the database file lifts the trigger and rewrites who looked.
+        store.conn.execute_batch("DROP TRIGGER audit_no_update").unwrap();
+        store.conn.execute("UPDATE audit SET actor = 'nobody' WHERE id = 2", []).unwrap();
+        let (at, reason) = broken_at(store.verify_audit().unwrap());
+        assert_eq!(at, 2);
+        assert!(reason.contains("changed"), "{reason}");
+
+        // Recomputing that line's own hash does not help: the next line still points at the
+        // old one.
+        let rows = store.audit(10).unwrap();
+        let first = rows.iter().find(|r| r.id == 1).unwrap().hash.clone().unwrap();
+        let second = rows.iter().find(|r| r.id == 2).unwrap();
+        let forged = audit_hash(&first, 2, &second.entry);
+        store.conn.execute("UPDATE audit SET hash = ?1 WHERE id = 2", params![forged]).unwrap();
+        assert_eq!(broken_at(store.verify_audit().unwrap()).0, 3);
+    }
+
+    #[test]
+    fn a_removed_audit_line_breaks_the_chain_at_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        for action in ["login", "snapshot_viewed", "logout"] {
+            store.append_audit(&audit(action)).unwrap();
+        }
+        store.conn.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
+        store.conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+        let (at, reason) = broken_at(store.verify_audit().unwrap());
+        assert_eq!(at, 3);
+        assert!(reason.contains("missing"), "{reason}");
+    }
+
+    #[test]
+    fn audit_lines_written_before_the_chain_existed_are_chained_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(SCHEMA_V2).unwrap();
+            conn.execute_batch(SCHEMA_V3).unwrap();
+            conn.execute_batch(super::super::rounds::SCHEMA_V4).unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            for action in ["snapshot_requested", "snapshot_viewed"] {
+                conn.execute(
+                    "INSERT INTO audit (at, actor, role, action) VALUES (1, 'anna', 'night_staff', ?1)",
+                    params![action],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.append_audit(&audit("login")).unwrap();
+        assert_eq!(
+            store.verify_audit().unwrap(),
+            AuditVerdict::Intact { entries: 3, head: store.audit(1).unwrap()[0].hash.clone().unwrap() }
+        );
+        // The migration put the append-only triggers back.
+        assert!(store.conn.execute("UPDATE audit SET actor = 'x'", []).is_err());
+        assert!(store.conn.execute("DELETE FROM audit", []).is_err());
+    }
+
+    #[test]
+    fn two_connections_appending_at_once_keep_one_unbroken_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        SqliteStore::open(&path).unwrap();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut store = SqliteStore::open(&path).unwrap();
+                    for i in 0..50 {
+                        store.append_audit(&audit(&format!("writer{w}_{i}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(matches!(store.verify_audit().unwrap(), AuditVerdict::Intact { entries: 100, .. }));
     }
 }
