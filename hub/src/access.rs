@@ -1,14 +1,12 @@
 //! Who is asking, and what they may do.
 //!
 //! Every authenticated request carries a [`Principal`]: a name (for the audit log) and a
-//! [`Role`]. Today the console resolves it from a bearer token or the login cookie
-//! (`console/auth.rs`); issue 6 replaces tokens with password logins, which will produce the
-//! same `Principal`, so nothing below that layer changes.
+//! [`Role`], resolved from a bearer token or a login session (`console/auth.rs`).
 //!
 //! [`Role::may`] is the one place that says which role may do what. Invariants:
 //! - seeing a camera snapshot, and asking for one, is for care staff only (`night_staff`,
 //!   `nurse`): not installers, not administrators;
-//! - the audit log is for administrators only;
+//! - the audit log and the console accounts are for administrators only;
 //! - care plans and patrols are changed by nurses and administrators; round checks are decided
 //!   and recorded by care staff; reports are for everyone but installers;
 //! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
@@ -41,6 +39,8 @@ pub enum Permission {
     HandleRoundChecks,
     /// Read the night and month reports.
     ReadReports,
+    /// Create, change and remove console accounts.
+    ManageUsers,
 }
 
 impl Role {
@@ -74,6 +74,7 @@ impl Role {
             Permission::EditCarePlans => matches!(self, Role::Nurse | Role::Admin),
             Permission::HandleRoundChecks => self.is_care_staff(),
             Permission::ReadReports => self != Role::Installer,
+            Permission::ManageUsers => self == Role::Admin,
         }
     }
 }

@@ -57,6 +57,13 @@ pub struct RawHttp {
     pub api_token: String,
     #[serde(default)]
     pub tokens: Vec<RawToken>,
+    /// A console session ends after this long without a request.
+    pub session_idle: Option<SignedDuration>,
+    /// A console session ends this long after its login.
+    pub session_max: Option<SignedDuration>,
+    /// Mark session cookies `Secure` (the console is reached over HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 /// One `[[http.tokens]]` entry: a named person (or shared shift account) with a role.
@@ -131,6 +138,8 @@ pub struct CameraConfig {
 pub const CHECK_OPEN_DEFAULT: Duration = Duration::from_secs(5 * 60);
 pub const CHECK_OPEN_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(30), Duration::from_secs(15 * 60));
+/// Console session lengths (`http.session_idle`, `http.session_max`).
+pub const SESSION_BOUNDS: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(24 * 3600));
 pub const VIEW_SPAN_DEFAULT: Duration = Duration::from_secs(30);
 pub const VIEW_SPAN_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(5), Duration::from_secs(5 * 60));
@@ -159,6 +168,7 @@ pub struct HubConfig {
     pub api_token: String,
     /// Further tokens, each with a name and a role.
     pub tokens: Vec<TokenConfig>,
+    pub sessions: crate::console::SessionPolicy,
     pub supervision: SupervisionConfig,
     pub cameras: CameraConfig,
     /// The night rounds (`[rounds]`).
@@ -340,6 +350,12 @@ impl RawConfig {
                 &mut problems,
             ),
         };
+        let defaults = crate::console::SessionPolicy::default();
+        let sessions = crate::console::SessionPolicy {
+            idle: bounded("http.session_idle", self.http.session_idle, defaults.idle, SESSION_BOUNDS, &mut problems),
+            max: bounded("http.session_max", self.http.session_max, defaults.max, SESSION_BOUNDS, &mut problems),
+            secure_cookies: self.http.secure_cookies,
+        };
         let rounds = self.rounds.validate(&mut problems);
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
@@ -348,6 +364,7 @@ impl RawConfig {
                 http_listen,
                 api_token: self.http.api_token.clone(),
                 tokens,
+                sessions,
                 supervision: SupervisionConfig {
                     default_interval,
                     devices,

@@ -16,7 +16,7 @@ use crate::access::Role;
 use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
 use crate::rounds::config::{RoundClock, RoundsConfig};
 use crate::rounds::plan::{Patrol, Recipient};
-use crate::store::{AuditEntry, RoundStore, SqliteStore};
+use crate::store::{AuditEntry, RoundStore, SqliteStore, UserRow, UserStore};
 use crate::{Hub, HubError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,7 +110,8 @@ pub fn plans() -> (Vec<Recipient>, Vec<Patrol>) {
 }
 
 /// Stores [`plans`] before the hub starts, as an administrator would have entered them.
-fn seed_plans(path: &std::path::Path) -> Result<(), DemoError> {
+/// Care plans, patrols and console accounts for the demo, written before the hub starts.
+fn seed_plans(path: &std::path::Path, password: &str) -> Result<(), DemoError> {
     let mut store = SqliteStore::open(path).map_err(|e| DemoError::Plans(e.to_string()))?;
     let (recipients, patrols) = plans();
     let audit = |action: &str, what: String| AuditEntry {
@@ -128,8 +129,18 @@ fn seed_plans(path: &std::path::Path) -> Result<(), DemoError> {
     for p in &patrols {
         store.put_patrol(p, &audit("patrol_changed", format!("patrol {}, team {}", p.id, p.team))).map_err(|e| DemoError::Plans(e.to_string()))?;
     }
+    let hash = crate::console::hash_password(password).map_err(DemoError::Plans)?;
+    for (name, role) in DEMO_USERS {
+        let teams = if role == "admin" { vec![] } else { vec!["centrum".to_string()] };
+        let user = UserRow { name: name.into(), role: role.into(), teams, password_hash: hash.clone(), failed_logins: 0, locked_until: None };
+        store.put_user(&user, &audit("user_changed", format!("user {name}, role {role}"))).map_err(|e| DemoError::Plans(e.to_string()))?;
+    }
     Ok(())
 }
+
+/// The demo's console accounts (name, role); all share the password the demo prints.
+pub const DEMO_USERS: [(&str, &str); 4] =
+    [("natt", "night_staff"), ("sjukskoterska", "nurse"), ("installator", "installer"), ("admin", "admin")];
 
 pub struct Demo {
     hub: Hub,
@@ -139,6 +150,8 @@ pub struct Demo {
     pub token: String,
     /// The administrator's token (`api_token`): may read the audit log, never see pictures.
     pub admin_token: String,
+    /// The password of the demo's console accounts ([`DEMO_USERS`]).
+    pub password: String,
     pub broker: SocketAddr,
     /// Kept so the directory lives as long as the demo and is removed after it.
     data: tempfile::TempDir,
@@ -157,11 +170,13 @@ impl Demo {
             http_listen: http,
             api_token: admin_token.clone(),
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
+            sessions: Default::default(),
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
             rounds: night_rounds(jiff::Timestamp::now()),
         };
-        seed_plans(&config.store_path)?;
+        let password = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        seed_plans(&config.store_path, &password)?;
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .map_err(|source| DemoError::Http { addr: http, source })?;
@@ -197,7 +212,7 @@ impl Demo {
             }));
         }
         info!(homes = HOMES, speed = SPEED, data = %data.path().display(), "Demo started");
-        Ok(Demo { hub, homes, stop_homes, token, admin_token, broker, data })
+        Ok(Demo { hub, homes, stop_homes, token, admin_token, password, broker, data })
     }
 
     pub fn http_addr(&self) -> SocketAddr {

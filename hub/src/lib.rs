@@ -187,6 +187,7 @@ impl Hub {
             shutdown: shutdown_rx.clone(),
             rounds: engine,
             shift: config.rounds.shift.clone(),
+            sessions: config.sessions,
         };
         let http_addr = http.local_addr()?;
         let mut stop_http = shutdown_rx;

@@ -100,8 +100,9 @@ fn demo(http: std::net::SocketAddr, mqtt_port: u16) -> anyhow::Result<()> {
         let demo = vaka_hub::demo::Demo::start(http, mqtt_port).await?;
         let addr = demo.http_addr();
         println!("Vaka demo: hub, embedded broker and {} simulated homes.", vaka_hub::demo::HOMES);
-        println!("  console: http://{addr}/  (log in with the night-staff token below)");
-        println!("  token: {}", demo.token);
+        println!("  console: http://{addr}/  log in as natt (night staff), sjukskoterska, installator or admin");
+        println!("  password: {}", demo.password);
+        println!("  token: {}  (API, night staff)", demo.token);
         println!("  admin token: {}  (audit log; no camera pictures)", demo.admin_token);
         println!("  MQTT:    mqtt://{}  (watch: mosquitto_sub -h {} -p {} -t 'vaka/#' -v)", demo.broker, demo.broker.ip(), demo.broker.port());
         println!("  data:    {}  (deleted on exit)", demo.data_dir().display());

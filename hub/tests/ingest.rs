@@ -153,7 +153,7 @@ async fn malformed_oversize_and_wrong_version_payloads_land_in_rejects_and_the_h
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_needs_the_token_and_the_browser_logs_in_with_a_cookie() {
+async fn api_needs_the_token_and_the_browser_logs_in_with_a_password() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(config(&dir.path().join("hub.db"), Duration::from_secs(180))).await;
     let web = hub.http_addr();
@@ -179,36 +179,58 @@ async fn api_needs_the_token_and_the_browser_logs_in_with_a_cookie() {
         r.head
     );
 
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let r = http(web, "POST", "/login", &form, "token=nope").await;
+    // An administrator (the api_token) creates a console account.
+    let admin = format!("Bearer {TOKEN}");
+    let json = [("Authorization", admin.as_str()), ("Content-Type", "application/json")];
+    let body = r#"{"role": "night_staff", "teams": ["centrum"], "password": "natt-lösen-2026"}"#;
+    let r = http(web, "PUT", "/api/v1/users/anna", &json, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The browser gets the login form with its own cookie, and posts it back.
+    let r = http(web, "GET", "/login", &[], "").await;
+    assert_eq!(r.status, 200);
+    let login_cookie = r
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: vaka_login=").and_then(|c| c.split(';').next()))
+        .unwrap_or_else(|| panic!("{}", r.head))
+        .to_string();
+    let csrf = r.body.split("name=\"login_csrf\" value=\"").nth(1).and_then(|c| c.split('"').next()).unwrap_or_default();
+    let cookie = format!("vaka_login={login_cookie}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", cookie.as_str())];
+    let r = http(web, "POST", "/login", &form, &format!("name=anna&password=nope-nope-nope&login_csrf={csrf}")).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("<form"), "{}", r.body);
 
-    let r = http(web, "POST", "/login", &form, &format!("token={TOKEN}")).await;
-    assert_eq!(r.status, 303);
+    let r = http(web, "POST", "/login", &form, &format!("name=anna&password=natt-l%C3%B6sen-2026&login_csrf={csrf}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
     let head = r.head.to_lowercase();
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: vaka_session="))
+        .unwrap_or_else(|| panic!("{}", r.head))
+        .to_string();
     assert!(
-        head.contains(&format!("set-cookie: vaka_token={}", TOKEN.to_lowercase())),
-        "{}",
-        r.head
+        session.contains("httponly") && session.contains("samesite=strict") && session.contains("path=/"),
+        "{session}"
     );
-    assert!(
-        head.contains("httponly") && head.contains("samesite=strict") && head.contains("path=/"),
-        "{}",
-        r.head
-    );
-    assert!(
-        head.contains("max-age=43200"),
-        "a login lasts a night shift: {}",
-        r.head
-    );
+    assert!(session.contains("max-age=43200"), "a login lasts a night shift: {session}");
+    let id = r
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: vaka_session=").and_then(|c| c.split(';').next()))
+        .unwrap_or_default()
+        .to_string();
 
-    let cookie = format!("vaka_token={TOKEN}");
+    let cookie = format!("vaka_session={id}");
     let page = http(web, "GET", "/", &[("Cookie", &cookie)], "").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("EventSource(\"/api/v1/stream\")"));
     let r = http(web, "GET", "/api/v1/alarms", &[("Cookie", &cookie)], "").await;
     assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    // The API token is not a cookie credential.
+    let r = http(web, "GET", "/api/v1/alarms", &[("Cookie", &format!("vaka_token={TOKEN}"))], "").await;
+    assert_eq!(r.status, 401);
     hub.stop().await;
 }
 

@@ -217,6 +217,8 @@ pub struct HubOpts {
     pub supervision_interval: String,
     /// Extra TOML appended to the config (e.g. `[cameras]`, `[[http.tokens]]`).
     pub extra: String,
+    /// Extra keys of the `[http]` section (e.g. `session_idle = "10s"`).
+    pub http: String,
 }
 
 impl Default for HubOpts {
@@ -226,6 +228,7 @@ impl Default for HubOpts {
             client_cert: None,
             supervision_interval: "180s".into(),
             extra: String::new(),
+            http: String::new(),
         }
     }
 }
@@ -255,8 +258,9 @@ impl Hub {
             }
         };
         let config = format!(
-            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
+            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
             db.display(),
+            opts.http,
             opts.supervision_interval,
             opts.extra
         );

@@ -18,11 +18,14 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
         dir.path().join("demo.log"),
     );
     let started = Instant::now();
-    // The demo prints the console URL and the token to log in with.
-    let token = wait_until(Duration::from_secs(30), "the demo to print its token", || {
-        let log = demo.log_text();
-        log.lines().find_map(|l| l.split("token:").nth(1).map(|t| t.trim().to_string())).filter(|t| !t.is_empty())
-    });
+    // The demo prints the console URL, the password of its accounts and an API token.
+    let printed = |label: &str| {
+        demo.log_text().lines().find_map(|l| {
+            l.trim().strip_prefix(label).and_then(|rest| rest.split_whitespace().next()).map(str::to_string)
+        })
+    };
+    let token = wait_until(Duration::from_secs(30), "the demo to print its token", || printed("token:"));
+    let password = printed("password:").unwrap_or_else(|| panic!("no password printed:\n{}", demo.log_text()));
     let get = |path: &str| -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{http}{path}");
         ureq::get(&url).header("Authorization", &format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
@@ -39,13 +42,16 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     eprintln!("demo ready {:?} after start", started.elapsed());
     assert_eq!(devices.len(), 5);
 
-    // The console page itself (authenticated by cookie, as a browser after logging in) lists them.
+    // Night staff log in as a browser does (login form, its cookie, then the session cookie);
+    // the console page lists the homes.
+    let session = login(http, "natt", &password);
     let url = format!("http://127.0.0.1:{http}/");
     let mut page = ureq::get(&url)
-        .header("Cookie", &format!("vaka_token={token}"))
+        .header("Cookie", &format!("vaka_session={session}"))
         .call()
         .unwrap_or_else(|e| panic!("console page: {e}"));
     let html = page.body_mut().read_to_string().unwrap_or_default();
+    assert!(html.contains("natt (night_staff)"), "{html}");
     for d in &devices {
         let id = d["id"].as_str().unwrap_or_default();
         assert!(html.contains(id), "console page does not show {id}");
@@ -87,4 +93,26 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     // Without the token the console is not shown.
     let anonymous = ureq::get(&format!("http://127.0.0.1:{http}/api/v1/devices")).call();
     assert!(anonymous.is_err(), "the API answered without a token");
+}
+
+/// Logs in through the login form as a browser would; returns the session cookie's value.
+fn login(http: u16, name: &str, password: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let mut form = agent.get(&format!("http://127.0.0.1:{http}/login")).call().unwrap_or_else(|e| panic!("login form: {e}"));
+    let set = form.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let html = form.body_mut().read_to_string().unwrap_or_default();
+    let csrf = html.split("name=\"login_csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
+    let cookie = set.split(';').next().unwrap_or_default().to_string();
+    let resp = agent
+        .post(&format!("http://127.0.0.1:{http}/login"))
+        .header("Cookie", &cookie)
+        .send_form([("name", name), ("password", password), ("login_csrf", csrf)])
+        .unwrap_or_else(|e| panic!("login: {e}"));
+    assert_eq!(resp.status().as_u16(), 303, "login as {name}");
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("vaka_session=").and_then(|c| c.split(';').next()).map(str::to_string))
+        .unwrap_or_else(|| panic!("no session cookie"))
 }

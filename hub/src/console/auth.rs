@@ -1,23 +1,47 @@
-//! Who is calling: resolves the bearer token or login cookie to a [`Principal`] and puts it in
-//! the request's extensions for the handlers; and the login form.
+//! Who is calling: resolves the bearer token or the login session to a [`Principal`] and puts
+//! it in the request's extensions for the handlers.
 //!
-//! Every configured token is compared, in constant time, on every request, so the time taken
-//! tells nothing about which token (or how much of one) matched. Issue 6 replaces tokens with
-//! password logins; the handlers only ever see the `Principal`.
+//! - **Bearer tokens** (`http.api_token`, `[[http.tokens]]`) are for programs and the API:
+//!   every configured token is compared, in constant time, on every request, so the time taken
+//!   tells nothing about which token (or how much of one) matched. A bearer token is never
+//!   ambient (a browser does not send it by itself), so it needs no CSRF token.
+//! - **Sessions** are for people in the console (`login.rs`): the `vaka_session` cookie names a
+//!   stored session; an expired one is ended (and audited) and the caller sent to log in again.
+//!   A request that changes anything (any method but GET/HEAD/OPTIONS) must carry the session's
+//!   CSRF token, as the `x-csrf-token` header (the page's script) or as the `csrf` field of a
+//!   form; without it the answer is 403 and nothing happens.
+//!
+//! Handlers only ever see the `Principal` (and, for pages, the [`Session`]'s CSRF token to put
+//! in their forms).
 
+use super::api::{read, write};
+use super::login::{cookie, session_hash, SESSION_COOKIE};
 use super::AppState;
 use crate::access::{Principal, Role};
 use crate::config::{TokenConfig, API_TOKEN_NAME};
+use crate::store::AuditEntry;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use serde::Deserialize;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use jiff::{SignedDuration, Timestamp};
+use tracing::{error, info, warn};
 
-pub const COOKIE: &str = "vaka_token";
-/// How long the login cookie lasts: 12 hours.
-pub const LOGIN_SECONDS: u64 = 12 * 3600;
+/// The header the console's script sends the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A form's CSRF field.
+const CSRF_FIELD: &str = "csrf";
+/// A form body read to find its CSRF field is refused beyond this size.
+const FORM_LIMIT: usize = 64 * 1024;
+/// A session's last request is written down at most this often.
+const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
+
+/// The caller's login session, for pages that render forms.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub csrf: String,
+}
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was
 /// right. The length is not secret.
@@ -67,74 +91,135 @@ impl Tokens {
     }
 }
 
-fn presented(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim().to_string());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+        .map(|t| t.trim().to_string())
 }
 
-/// Lets the request through with its [`Principal`] in the extensions, or answers 401 (API) /
-/// redirects to the login form (pages).
-pub async fn require_token(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if let Some(principal) = presented(request.headers()).and_then(|t| state.tokens.resolve(&t)) {
+/// Why a request was not let through.
+enum Refusal {
+    /// Not logged in (or no longer): 401 for the API, the login form for pages.
+    Unauthenticated(&'static str),
+    /// Logged in, but the request that changes something lacks the session's CSRF token.
+    Csrf,
+    /// The store did not answer.
+    Store(String),
+}
+
+impl Refusal {
+    fn answer(self, api: bool) -> Response {
+        match (self, api) {
+            (Refusal::Unauthenticated(why), true) => {
+                let body = serde_json::json!({"error": "unauthorized", "reason": why, "hint": "log in at /login, or send Authorization: Bearer <token>"});
+                (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+            }
+            (Refusal::Unauthenticated(_), false) => Redirect::to("/login").into_response(),
+            (Refusal::Csrf, _) => {
+                let body = serde_json::json!({"error": "csrf", "message": "this request changes something and needs the session's CSRF token (x-csrf-token header or csrf form field)"});
+                (StatusCode::FORBIDDEN, Json(body)).into_response()
+            }
+            (Refusal::Store(message), _) => {
+                let body = serde_json::json!({"error": "store_unavailable", "message": message});
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// Lets the request through with its [`Principal`] (and [`Session`]) in the extensions, or
+/// answers 401 (API) / redirects to the login form (pages), or 403 for a missing CSRF token.
+pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    match authenticate(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal.answer(api),
+    }
+}
+
+async fn authenticate(state: &AppState, mut request: Request) -> Result<Request, Refusal> {
+    if let Some(token) = bearer(request.headers()) {
+        let principal = state.tokens.resolve(&token).ok_or(Refusal::Unauthenticated("unknown_token"))?;
         request.extensions_mut().insert(principal);
-        return next.run(request).await;
+        return Ok(request);
     }
-    if request.uri().path().starts_with("/api/") {
-        let body = serde_json::json!({"error": "unauthorized", "hint": "send Authorization: Bearer <api_token>"});
-        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    let id = cookie(request.headers(), SESSION_COOKIE).ok_or(Refusal::Unauthenticated("no_session"))?;
+    let id_hash = session_hash(&id);
+    let found = {
+        let id_hash = id_hash.clone();
+        read(state, move |s| s.session(&id_hash)).await.map_err(|e| Refusal::Store(format!("{e:?}")))?
+    };
+    let (session, user) = found.ok_or(Refusal::Unauthenticated("unknown_session"))?;
+    let now = Timestamp::now();
+    if let Some(why) = state.sessions.expired(&session, now) {
+        let entry = AuditEntry {
+            at: now,
+            actor: user.name.clone(),
+            role: user.role.clone(),
+            action: "session_expired".into(),
+            check_id: None,
+            device: None,
+            detail: Some(why.into()),
+        };
+        write(state, move |s| s.end_session(&id_hash, &entry)).await.map_err(|e| Refusal::Store(format!("{e:?}")))?;
+        info!(user = %user.name, why, "Session expired");
+        return Err(Refusal::Unauthenticated("session_expired"));
     }
-    Redirect::to("/login").into_response()
+    let Some(role) = Role::parse(&user.role) else {
+        error!(user = %user.name, role = %user.role, "A stored user has an unknown role; refused");
+        return Err(Refusal::Unauthenticated("unknown_role"));
+    };
+    let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method {
+        let (request_back, given) = csrf_given(request).await;
+        request = request_back;
+        if !given.is_some_and(|t| same_token(&t, &session.csrf)) {
+            warn!(user = %user.name, path = %request.uri().path(), "Request refused: no valid CSRF token");
+            return Err(Refusal::Csrf);
+        }
+    }
+    // Often enough that a short idle limit cannot end a session in use.
+    let touch_every = TOUCH_EVERY.min(SignedDuration::try_from(state.sessions.idle / 4).unwrap_or(TOUCH_EVERY));
+    if now.duration_since(session.last_seen) > touch_every {
+        let id_hash = session.id_hash.clone();
+        write(state, move |s| s.touch_session(&id_hash, now)).await.map_err(|e| Refusal::Store(format!("{e:?}")))?;
+    }
+    request.extensions_mut().insert(Principal { name: user.name, role });
+    request.extensions_mut().insert(Session { csrf: session.csrf });
+    Ok(request)
 }
 
-const FORM: &str = r#"<!doctype html><html lang="sv"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>Vaka – logga in</title>
-<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}
-input,button{font-size:1.1rem;width:100%;padding:.6rem;margin:.4rem 0;box-sizing:border-box}
-.err{color:#b00020}</style></head><body><h1>Vaka</h1>{ERROR}
-<form method="post" action="/login"><label for="token">Åtkomstnyckel (API token)</label>
-<input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
-<button type="submit">Logga in</button></form></body></html>"#;
-
-pub async fn login_form() -> Html<String> {
-    Html(FORM.replace("{ERROR}", ""))
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    token: String,
-}
-
-pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    if state.tokens.resolve(form.token.trim()).is_none() {
-        let page = FORM.replace(
-            "{ERROR}",
-            r#"<p class="err">Fel nyckel. / Wrong token.</p>"#,
-        );
-        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+/// The CSRF token a request carries: the header, or a url-encoded form's `csrf` field (the
+/// body is read and put back for the handler).
+async fn csrf_given(request: Request) -> (Request, Option<String>) {
+    if let Some(t) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        let t = t.to_string();
+        return (request, Some(t));
     }
-    // Lasts a night shift, so a tablet in the car need not log in again after a restart.
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_SECONDS}",
-        form.token.trim()
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return (request, None);
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return (Request::from_parts(parts, axum::body::Body::empty()), None);
+    };
+    let given = form_urlencoded_field(&bytes, CSRF_FIELD);
+    (Request::from_parts(parts, axum::body::Body::from(bytes)), given)
+}
+
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -172,14 +257,12 @@ mod tests {
     }
 
     #[test]
-    fn token_is_found_in_bearer_header_or_cookie() {
+    fn the_bearer_token_and_a_forms_csrf_field_are_found() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "a=b; vaka_token=secret; c=d".parse().unwrap(),
-        );
-        assert_eq!(presented(&h).as_deref(), Some("secret"));
-        h.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
-        assert_eq!(presented(&h).as_deref(), Some("other"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer other ".parse().unwrap());
+        assert_eq!(bearer(&h).as_deref(), Some("other"));
+        assert_eq!(form_urlencoded_field(b"note=a%26b&csrf=x%2By", "csrf").as_deref(), Some("x+y"));
+        assert_eq!(form_urlencoded_field(b"note=a", "csrf"), None);
     }
 }

@@ -1,11 +1,11 @@
 //! The hub's HTTP side: health check, JSON API, live stream, camera checks and snapshots, the
 //! audit log and the console page.
 //!
-//! Every route except `/healthz` and `/login` needs a token (`http.api_token`, role admin, or
-//! one of `[[http.tokens]]`), either as `Authorization: Bearer <token>` or as the `vaka_token`
-//! cookie that `POST /login` sets (HttpOnly, SameSite=Strict). Tokens are compared in constant
-//! time. API routes answer 401 JSON without it; the console page redirects a browser to
-//! `/login`. The middleware puts the caller's [`crate::access::Principal`] in the request;
+//! Every route except `/healthz` and `/login` needs either a bearer token (`http.api_token`,
+//! role admin, or one of `[[http.tokens]]`; for programs) or a login session (people, with a
+//! name and password, see `login.rs`; changes need the session's CSRF token, see `auth.rs`).
+//! API routes answer 401 JSON without one; the console page redirects a browser to `/login`.
+//! The middleware puts the caller's [`crate::access::Principal`] in the request;
 //! handlers that need a role check it with [`crate::access::Role::may`] and answer 403 JSON.
 //! The roles of the camera routes are listed in `checks.rs`.
 //!
@@ -17,10 +17,12 @@ mod api;
 mod audit;
 mod auth;
 mod checks;
+mod login;
 mod page;
 mod rounds;
 
 pub use auth::Tokens;
+pub use login::{hash_password, SessionPolicy, MAX_FAILED, SESSION_COOKIE};
 pub use rounds::SharedEngine;
 pub use checks::{CheckView, VIEW_SECONDS_HEADER};
 
@@ -50,11 +52,16 @@ pub struct AppState {
     pub rounds: SharedEngine,
     /// The night shift (for checking care plans and report periods).
     pub shift: crate::rounds::Shift,
+    /// How long console sessions last.
+    pub sessions: SessionPolicy,
 }
 
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/", get(page::console))
+        .route("/logout", post(login::logout))
+        .route("/api/v1/users", get(login::users))
+        .route("/api/v1/users/{name}", put(login::put_user).delete(login::delete_user))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/rejects", get(api::rejects))
@@ -88,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/login", get(login::login_form).post(login::login))
         .merge(protected)
         .with_state(state)
 }

@@ -2,25 +2,52 @@
 //! (no CDN, inline CSS and script) and readable on a phone. The first view is rendered on the
 //! server, so the page shows the current state even before (or without) its script; the
 //! script then keeps it live from the JSON API and the event stream, both authorised by the
-//! login cookie.
+//! session cookie (a request of the script that changes something sends the page's CSRF token
+//! as `x-csrf-token`).
 
 use super::api::{read, ApiError};
+use super::auth::Session;
 use super::AppState;
+use crate::access::Principal;
 use crate::store::{DeviceRow, EventRow};
 use axum::extract::State;
 use axum::response::Html;
+use axum::Extension;
 use jiff::{tz::TimeZone, Timestamp};
 
 /// Events shown when the page opens.
 const FIRST_EVENTS: usize = 50;
 
-pub async fn console(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+/// The page; with a login session it carries the session's CSRF token (in the logout form and
+/// a meta tag for the script).
+pub async fn console(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    session: Option<Extension<Session>>,
+) -> Result<Html<String>, ApiError> {
     let (devices, events) =
         read(&state, |s| Ok((s.devices()?, s.events(None, FIRST_EVENTS)?))).await?;
     let tz = TimeZone::get("Europe/Stockholm").unwrap_or(TimeZone::UTC);
     let devices: String = devices.iter().map(|d| device_row(d, &tz)).collect();
     let events: String = events.iter().map(|e| event_item(e, &tz)).collect();
-    Ok(Html(PAGE.replace("{{DEVICES}}", &devices).replace("{{EVENTS}}", &events)))
+    let (csrf, logout) = match session {
+        Some(Extension(s)) => (
+            esc(&s.csrf),
+            format!(
+                r#"<form method="post" action="/logout" class="logout"><input type="hidden" name="csrf" value="{}"><button type="submit">Logga ut</button></form>"#,
+                esc(&s.csrf)
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let user = format!("{} ({})", esc(&who.name), who.role);
+    Ok(Html(
+        PAGE.replace("{{DEVICES}}", &devices)
+            .replace("{{EVENTS}}", &events)
+            .replace("{{CSRF}}", &csrf)
+            .replace("{{USER}}", &user)
+            .replace("{{LOGOUT}}", &logout),
+    ))
 }
 
 fn esc(s: &str) -> String {
@@ -61,6 +88,7 @@ fn event_item(e: &EventRow, tz: &TimeZone) -> String {
 const PAGE: &str = r#"<!doctype html>
 <html lang="sv"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="csrf-token" content="{{CSRF}}">
 <title>Vaka – nattillsyn</title>
 <style>
  body{font-family:system-ui,sans-serif;margin:0;padding:.5rem;background:#f6f6f4;color:#1b1b1b}
@@ -73,8 +101,10 @@ const PAGE: &str = r#"<!doctype html>
  .warning{color:#8a5a00} ul{list-style:none;padding:0;margin:0;background:#fff}
  li{padding:.35rem .4rem;border-bottom:1px solid #ddd;font-size:.92rem}
  .t{color:#555;font-variant-numeric:tabular-nums}
+ .who{float:right;font-size:.85rem;color:#555} .logout{display:inline;margin-left:.5rem}
  @media (max-width:600px){.wide{display:none}}
 </style></head><body>
+<div class="who">{{USER}}{{LOGOUT}}</div>
 <h1>Vaka – nattillsyn</h1><div id="conn">Ansluter…</div>
 <h2>Enheter</h2>
 <table><thead><tr><th>Enhet</th><th class="wide">Plats</th><th>Status</th><th>Senast hörd</th>

@@ -508,6 +508,36 @@ mod tests {
     }
 
     /// The writer never touches rounds.
+    impl crate::store::UserStore for FlakyStore {
+        fn put_user(&mut self, _: &crate::store::UserRow, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn delete_user(&mut self, _: &str, _: &AuditEntry) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        fn user(&self, _: &str) -> Result<Option<crate::store::UserRow>, StoreError> {
+            unimplemented!()
+        }
+        fn users(&self) -> Result<Vec<crate::store::UserRow>, StoreError> {
+            unimplemented!()
+        }
+        fn login_failed(&mut self, _: &str, _: u32, _: Option<Timestamp>, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn login_succeeded(&mut self, _: &crate::store::SessionRow, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn session(&self, _: &str) -> Result<Option<(crate::store::SessionRow, crate::store::UserRow)>, StoreError> {
+            unimplemented!()
+        }
+        fn touch_session(&mut self, _: &str, _: Timestamp) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn end_session(&mut self, _: &str, _: &AuditEntry) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+    }
+
     impl crate::store::RoundStore for FlakyStore {
         fn put_recipient(&mut self, _: &crate::rounds::Recipient, _: &AuditEntry) -> Result<(), StoreError> {
             unimplemented!()

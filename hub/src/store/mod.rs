@@ -25,8 +25,10 @@
 
 mod rounds;
 mod sqlite;
+mod users;
 
 pub use rounds::{RoundStore, RoundWrite};
+pub use users::{SessionRow, UserRow, UserStore};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
@@ -371,8 +373,9 @@ pub enum Inserted {
 /// The kind of alarm raised when a device goes silent.
 pub const SUPERVISION_LOST: &str = "supervision_lost";
 
-/// Care plans and rounds are in [`RoundStore`], which every store also implements.
-pub trait Store: RoundStore + Send {
+/// Care plans and rounds are in [`RoundStore`], console accounts in [`UserStore`]; every store
+/// implements both.
+pub trait Store: RoundStore + UserStore + Send {
     /// Writes the batch in one transaction and says what it did. Returns only after the
     /// commit is durable.
     fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;

@@ -5,7 +5,7 @@
 //! The schema is created or migrated at open, guarded by `PRAGMA user_version` (1: devices,
 //! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
 //! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
-//! already there). A database written by a newer
+//! already there; 6: console users and sessions, see `users.rs`). A database written by a newer
 //! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -174,6 +174,9 @@ impl SqliteStore {
             if found < 5 {
                 tx.execute_batch(SCHEMA_V5)?;
                 chain_existing_audit(&tx)?;
+            }
+            if found < 6 {
+                tx.execute_batch(super::users::SCHEMA_V6)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;

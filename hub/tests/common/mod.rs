@@ -23,6 +23,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
         tokens: Vec::new(),
+        sessions: Default::default(),
         supervision: SupervisionConfig {
             default_interval: supervision,
             devices: Default::default(),
