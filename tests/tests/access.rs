@@ -1,0 +1,278 @@
+//! The access matrix: every route of the hub's HTTP side × every role, with a bearer token and
+//! with a login session, and without either; each answer is the expected one. A route added to
+//! `hub/src/console/mod.rs` without a row here fails the test, so no route is left untested.
+//! A session's request that changes something is refused without its CSRF token, on every
+//! such route.
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use vaka_e2e::*;
+
+const STAFF: &str = "staff-token-0123456789abcdef";
+const NURSE: &str = "nurse-token-0123456789abcdef";
+const INSTALLER: &str = "installer-token-0123456789abcdef";
+const PASSWORD: &str = "matris-lösen-2026";
+
+/// What a cell of the matrix expects.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    Is(u16),
+    /// Let through to the handler, which finds nothing: no such check in tonight's round (404),
+    /// or no round at all at this time of day (409).
+    NotFoundOrNoRound,
+}
+
+use Want::{Is, NotFoundOrNoRound as NR};
+
+impl Want {
+    fn holds(self, status: u16) -> bool {
+        match self {
+            Is(s) => s == status,
+            NR => status == 404 || status == 409,
+        }
+    }
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Form(&'static [(&'static str, &'static str)]),
+}
+
+struct Row {
+    method: &'static str,
+    /// As written in the router.
+    route: &'static str,
+    path: &'static str,
+    body: Body,
+    /// No credentials, night_staff, nurse, installer, admin.
+    want: [Want; 5],
+}
+
+const ROLES: [&str; 4] = ["night_staff", "nurse", "installer", "admin"];
+
+fn rows() -> Vec<Row> {
+    let recipient = json!({
+        "id": "matrix-person", "name": "Matris Person", "address": "Vägen 1",
+        "position": {"lat": 64.75, "lon": 20.95}, "team": "centrum",
+        "checks": [{"at": "23:00", "method": "visit"}]
+    });
+    let patrol = json!({
+        "id": "matrix-bil", "team": "centrum", "name": "Bil M", "start": {"lat": 64.75, "lon": 20.95},
+        "end": {"lat": 64.75, "lon": 20.95}, "shift_start": "21:45", "shift_end": "06:30"
+    });
+    let user = json!({"role": "night_staff", "teams": ["centrum"], "password": PASSWORD});
+    let all = |s: u16| [Is(401), Is(s), Is(s), Is(s), Is(s)];
+    let admin = |s: u16| [Is(401), Is(403), Is(403), Is(403), Is(s)];
+    let planners = |s: u16| [Is(401), Is(403), Is(s), Is(403), Is(s)];
+    let care = [Is(401), NR, NR, Is(403), Is(403)];
+    let r = |method, route, path, body, want| Row { method, route, path, body, want };
+    vec![
+        r("GET", "/healthz", "/healthz", Body::None, [Is(200); 5]),
+        r("GET", "/login", "/login", Body::None, [Is(200); 5]),
+        // A login post that did not come from this hub's form is refused, whoever sends it.
+        r("POST", "/login", "/login", Body::Form(&[("name", "x"), ("password", "y")]), [Is(403); 5]),
+        r("GET", "/", "/", Body::None, [Is(303), Is(200), Is(200), Is(200), Is(200)]),
+        r("GET", "/api/v1/users", "/api/v1/users", Body::None, admin(200)),
+        r("PUT", "/api/v1/users/{name}", "/api/v1/users/matrix-user", Body::Json(user), admin(200)),
+        r("DELETE", "/api/v1/users/{name}", "/api/v1/users/no-such-user", Body::None, admin(404)),
+        r("GET", "/api/v1/devices", "/api/v1/devices", Body::None, all(200)),
+        r("GET", "/api/v1/events", "/api/v1/events", Body::None, all(200)),
+        r("GET", "/api/v1/rejects", "/api/v1/rejects", Body::None, all(200)),
+        r("GET", "/api/v1/alarms", "/api/v1/alarms", Body::None, all(200)),
+        r("GET", "/api/v1/stats", "/api/v1/stats", Body::None, all(200)),
+        r("GET", "/api/v1/stream", "/api/v1/stream", Body::None, all(200)),
+        r("POST", "/api/v1/devices/{id}/camera-check", "/api/v1/devices/no-such-home/camera-check", Body::Json(json!({})), all(404)),
+        r("GET", "/api/v1/checks/{check_id}", "/api/v1/checks/0192e000-0000-7000-8000-000000000000", Body::None, all(404)),
+        r("POST", "/api/v1/checks/{check_id}/snapshot", "/api/v1/checks/0192e000-0000-7000-8000-000000000000/snapshot", Body::None, [Is(401), Is(404), Is(404), Is(403), Is(403)]),
+        r("GET", "/api/v1/checks/{check_id}/snapshot", "/api/v1/checks/0192e000-0000-7000-8000-000000000000/snapshot", Body::None, [Is(401), Is(404), Is(404), Is(403), Is(403)]),
+        r("GET", "/api/v1/audit", "/api/v1/audit", Body::None, admin(200)),
+        r("GET", "/api/v1/audit/verify", "/api/v1/audit/verify", Body::None, admin(200)),
+        r("GET", "/api/v1/care/recipients", "/api/v1/care/recipients", Body::None, all(200)),
+        r("PUT", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/matrix-person", Body::Json(recipient), planners(200)),
+        r("DELETE", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/no-such-person", Body::None, planners(404)),
+        r("GET", "/api/v1/care/patrols", "/api/v1/care/patrols", Body::None, all(200)),
+        r("PUT", "/api/v1/care/patrols/{id}", "/api/v1/care/patrols/matrix-bil", Body::Json(patrol), planners(200)),
+        r("DELETE", "/api/v1/care/patrols/{id}", "/api/v1/care/patrols/no-such-bil", Body::None, planners(404)),
+        r("GET", "/api/v1/rounds/current", "/api/v1/rounds/current", Body::None, all(200)),
+        r("GET", "/api/v1/rounds/{night}", "/api/v1/rounds/2026-01-01", Body::None, all(404)),
+        r("POST", "/api/v1/rounds/checks/{id}/decision", "/api/v1/rounds/checks/no-such-check/decision", Body::Json(json!({"well": true})), care),
+        r("POST", "/api/v1/rounds/checks/{id}/outcome", "/api/v1/rounds/checks/no-such-check/outcome", Body::Json(json!({"outcome": "checked_by_visit"})), care),
+        r("GET", "/api/v1/reports/nights/{night}", "/api/v1/reports/nights/2026-01-01", Body::None, [Is(401), Is(200), Is(200), Is(403), Is(200)]),
+        r("GET", "/api/v1/reports/months/{month}", "/api/v1/reports/months/2026-01", Body::None, [Is(401), Is(200), Is(200), Is(403), Is(200)]),
+        // Last: with a session it ends the session.
+        r("POST", "/logout", "/logout", Body::None, [Is(303); 5]),
+    ]
+}
+
+/// How a request proves who sends it.
+#[derive(Clone)]
+enum Credential {
+    Nothing,
+    Bearer(String),
+    /// Session cookie and whether to send its CSRF token.
+    Session { id: String, csrf: Option<String> },
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into()
+}
+
+fn send(hub: &Hub, row: &Row, who: &Credential) -> u16 {
+    let url = format!("http://127.0.0.1:{}{}", hub.http_port, row.path);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    match who {
+        Credential::Nothing => {}
+        Credential::Bearer(t) => headers.push(("Authorization".into(), format!("Bearer {t}"))),
+        Credential::Session { id, csrf } => {
+            headers.push(("Cookie".into(), format!("vaka_session={id}")));
+            if let Some(t) = csrf {
+                headers.push(("x-csrf-token".into(), t.clone()));
+            }
+        }
+    }
+    let agent = agent();
+    let result = match (row.method, &row.body) {
+        ("GET", _) => {
+            let mut req = agent.get(&url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            req.call()
+        }
+        ("DELETE", _) => {
+            let mut req = agent.delete(&url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            req.call()
+        }
+        (method, body) => {
+            let mut req = if method == "PUT" { agent.put(&url) } else { agent.post(&url) };
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            match body {
+                Body::Json(v) => req.send_json(v),
+                Body::Form(f) => req.send_form(f.iter().copied()),
+                Body::None => req.send_empty(),
+            }
+        }
+    };
+    // The answer's head is enough (the live stream's body never ends).
+    result.unwrap_or_else(|e| panic!("{} {}: {e}", row.method, row.path)).status().as_u16()
+}
+
+/// Logs in through the form; the session id and the page's CSRF token.
+fn login(hub: &Hub, name: &str) -> (String, String) {
+    let base = format!("http://127.0.0.1:{}", hub.http_port);
+    let mut form = agent().get(&format!("{base}/login")).call().unwrap_or_else(|e| panic!("{e}"));
+    let cookie = form.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().split(';').next().unwrap_or_default().to_string();
+    let html = form.body_mut().read_to_string().unwrap_or_default();
+    let csrf = html.split("name=\"login_csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string();
+    let resp = agent()
+        .post(&format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .send_form([("name", name), ("password", PASSWORD), ("login_csrf", csrf.as_str())])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 303, "login as {name}");
+    let id = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("vaka_session=").and_then(|c| c.split(';').next()).map(str::to_string))
+        .unwrap_or_else(|| panic!("no session for {name}"));
+    let mut page = agent().get(&format!("{base}/")).header("Cookie", &format!("vaka_session={id}")).call().unwrap_or_else(|e| panic!("{e}"));
+    let html = page.body_mut().read_to_string().unwrap_or_default();
+    let token = html.split("<meta name=\"csrf-token\" content=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string();
+    assert_eq!(token.len(), 43, "no CSRF token on the page of {name}");
+    (id, token)
+}
+
+/// Every `(method, path)` the router declares, read from its source.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../hub/src/console/mod.rs"))
+        .unwrap_or_else(|e| panic!("router source: {e}"));
+    let mut found = BTreeSet::new();
+    for chunk in source.split(".route(").skip(1) {
+        // The call's text up to its closing parenthesis.
+        let mut depth = 1;
+        let end = chunk
+            .char_indices()
+            .find_map(|(i, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                (depth == 0).then_some(i)
+            })
+            .unwrap_or(chunk.len());
+        let call = &chunk[..end];
+        let path = call.split('"').nth(1).unwrap_or_default().to_string();
+        let methods = call.split('"').nth(2).unwrap_or_default();
+        for m in ["get", "post", "put", "delete", "patch"] {
+            let uses = methods.match_indices(&format!("{m}(")).any(|(i, _)| i == 0 || !methods[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':'));
+            if uses {
+                found.insert((m.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_route_answers_every_role_as_the_matrix_says() {
+    let dir = temp_dir("access");
+    let tokens: String = [("anna.natt", "night_staff", STAFF), ("sara.ssk", "nurse", NURSE), ("ivar.inst", "installer", INSTALLER)]
+        .iter()
+        .map(|(name, role, token)| format!("\n[[http.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n"))
+        .collect();
+    let hub = Hub::start(dir.path(), HubOpts { http: tokens, ..Default::default() });
+
+    // No route without its row.
+    let rows = rows();
+    let covered: BTreeSet<(String, String)> = rows.iter().map(|r| (r.method.to_string(), r.route.to_string())).collect();
+    let declared = declared_routes();
+    assert!(declared.len() >= 30, "the router source was not read right: {declared:?}");
+    let missing: Vec<_> = declared.difference(&covered).collect();
+    assert!(missing.is_empty(), "routes without a row in the access matrix: {missing:?}");
+    let stale: Vec<_> = covered.difference(&declared).collect();
+    assert!(stale.is_empty(), "rows for routes the router does not have: {stale:?}");
+
+    // One account per role for the session runs.
+    for role in ROLES {
+        let teams = if role == "admin" { json!([]) } else { json!(["centrum"]) };
+        let (status, body) = hub.send("PUT", &format!("/api/v1/users/{role}-user"), &hub.token, &json!({"role": role, "teams": teams, "password": PASSWORD}));
+        assert_eq!(status, 200, "{body}");
+    }
+    let bearer = [STAFF.to_string(), NURSE.to_string(), INSTALLER.to_string(), hub.token.clone()];
+    let sessions: Vec<(String, String)> = ROLES.iter().map(|role| login(&hub, &format!("{role}-user"))).collect();
+
+    let mut wrong = Vec::new();
+    let mut cells = 0;
+    for row in &rows {
+        let mut check = |who: &str, cred: &Credential, want: Want| {
+            let status = send(&hub, row, cred);
+            cells += 1;
+            if !want.holds(status) {
+                wrong.push(format!("{} {} as {who}: {status}, expected {want:?}", row.method, row.path));
+            }
+        };
+        check("nobody", &Credential::Nothing, row.want[0]);
+        check("a stale session", &Credential::Session { id: "x".repeat(43), csrf: Some("y".repeat(43)) }, row.want[0]);
+        for (i, role) in ROLES.iter().enumerate() {
+            check(&format!("{role} (token)"), &Credential::Bearer(bearer[i].clone()), row.want[i + 1]);
+            let (id, csrf) = &sessions[i];
+            let changes = row.method != "GET" && row.path != "/login";
+            if changes {
+                // Without the session's CSRF token nothing that changes anything gets through.
+                check(&format!("{role} (session, no CSRF token)"), &Credential::Session { id: id.clone(), csrf: None }, Is(403));
+            }
+            check(&format!("{role} (session)"), &Credential::Session { id: id.clone(), csrf: Some(csrf.clone()) }, row.want[i + 1]);
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {cells} answers differ from the matrix:\n{}", wrong.len(), wrong.join("\n"));
+    eprintln!("access matrix: {} routes, {cells} answers as expected", rows.len());
+}
