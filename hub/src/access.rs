@@ -10,9 +10,12 @@
 //! - care plans and patrols are changed by nurses and administrators; round checks are decided
 //!   and recorded by care staff; reports are for everyone but installers;
 //! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
-//!   authenticated role.
+//!   authenticated role;
+//! - but only for the homes of the caller's [`Teams`]: a night nurse of one area does not see
+//!   (or act on) the people, devices, checks and visits of another (`console/scope.rs`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,12 +88,31 @@ impl fmt::Display for Role {
     }
 }
 
+/// Whose homes a caller sees: the people (and their devices, checks and visits) of these
+/// teams. Administrators and bearer tokens without `teams` see all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Teams {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Teams {
+    pub fn sees(&self, team: &str) -> bool {
+        match self {
+            Teams::All => true,
+            Teams::Only(teams) => teams.contains(team),
+        }
+    }
+}
+
 /// An authenticated user of the API or console.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
     /// Shown in the audit log, e.g. `anna.berg`; `admin` for the config's `api_token`.
     pub name: String,
     pub role: Role,
+    pub teams: Teams,
 }
 
 impl Principal {

@@ -73,6 +73,8 @@ pub struct RawToken {
     pub name: String,
     pub role: String,
     pub token: String,
+    /// The teams whose homes the token sees; all when absent.
+    pub teams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -122,6 +124,8 @@ pub struct TokenConfig {
     pub name: String,
     pub role: Role,
     pub token: String,
+    /// `None`: every team.
+    pub teams: Option<Vec<String>>,
 }
 
 /// Camera checks asked for from the console.
@@ -412,6 +416,7 @@ impl RawConfig {
                     name: name.to_string(),
                     role,
                     token: raw.token.clone(),
+                    teams: raw.teams.clone(),
                 });
             }
         }
@@ -518,7 +523,8 @@ mod tests {
             vec![TokenConfig {
                 name: "anna.berg".into(),
                 role: Role::NightStaff,
-                token: "anna-0123456789abcdef".into()
+                token: "anna-0123456789abcdef".into(),
+                teams: None,
             }]
         );
         let bad = format!(

@@ -169,7 +169,7 @@ impl Demo {
             store_path: data.path().join("hub.db"),
             http_listen: http,
             api_token: admin_token.clone(),
-            tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone() }],
+            tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone(), teams: None }],
             sessions: Default::default(),
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),

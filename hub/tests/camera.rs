@@ -28,11 +28,13 @@ fn camera_config(db: &Path) -> HubConfig {
             name: "anna.berg".into(),
             role: Role::NightStaff,
             token: NIGHT.into(),
+            teams: None,
         },
         TokenConfig {
             name: "olle.installer".into(),
             role: Role::Installer,
             token: INSTALLER.into(),
+            teams: None,
         },
     ];
     c

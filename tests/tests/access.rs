@@ -90,6 +90,7 @@ fn rows() -> Vec<Row> {
         r("GET", "/api/v1/audit/verify", "/api/v1/audit/verify", Body::None, admin(200)),
         r("GET", "/api/v1/care/recipients", "/api/v1/care/recipients", Body::None, all(200)),
         r("PUT", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/matrix-person", Body::Json(recipient), planners(200)),
+        r("GET", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/matrix-person", Body::None, all(200)),
         r("DELETE", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/no-such-person", Body::None, planners(404)),
         r("GET", "/api/v1/care/patrols", "/api/v1/care/patrols", Body::None, all(200)),
         r("PUT", "/api/v1/care/patrols/{id}", "/api/v1/care/patrols/matrix-bil", Body::Json(patrol), planners(200)),
@@ -275,4 +276,97 @@ fn every_route_answers_every_role_as_the_matrix_says() {
     }
     assert!(wrong.is_empty(), "{} of {cells} answers differ from the matrix:\n{}", wrong.len(), wrong.join("\n"));
     eprintln!("access matrix: {} routes, {cells} answers as expected", rows.len());
+}
+
+/// A login session for `name`: its id and CSRF token.
+fn session(hub: &Hub, name: &str, role: &str, teams: Value) -> Credential {
+    let (status, body) = hub.send("PUT", &format!("/api/v1/users/{name}"), &hub.token, &json!({"role": role, "teams": teams, "password": PASSWORD}));
+    assert_eq!(status, 200, "{body}");
+    let (id, csrf) = login(hub, name);
+    Credential::Session { id, csrf: Some(csrf) }
+}
+
+fn person(id: &str, team: &str, device: &str) -> Value {
+    json!({
+        "id": id, "name": format!("Person {id}"), "address": "Vägen 2", "position": {"lat": 64.75, "lon": 20.95},
+        "team": team, "devices": [device], "checks": [{"at": "23:30", "method": "visit"}]
+    })
+}
+
+/// Status and JSON body of a request with `who`'s credentials.
+fn ask(hub: &Hub, method: &'static str, path: &'static str, body: Body, who: &Credential) -> u16 {
+    send(hub, &Row { method, route: "", path, body, want: [Is(0); 5] }, who)
+}
+
+fn listed(hub: &Hub, path: &str, who: &Credential, field: &str) -> Vec<String> {
+    let Credential::Session { id, .. } = who else { panic!("a session") };
+    let url = format!("http://127.0.0.1:{}{path}", hub.http_port);
+    let mut r = agent().get(&url).header("Cookie", &format!("vaka_session={id}")).call().unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = r.body_mut().read_json().unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut values: Vec<String> = v.as_array().unwrap_or_else(|| panic!("{path}: {v}")).iter().filter_map(|x| x[field].as_str().map(str::to_string)).collect();
+    values.sort();
+    values
+}
+
+#[test]
+fn a_night_nurse_of_one_team_neither_sees_nor_acts_on_another_teams_people() {
+    let dir = temp_dir("teams");
+    let hub = Hub::start(dir.path(), HubOpts::default());
+    let mut agents = Vec::new();
+    for device in ["home-a", "home-b"] {
+        agents.push(Agent::start(dir.path(), AgentOpts::new(device, hub.broker())));
+        wait_until(std::time::Duration::from_secs(60), "the hub to hear the device", || hub.device(device).map(|_| ()));
+    }
+    for (id, team, device) in [("person-a", "centrum", "home-a"), ("person-b", "byar", "home-b")] {
+        let (status, body) = hub.send("PUT", &format!("/api/v1/care/recipients/{id}"), &hub.token, &person(id, team, device));
+        assert_eq!(status, 200, "{body}");
+    }
+    let anna = session(&hub, "anna", "night_staff", json!(["centrum"]));
+    let sara = session(&hub, "sara", "nurse", json!(["centrum"]));
+    let admin = session(&hub, "chef", "admin", json!([]));
+
+    // Lists hold only her team's people and devices; the administrator sees both teams.
+    assert_eq!(listed(&hub, "/api/v1/care/recipients", &anna, "id"), ["person-a"]);
+    assert_eq!(listed(&hub, "/api/v1/devices", &anna, "id"), ["home-a"]);
+    assert_eq!(listed(&hub, "/api/v1/care/recipients", &admin, "id"), ["person-a", "person-b"]);
+    assert_eq!(listed(&hub, "/api/v1/devices", &admin, "id"), ["home-a", "home-b"]);
+    assert!(listed(&hub, "/api/v1/events?limit=500", &anna, "device").iter().all(|d| d == "home-a"));
+
+    // The other team's person, device and its events are not there for her: 404, as if they
+    // did not exist; her own are.
+    assert_eq!(ask(&hub, "GET", "/api/v1/care/recipients/person-b", Body::None, &anna), 404);
+    assert_eq!(ask(&hub, "GET", "/api/v1/care/recipients/person-a", Body::None, &anna), 200);
+    assert_eq!(ask(&hub, "GET", "/api/v1/events?device=home-b", Body::None, &anna), 404);
+    assert_eq!(ask(&hub, "POST", "/api/v1/devices/home-b/camera-check", Body::Json(json!({})), &anna), 404);
+    assert_eq!(ask(&hub, "POST", "/api/v1/devices/home-a/camera-check", Body::Json(json!({})), &anna), 202);
+    assert_eq!(ask(&hub, "GET", "/api/v1/care/recipients/person-b", Body::None, &admin), 200);
+
+    // The console page shows her team's home only.
+    let Credential::Session { id, .. } = &anna else { unreachable!() };
+    let mut page = agent().get(&format!("http://127.0.0.1:{}/", hub.http_port)).header("Cookie", &format!("vaka_session={id}")).call().unwrap_or_else(|e| panic!("{e}"));
+    let html = page.body_mut().read_to_string().unwrap_or_default();
+    assert!(html.contains("home-a") && !html.contains("home-b"), "{html}");
+
+    // A nurse of the team cannot change the other team's person, nor move hers into it.
+    let b = person("person-b", "byar", "home-b");
+    let (status, _) = put_as(&hub, &sara, "/api/v1/care/recipients/person-b", &b);
+    assert_eq!(status, 403);
+    let moved = person("person-a", "byar", "home-a");
+    assert_eq!(put_as(&hub, &sara, "/api/v1/care/recipients/person-a", &moved).0, 403);
+    assert_eq!(put_as(&hub, &sara, "/api/v1/care/recipients/person-a", &person("person-a", "centrum", "home-a")).0, 200);
+    assert_eq!(ask(&hub, "DELETE", "/api/v1/care/recipients/person-b", Body::None, &sara), 404);
+    assert_eq!(listed(&hub, "/api/v1/care/recipients", &admin, "id"), ["person-a", "person-b"], "nothing of team byar changed");
+    drop(agents);
+}
+
+fn put_as(hub: &Hub, who: &Credential, path: &str, body: &Value) -> (u16, String) {
+    let Credential::Session { id, csrf } = who else { panic!("a session") };
+    let url = format!("http://127.0.0.1:{}{path}", hub.http_port);
+    let mut r = agent()
+        .put(&url)
+        .header("Cookie", &format!("vaka_session={id}"))
+        .header("x-csrf-token", csrf.as_deref().unwrap_or_default())
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
 }

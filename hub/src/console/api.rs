@@ -1,6 +1,9 @@
 //! JSON API and the server-sent-events stream.
 
+use super::scope::Scope;
 use super::AppState;
+use crate::access::{Principal, Teams};
+use axum::Extension;
 use crate::ingest::Feed;
 use crate::store::{Store, StoreError};
 use axum::extract::{Query, State};
@@ -164,33 +167,59 @@ impl Limit {
     }
 }
 
-pub async fn devices(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(read(&state, |s| s.devices()).await?).into_response())
-}
-
-pub async fn events(
-    State(state): State<AppState>,
-    Query(q): Query<Limit>,
-) -> Result<Response, ApiError> {
-    let limit = q.get();
-    let rows = read(&state, move |s| s.events(q.device.as_deref(), limit)).await?;
+/// The devices of the caller's teams.
+pub async fn devices(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    let mut rows = read(&state, |s| s.devices()).await?;
+    rows.retain(|d| scope.sees_device(&d.id));
     Ok(Json(rows).into_response())
 }
 
-pub async fn rejects(
+/// The newest events of the caller's teams' devices (of one device with `device=`; a device
+/// outside those teams answers 404). Without `device=`, the newest `limit` events are read and
+/// those of other teams left out, so a page may hold fewer than `limit`.
+pub async fn events(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<Limit>,
 ) -> Result<Response, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    if let Some(device) = &q.device {
+        scope.device(device)?;
+    }
     let limit = q.get();
-    Ok(Json(read(&state, move |s| s.rejects(limit)).await?).into_response())
+    let mut rows = read(&state, move |s| s.events(q.device.as_deref(), limit)).await?;
+    rows.retain(|e| scope.sees_device(&e.device));
+    Ok(Json(rows).into_response())
+}
+
+/// Refused payloads: those from devices of the caller's teams; the ones no device can be
+/// named for only to callers who see every team.
+pub async fn rejects(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<Limit>,
+) -> Result<Response, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    let limit = q.get();
+    let mut rows = read(&state, move |s| s.rejects(limit)).await?;
+    rows.retain(|r| match &r.device {
+        Some(d) => scope.sees_device(d),
+        None => who.teams == Teams::All,
+    });
+    Ok(Json(rows).into_response())
 }
 
 pub async fn alarms(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<Limit>,
 ) -> Result<Response, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
     let limit = q.get();
-    Ok(Json(read(&state, move |s| s.alarms(limit)).await?).into_response())
+    let mut rows = read(&state, move |s| s.alarms(limit)).await?;
+    rows.retain(|a| scope.sees_device(&a.device));
+    Ok(Json(rows).into_response())
 }
 
 pub async fn stats(State(state): State<AppState>) -> Json<crate::ingest::StatsSnapshot> {
@@ -210,12 +239,21 @@ fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
     data.ok().map(|d| SseEvent::default().event(name).data(d))
 }
 
-/// `text/event-stream` of `event`, `device` and `alarm` messages (and `lagged` when a slow
-/// client missed some). Ends when the hub stops.
+/// `text/event-stream` of `event`, `device` and `alarm` messages of the caller's teams' devices
+/// (and `lagged` when a slow client missed some). Ends when the hub stops. The teams' devices
+/// are those of the care plans when the stream opens.
 pub async fn stream(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let feed = BroadcastStream::new(state.feed.subscribe()).map(|item| Some(sse_event(item)));
+    Extension(who): Extension<Principal>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    let seen = move |item: &Result<Feed, BroadcastStreamRecvError>| match item {
+        Ok(Feed::Event(e)) => scope.sees_device(&e.device),
+        Ok(Feed::Device(d)) => scope.sees_device(&d.id),
+        Ok(Feed::Alarm(a)) => scope.sees_device(&a.device),
+        Err(_) => true,
+    };
+    let feed = BroadcastStream::new(state.feed.subscribe()).filter(seen).map(|item| Some(sse_event(item)));
     let stop = WatchStream::new(state.shutdown.clone())
         .filter(|stop| *stop)
         .map(|_| None);
@@ -224,5 +262,5 @@ pub async fn stream(
         .take_while(Option::is_some)
         .filter_map(|item| item.flatten())
         .map(Ok);
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

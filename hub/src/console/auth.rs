@@ -17,7 +17,7 @@
 use super::api::{read, write};
 use super::login::{cookie, session_hash, SESSION_COOKIE};
 use super::AppState;
-use crate::access::{Principal, Role};
+use crate::access::{Principal, Role, Teams};
 use crate::config::{TokenConfig, API_TOKEN_NAME};
 use crate::store::AuditEntry;
 use axum::extract::{Request, State};
@@ -65,6 +65,7 @@ impl Tokens {
         let admin = Principal {
             name: API_TOKEN_NAME.to_string(),
             role: Role::Admin,
+            teams: Teams::All,
         };
         let mut entries = vec![(api_token.to_string(), admin)];
         entries.extend(tokens.iter().map(|t| {
@@ -73,6 +74,7 @@ impl Tokens {
                 Principal {
                     name: t.name.clone(),
                     role: t.role,
+                    teams: t.teams.as_ref().map_or(Teams::All, |teams| Teams::Only(teams.iter().cloned().collect())),
                 },
             )
         }));
@@ -186,7 +188,11 @@ async fn authenticate(state: &AppState, mut request: Request) -> Result<Request,
         let id_hash = session.id_hash.clone();
         write(state, move |s| s.touch_session(&id_hash, now)).await.map_err(|e| Refusal::Store(format!("{e:?}")))?;
     }
-    request.extensions_mut().insert(Principal { name: user.name, role });
+    let teams = match role {
+        Role::Admin => Teams::All,
+        _ => Teams::Only(user.teams.into_iter().collect()),
+    };
+    request.extensions_mut().insert(Principal { name: user.name, role, teams });
     request.extensions_mut().insert(Session { csrf: session.csrf });
     Ok(request)
 }
@@ -243,6 +249,7 @@ mod tests {
                 name: "anna.berg".into(),
                 role: Role::NightStaff,
                 token: "anna-0123456789abcdef".into(),
+                teams: Some(vec!["centrum".into()]),
             }],
         );
         let anna = tokens.resolve("anna-0123456789abcdef").unwrap();
@@ -250,8 +257,9 @@ mod tests {
             (anna.name.as_str(), anna.role),
             ("anna.berg", Role::NightStaff)
         );
+        assert!(anna.teams.sees("centrum") && !anna.teams.sees("byar"));
         let admin = tokens.resolve("admin-0123456789abcdef").unwrap();
-        assert_eq!((admin.name.as_str(), admin.role), ("admin", Role::Admin));
+        assert_eq!((admin.name.as_str(), admin.role, admin.teams), ("admin", Role::Admin, Teams::All));
         assert_eq!(tokens.resolve("anna-0123456789abcdeX"), None);
         assert_eq!(tokens.resolve(""), None);
     }

@@ -13,6 +13,7 @@
 //! is durable; if that line cannot be written, the picture is dropped unseen (503).
 
 use super::api::{read, write, ApiError};
+use super::scope::Scope;
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::camera::checks::is_open;
@@ -83,7 +84,8 @@ async fn audit(state: &AppState, entry: AuditEntry) -> Result<(), ApiError> {
     write(state, move |s| s.append_audit(&entry)).await
 }
 
-async fn find_check(state: &AppState, raw: &str) -> Result<CheckRow, ApiError> {
+/// The stored check, if the caller's teams see its device (else 404, as for no check).
+async fn find_check(state: &AppState, who: &Principal, raw: &str) -> Result<CheckRow, ApiError> {
     let missing = || {
         ApiError::not_found(format!(
             "no camera check `{}`",
@@ -91,9 +93,11 @@ async fn find_check(state: &AppState, raw: &str) -> Result<CheckRow, ApiError> {
         ))
     };
     let id = CheckId::new(raw).map_err(|_| missing())?;
-    read(state, move |s| s.check(id.as_str()))
-        .await?
-        .ok_or_else(missing)
+    let row = read(state, move |s| s.check(id.as_str())).await?.ok_or_else(missing)?;
+    match Scope::of(state, who).await?.sees_device(&row.device) {
+        true => Ok(row),
+        false => Err(missing()),
+    }
 }
 
 fn stored_ids(row: &CheckRow) -> Result<(CheckId, SiteId, DeviceId), ApiError> {
@@ -125,6 +129,7 @@ pub async fn request_check(
         ))
     };
     let device_id = DeviceId::new(device.as_str()).map_err(|_| unknown())?;
+    Scope::of(&state, &who).await?.device(device_id.as_str()).map_err(|_| unknown())?;
     let lookup = device_id.clone();
     let row = read(&state, move |s| s.device(lookup.as_str()))
         .await?
@@ -176,9 +181,10 @@ pub async fn request_check(
 /// `GET /api/v1/checks/{check_id}`.
 pub async fn get_check(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(check_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let row = find_check(&state, &check_id).await?;
+    let row = find_check(&state, &who, &check_id).await?;
     Ok(Json(view(&state, Timestamp::now(), row)).into_response())
 }
 
@@ -205,7 +211,7 @@ pub async fn request_snapshot(
             who.role
         )));
     }
-    let row = find_check(&state, &raw).await?;
+    let row = find_check(&state, &who, &raw).await?;
     let (check_id, site, device) = stored_ids(&row)?;
     if !is_open(row.deadline, now) {
         return Err(ApiError::conflict(
@@ -288,6 +294,13 @@ pub async fn get_snapshot(
             "role {} may not see camera snapshots",
             who.role
         )));
+    }
+    if let Some(d) = &device {
+        if !Scope::of(&state, &who).await?.sees_device(d.as_str()) {
+            warn!(actor = %who.name, check_id = ?check, "Snapshot refused: the home is not in the caller's teams");
+            audit(&state, entry("snapshot_refused_team", None)).await?;
+            return Err(ApiError::not_found(format!("no snapshot for check `{}`", raw.chars().take(80).collect::<String>())));
+        }
     }
     let taken = match &check {
         Some(c) => state.snapshots.with(|v| v.take(now, c)),

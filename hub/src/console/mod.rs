@@ -20,6 +20,7 @@ mod checks;
 mod login;
 mod page;
 mod rounds;
+mod scope;
 
 pub use auth::Tokens;
 pub use login::{hash_password, SessionPolicy, MAX_FAILED, SESSION_COOKIE};
@@ -80,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/care/recipients", get(rounds::recipients))
-        .route("/api/v1/care/recipients/{id}", put(rounds::put_recipient).delete(rounds::delete_recipient))
+        .route("/api/v1/care/recipients/{id}", get(rounds::recipient).put(rounds::put_recipient).delete(rounds::delete_recipient))
         .route("/api/v1/care/patrols", get(rounds::patrols))
         .route("/api/v1/care/patrols/{id}", put(rounds::put_patrol).delete(rounds::delete_patrol))
         .route("/api/v1/rounds/current", get(rounds::current))

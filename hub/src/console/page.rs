@@ -7,6 +7,7 @@
 
 use super::api::{read, ApiError};
 use super::auth::Session;
+use super::scope::Scope;
 use super::AppState;
 use crate::access::Principal;
 use crate::store::{DeviceRow, EventRow};
@@ -25,8 +26,11 @@ pub async fn console(
     Extension(who): Extension<Principal>,
     session: Option<Extension<Session>>,
 ) -> Result<Html<String>, ApiError> {
-    let (devices, events) =
+    let scope = Scope::of(&state, &who).await?;
+    let (mut devices, mut events) =
         read(&state, |s| Ok((s.devices()?, s.events(None, FIRST_EVENTS)?))).await?;
+    devices.retain(|d| scope.sees_device(&d.id));
+    events.retain(|e| scope.sees_device(&e.device));
     let tz = TimeZone::get("Europe/Stockholm").unwrap_or(TimeZone::UTC);
     let devices: String = devices.iter().map(|d| device_row(d, &tz)).collect();
     let events: String = events.iter().map(|e| event_item(e, &tz)).collect();

@@ -3,13 +3,18 @@
 //!
 //! | route | who |
 //! |---|---|
-//! | `GET /api/v1/care/recipients`, `GET /api/v1/care/patrols` | every role |
+//! | `GET /api/v1/care/recipients`, `GET /api/v1/care/recipients/{id}`, `GET /api/v1/care/patrols` | every role |
 //! | `PUT`/`DELETE /api/v1/care/recipients/{id}`, `…/patrols/{id}` | nurse, admin |
 //! | `GET /api/v1/rounds/current`, `GET /api/v1/rounds/{night}` | every role |
 //! | `POST /api/v1/rounds/checks/{id}/decision`, `…/outcome` | night staff, nurse |
 //! | `GET /api/v1/reports/nights/{night}`, `…/months/{yyyy-mm}` | night staff, nurse, admin |
 //!
 //! Every change is written with its audit line in the same transaction.
+//!
+//! Each caller sees and acts on the people, patrols, checks, routes and report rows of their
+//! own teams only (`scope.rs`): a person of another team answers 404, a check of another team
+//! as if it were not in the round, and a care plan or patrol cannot be moved into (or out of)
+//! a team the caller does not have (403).
 
 use super::api::{read, write, ApiError};
 use super::AppState;
@@ -66,8 +71,37 @@ async fn engine<T: Send + 'static>(state: &AppState, f: impl FnOnce(&mut Engine)
     })
 }
 
-pub async fn recipients(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(read(&state, |s| s.recipients()).await?).into_response())
+fn own_team(who: &Principal, team: &str) -> Result<(), ApiError> {
+    match who.teams.sees(team) {
+        true => Ok(()),
+        false => Err(ApiError::forbidden(format!("team `{}` is not one of yours", team.chars().take(64).collect::<String>()))),
+    }
+}
+
+pub async fn recipients(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    let mut all = read(&state, |s| s.recipients()).await?;
+    all.retain(|r| who.teams.sees(&r.team));
+    Ok(Json(all).into_response())
+}
+
+/// `GET /api/v1/care/recipients/{id}`: one person's care plan, if in the caller's teams.
+pub async fn recipient(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let all = read(&state, |s| s.recipients()).await?;
+    match all.into_iter().find(|r| r.id == id && who.teams.sees(&r.team)) {
+        Some(r) => Ok(Json(r).into_response()),
+        None => Err(ApiError::not_found(format!("no care plan `{}`", id.chars().take(64).collect::<String>()))),
+    }
+}
+
+/// The stored person's team, if there is one.
+async fn recipient_team(state: &AppState, id: &str) -> Result<Option<String>, ApiError> {
+    let id = id.to_string();
+    Ok(read(state, |s| s.recipients()).await?.into_iter().find(|r| r.id == id).map(|r| r.team))
+}
+
+async fn patrol_team(state: &AppState, id: &str) -> Result<Option<String>, ApiError> {
+    let id = id.to_string();
+    Ok(read(state, |s| s.patrols()).await?.into_iter().find(|p| p.id == id).map(|p| p.team))
 }
 
 pub async fn put_recipient(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
@@ -86,6 +120,10 @@ pub async fn put_recipient(State(state): State<AppState>, Extension(who): Extens
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
+    own_team(&who, &r.team)?;
+    if let Some(team) = recipient_team(&state, &id).await? {
+        own_team(&who, &team)?;
+    }
     let audit = entry(&who, "care_plan_changed", format!("recipient {id}, team {}", r.team));
     let stored = r.clone();
     write(&state, move |s| s.put_recipient(&stored, &audit)).await?;
@@ -94,6 +132,9 @@ pub async fn put_recipient(State(state): State<AppState>, Extension(who): Extens
 
 pub async fn delete_recipient(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
     allow(&who, Permission::EditCarePlans, "change care plans")?;
+    if !recipient_team(&state, &id).await?.is_some_and(|t| who.teams.sees(&t)) {
+        return Err(ApiError::not_found(format!("no care plan `{id}`")));
+    }
     let audit = entry(&who, "care_plan_removed", format!("recipient {id}"));
     let key = id.clone();
     match write(&state, move |s| s.delete_recipient(&key, &audit)).await? {
@@ -102,8 +143,10 @@ pub async fn delete_recipient(State(state): State<AppState>, Extension(who): Ext
     }
 }
 
-pub async fn patrols(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(read(&state, |s| s.patrols()).await?).into_response())
+pub async fn patrols(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    let mut all = read(&state, |s| s.patrols()).await?;
+    all.retain(|p| who.teams.sees(&p.team));
+    Ok(Json(all).into_response())
 }
 
 pub async fn put_patrol(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
@@ -116,6 +159,10 @@ pub async fn put_patrol(State(state): State<AppState>, Extension(who): Extension
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
+    own_team(&who, &p.team)?;
+    if let Some(team) = patrol_team(&state, &id).await? {
+        own_team(&who, &team)?;
+    }
     let audit = entry(&who, "patrol_changed", format!("patrol {id}, team {}", p.team));
     let stored = p.clone();
     write(&state, move |s| s.put_patrol(&stored, &audit)).await?;
@@ -124,6 +171,9 @@ pub async fn put_patrol(State(state): State<AppState>, Extension(who): Extension
 
 pub async fn delete_patrol(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
     allow(&who, Permission::EditCarePlans, "change patrols")?;
+    if !patrol_team(&state, &id).await?.is_some_and(|t| who.teams.sees(&t)) {
+        return Err(ApiError::not_found(format!("no patrol `{id}`")));
+    }
     let audit = entry(&who, "patrol_removed", format!("patrol {id}"));
     let key = id.clone();
     match write(&state, move |s| s.delete_patrol(&key, &audit)).await? {
@@ -133,13 +183,24 @@ pub async fn delete_patrol(State(state): State<AppState>, Extension(who): Extens
 }
 
 /// `GET /api/v1/rounds/current`: the running round with its routes and the round's clock.
-pub async fn current(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn current(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
     let (now, snapshot, stats) = engine(&state, |e| Ok((e.now(), e.snapshot(), e.stats()))).await?;
     let body = match snapshot {
-        Some((night, checks, routes)) => serde_json::json!({"now": now, "night": night, "checks": checks, "routes": routes, "stats": stats}),
+        Some((night, mut checks, mut routes)) => {
+            checks.retain(|c| who.teams.sees(&c.team));
+            own_routes(&who, &mut routes);
+            serde_json::json!({"now": now, "night": night, "checks": checks, "routes": routes, "stats": stats})
+        }
         None => serde_json::json!({"now": now, "night": null, "checks": [], "routes": null, "stats": stats}),
     };
     Ok(Json(body).into_response())
+}
+
+/// Routes are keyed by team: keeps the caller's.
+fn own_routes(who: &Principal, routes: &mut serde_json::Value) {
+    if let Some(by_team) = routes.as_object_mut() {
+        by_team.retain(|team, _| who.teams.sees(team));
+    }
 }
 
 fn night_param(raw: &str) -> Result<Date, ApiError> {
@@ -147,12 +208,25 @@ fn night_param(raw: &str) -> Result<Date, ApiError> {
 }
 
 /// `GET /api/v1/rounds/{night}`: a stored round, any night.
-pub async fn night(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+pub async fn night(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let night = night_param(&raw)?;
     let (checks, routes) = read(&state, move |s| Ok((s.round(night)?, s.routes(night)?))).await?;
     match checks {
-        Some(checks) => Ok(Json(serde_json::json!({"night": night, "checks": checks, "routes": routes})).into_response()),
+        Some(mut checks) => {
+            checks.retain(|c| who.teams.sees(&c.team));
+            let mut routes = routes.unwrap_or(serde_json::Value::Null);
+            own_routes(&who, &mut routes);
+            Ok(Json(serde_json::json!({"night": night, "checks": checks, "routes": routes})).into_response())
+        }
         None => Err(ApiError::not_found(format!("no round for the night of {night}"))),
+    }
+}
+
+/// A check of another team is answered as one not in the round.
+fn ours(e: &Engine, who: &Principal, id: &str) -> Result<(), EngineError> {
+    match e.check(id) {
+        Ok(c) if who.teams.sees(&c.team) => Ok(()),
+        _ => Err(EngineError::NoRound(id.to_string())),
     }
 }
 
@@ -167,7 +241,11 @@ pub struct Decision {
 
 pub async fn decide(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(d): Json<Decision>) -> Result<Response, ApiError> {
     allow(&who, Permission::HandleRoundChecks, "decide round checks")?;
-    let check = engine(&state, move |e| e.decide(&id, d.well, (&who.name, who.role.as_str()), d.note)).await?;
+    let check = engine(&state, move |e| {
+        ours(e, &who, &id)?;
+        e.decide(&id, d.well, (&who.name, who.role.as_str()), d.note)
+    })
+    .await?;
     Ok(Json(check).into_response())
 }
 
@@ -181,7 +259,11 @@ pub struct Recorded {
 
 pub async fn record(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(r): Json<Recorded>) -> Result<Response, ApiError> {
     allow(&who, Permission::HandleRoundChecks, "record outcomes")?;
-    let check = engine(&state, move |e| e.record(&id, r.outcome, (&who.name, who.role.as_str()), r.note)).await?;
+    let check = engine(&state, move |e| {
+        ours(e, &who, &id)?;
+        e.record(&id, r.outcome, (&who.name, who.role.as_str()), r.note)
+    })
+    .await?;
     Ok(Json(check).into_response())
 }
 
@@ -191,14 +273,20 @@ pub struct Format {
     pub format: Option<String>,
 }
 
-async fn answer(state: &AppState, period: &'static str, (first, last): (Date, Date), format: Format) -> Result<Response, ApiError> {
+async fn answer(state: &AppState, who: &Principal, period: &'static str, (first, last): (Date, Date), format: Format) -> Result<Response, ApiError> {
     let shift = state.shift.clone();
     let from = shift.span(first).0;
     let to = shift.span(last).1;
     let mut kinds = vec![DOSE_MISSED];
     kinds.extend(GPS_ALARM_KINDS);
     let (checks, events, recipients) = read(state, move |s| Ok((s.round_checks_between(first, last)?, s.event_counts(&kinds, from, to)?, s.recipients()?))).await?;
-    let teams: BTreeMap<String, String> = recipients.iter().flat_map(|r| r.devices.iter().map(|d| (d.clone(), r.team.clone()))).collect();
+    // Only the caller's teams: their checks, and the events of their people's devices.
+    let checks: Vec<_> = checks.into_iter().filter(|c| who.teams.sees(&c.team)).collect();
+    let teams: BTreeMap<String, String> = recipients
+        .iter()
+        .filter(|r| who.teams.sees(&r.team))
+        .flat_map(|r| r.devices.iter().map(|d| (d.clone(), r.team.clone())))
+        .collect();
     let rep: Report = report::report(period, (first, last), &checks, &events, &teams);
     match format.format.as_deref() {
         None | Some("json") => Ok(Json(rep).into_response()),
@@ -210,12 +298,12 @@ async fn answer(state: &AppState, period: &'static str, (first, last): (Date, Da
 pub async fn night_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
     allow(&who, Permission::ReadReports, "read reports")?;
     let night = night_param(&raw)?;
-    answer(&state, "night", (night, night), format).await
+    answer(&state, &who, "night", (night, night), format).await
 }
 
 pub async fn month_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
     allow(&who, Permission::ReadReports, "read reports")?;
     let first = format!("{raw}-01").parse::<Date>().map_err(|_| ApiError::not_found(format!("`{}` is not a month (YYYY-MM)", raw.chars().take(40).collect::<String>())))?;
     let last = first.last_of_month();
-    answer(&state, "month", (first, last), format).await
+    answer(&state, &who, "month", (first, last), format).await
 }

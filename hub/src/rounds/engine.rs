@@ -185,7 +185,8 @@ impl Engine {
         }
     }
 
-    fn check(&self, id: &str) -> Result<RoundCheck, EngineError> {
+    /// A check of the running round.
+    pub fn check(&self, id: &str) -> Result<RoundCheck, EngineError> {
         self.round.as_ref().and_then(|r| r.checks.get(id)).cloned().ok_or_else(|| EngineError::NoRound(id.to_string()))
     }
 
