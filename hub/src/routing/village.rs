@@ -514,7 +514,7 @@ mod tests {
         let mut out = vec![Vec::new(); n];
         for r in &ctx.solution.routes {
             let v: usize = r.route().actor.vehicle.dimens.get_vehicle_id().unwrap().parse().unwrap();
-            out[v] = r.route().tour.jobs().map(index).collect();
+            out[v] = r.route().tour.all_activities().filter_map(|a| a.retrieve_job()).map(|j| index(&j)).collect();
         }
         let mut left: Vec<usize> =
             ctx.solution.required.iter().chain(ctx.solution.unassigned.keys()).map(index).collect();
