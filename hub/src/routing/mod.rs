@@ -38,7 +38,6 @@
 //!
 //! Files: `travel.rs` (travel-time matrices: straight line, OSRM table file), `schedule.rs`
 //! (integer schedules, cheapest and forced insertion), `solve.rs` (the vrp-core model),
-//! `village.rs` (a search move for vrp-core: a far village served in one trip),
 //! `insert.rs` (escalations into running routes), `check.rs` (plan validation).
 
 mod check;
@@ -48,7 +47,6 @@ mod solve;
 #[cfg(test)]
 mod testkit;
 mod travel;
-mod village;
 
 pub use check::PlanProblem;
 pub use insert::insert;

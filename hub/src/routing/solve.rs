@@ -11,7 +11,6 @@
 //! The solver's own schedule is not used: routes are re-timed here with the integer matrix.
 
 use super::schedule::{force_in, Job, Matrix, Tour};
-use super::village::{VillageTrips, WithVillageTrips, SHARE};
 use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassigned, Visit};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,9 +24,7 @@ use vrp_core::prelude::*;
 use vrp_core::rosomaxa::evolution::{InitialOperator, TelemetryMode};
 use vrp_core::rosomaxa::utils::{Parallelism, TimeQuota};
 use vrp_core::solver::search::ConfigurableRecreate;
-use vrp_core::solver::{
-    create_default_init_operators, get_default_heuristic, RecreateInitialOperator, RefinementContext,
-};
+use vrp_core::solver::{create_default_init_operators, RecreateInitialOperator, RefinementContext};
 
 /// Violation code of the time constraint (windows and shifts) in the solver's answers.
 const TIME_CODE: ViolationCode = ViolationCode(1);
@@ -307,16 +304,11 @@ fn solve_seeded(
         quiet,
         false,
     ));
-    let mut builder = VrpConfigBuilder::new(problem.clone())
+    let mut config = VrpConfigBuilder::new(problem.clone())
         .set_environment(environment.clone())
-        .set_telemetry_mode(TelemetryMode::None);
-    let trips = VillageTrips::new(m, table, which, tours, problem.clone(), environment.clone());
-    if !trips.is_empty() {
-        let inner = get_default_heuristic(problem.clone(), environment.clone());
-        let trips = Arc::new(trips);
-        builder = builder.set_heuristic(Box::new(WithVillageTrips { inner, trips, share: SHARE }));
-    }
-    let mut config = builder.prebuild().map_err(solver_error)?;
+        .set_telemetry_mode(TelemetryMode::None)
+        .prebuild()
+        .map_err(solver_error)?;
     if let Some(seed) = seed {
         // vrp-core builds its initial solutions with these operators in order (4 of them by
         // default), so the replayed seed is always the first.
@@ -351,7 +343,7 @@ type InitialOp = dyn InitialOperator<Context = RefinementContext, Objective = Go
     + Sync;
 
 /// The far jobs of `which` (see [`FAR_ALONE_S`]).
-pub(super) fn far_jobs(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> Vec<usize> {
+fn far_jobs(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> Vec<usize> {
     let alone = |j: &Job| tours.iter().map(|t| m[t.from_loc][j.loc] + m[j.loc][t.end_loc]).min();
     which.iter().copied().filter(|&j| alone(&table[j]).is_some_and(|s| s >= FAR_ALONE_S)).collect()
 }
@@ -359,18 +351,6 @@ pub(super) fn far_jobs(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour
 /// vrp-core's cheapest insertion, one job at a time in the seed's order and on the seed's
 /// tour, then the other jobs anywhere.
 fn replay(table: &[Job], seed: &[Vec<usize>]) -> ConfigurableRecreate {
-    let (order, routes) = seed_selectors(table, seed);
-    ConfigurableRecreate::new(
-        Box::new(order),
-        Box::new(routes),
-        LegSelection::Exhaustive,
-        ResultSelection::Concrete(Box::<BestResultSelector>::default()),
-        Default::default(),
-    )
-}
-
-/// The job order and route choice of [`replay`].
-pub(super) fn seed_selectors(table: &[Job], seed: &[Vec<usize>]) -> (SeedOrder, SeedRoutes) {
     let mut rank = vec![usize::MAX; table.len()];
     let mut tour = vec![None; table.len()];
     let seeded = seed.iter().enumerate().flat_map(|(t, js)| js.iter().map(move |&j| (t, j)));
@@ -379,7 +359,13 @@ pub(super) fn seed_selectors(table: &[Job], seed: &[Vec<usize>]) -> (SeedOrder, 
         tour[j] = Some(t);
     }
     let window = table.iter().map(|j| (j.latest - j.earliest, j.earliest)).collect();
-    (SeedOrder { rank, window }, SeedRoutes { tour })
+    ConfigurableRecreate::new(
+        Box::new(SeedOrder { rank, window }),
+        Box::new(SeedRoutes { tour }),
+        LegSelection::Exhaustive,
+        ResultSelection::Concrete(Box::<BestResultSelector>::default()),
+        Default::default(),
+    )
 }
 
 fn job_index(job: &vrp_core::models::problem::Job) -> usize {
@@ -391,7 +377,7 @@ fn vehicle_index(actor: &Actor) -> Option<usize> {
 }
 
 /// Next job to insert: the seed's jobs in order, then the rest by window width and start.
-pub(super) struct SeedOrder {
+struct SeedOrder {
     rank: Vec<usize>,
     window: Vec<(i64, i64)>,
 }
@@ -414,7 +400,7 @@ impl JobSelector for SeedOrder {
 }
 
 /// Routes a job may go on: a seed job only on its own tour's route.
-pub(super) struct SeedRoutes {
+struct SeedRoutes {
     tour: Vec<Option<usize>>,
 }
 
@@ -452,7 +438,7 @@ impl RouteSelector for SeedRoutes {
     }
 }
 
-pub(super) fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericResult<Problem> {
+fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericResult<Problem> {
     let flat: Vec<Float> = m.iter().flatten().map(|&d| d as Float).collect();
     let transport: Arc<dyn TransportCost> = Arc::new(SimpleTransportCost::new(flat.clone(), flat)?);
     let jobs = which
