@@ -10,6 +10,7 @@
 //! ```sh
 //! cargo bench -p vaka-hub --bench routing -- quality [--budget-s 30] [--restarts 3] [--dir bench/routing/out]
 //! cargo bench -p vaka-hub --bench routing -- scale
+//! cargo bench -p vaka-hub --bench routing -- repeat 200 5 [--budget-s 30] [--restarts 3]
 //! ```
 
 use rand::rngs::StdRng;
@@ -287,6 +288,46 @@ fn sweep(args: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// PyVRP's travel on the quality instances (`bench/routing/reference.py`, 2026-11-23 16:00 UTC).
+fn pyvrp_travel(n: usize) -> Option<i64> {
+    match n {
+        50 => Some(19_924),
+        100 => Some(28_288),
+        200 => Some(51_570),
+        300 => Some(63_188),
+        _ => None,
+    }
+}
+
+/// `repeat N RUNS`: the N-visit quality instance planned RUNS times with the quality budget
+/// (`--budget-s`, `--restarts`), each run's travel and gap to PyVRP printed.
+fn repeat(args: &[String], budget_s: u64, restarts: u32) -> std::io::Result<()> {
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let patrols = match n {
+        0..=50 => 3,
+        51..=100 => 4,
+        101..=200 => 7,
+        _ => 8,
+    };
+    let instance = generate(n, patrols, 20261123 + n as u64);
+    for run in 0..runs {
+        let budget = Budget { time: Duration::from_secs(budget_s), generations: None, restarts };
+        let started = Instant::now();
+        let plan = plan(&instance.patrols, &instance.visits, &Table::new(&instance), &budget)
+            .map_err(std::io::Error::other)?;
+        let seconds = started.elapsed().as_secs_f64();
+        assert_valid(&plan, &instance, &Table::new(&instance));
+        let travel = plan.travel_s();
+        let gap = pyvrp_travel(n).map_or(f64::NAN, |p| 100.0 * (travel - p) as f64 / p as f64);
+        println!(
+            "{n} visits, run {run}: travel {travel} s ({gap:+.2} % vs PyVRP), unassigned {}, {seconds:.1} s",
+            plan.unassigned.len()
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
@@ -301,8 +342,12 @@ fn main() -> std::io::Result<()> {
         }
         Some("scale") => scale(budget_s.unwrap_or(9)),
         Some("sweep") => sweep(&args[1..]),
+        Some("repeat") => {
+            let restarts = value("--restarts").and_then(|s| s.parse().ok()).unwrap_or(3);
+            repeat(&args[1..], budget_s.unwrap_or(30), restarts)
+        }
         _ => {
-            eprintln!("usage: routing quality [--budget-s 30] [--restarts 3] [--dir DIR] | scale [--budget-s 9]");
+            eprintln!("usage: routing quality [--budget-s 30] [--restarts 3] [--dir DIR] | scale [--budget-s 9] | sweep N SECS.. | repeat N RUNS [--budget-s 30] [--restarts 3]");
             Ok(())
         }
     }
