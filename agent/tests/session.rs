@@ -248,7 +248,12 @@ async fn alarm_is_resent_after_reconnect_when_broker_lost_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(dir.path());
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(vaka_agent::run(config(dir.path(), broker.port, "home-2"), async {
+    // The agent may republish on reconnect before the test's peer has subscribed to the
+    // restarted broker (the peer then misses it); an unacked event is sent again after the ack
+    // timeout, kept short here so that the retry comes well within the peer's 30 s wait.
+    let mut c = config(dir.path(), broker.port, "home-2");
+    c.uplink.ack_timeout = Duration::from_secs(3);
+    let agent = tokio::spawn(vaka_agent::run(c, async {
         let _ = stopped.await;
     }));
     let mut conn = intake(&dir.path().join("intake.sock")).await;
