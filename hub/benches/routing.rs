@@ -262,17 +262,22 @@ fn scale(budget_s: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `sweep N s1 s2 ..`: the N-visit quality instance solved twice at each budget, to see
-/// how results vary between runs and improve with time.
-fn sweep(args: &[String]) -> std::io::Result<()> {
-    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+/// The N-visit quality instance with its patrol count, as `sweep` and `repeat` solve it.
+fn quality_instance(n: usize) -> Instance {
     let patrols = match n {
         0..=50 => 3,
         51..=100 => 4,
         101..=200 => 7,
         _ => 8,
     };
-    let instance = generate(n, patrols, 20261123 + n as u64);
+    generate(n, patrols, 20261123 + n as u64)
+}
+
+/// `sweep N s1 s2 ..`: the N-visit quality instance solved twice at each budget, to see
+/// how results vary between runs and improve with time.
+fn sweep(args: &[String]) -> std::io::Result<()> {
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let instance = quality_instance(n);
     for secs in args[1..].iter().filter_map(|a| a.parse::<u64>().ok()) {
         for run in 0..2 {
             let budget = Budget { time: Duration::from_secs(secs), generations: None, restarts: 1 };
@@ -304,13 +309,7 @@ fn pyvrp_travel(n: usize) -> Option<i64> {
 fn repeat(args: &[String], budget_s: u64, restarts: u32) -> std::io::Result<()> {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let patrols = match n {
-        0..=50 => 3,
-        51..=100 => 4,
-        101..=200 => 7,
-        _ => 8,
-    };
-    let instance = generate(n, patrols, 20261123 + n as u64);
+    let instance = quality_instance(n);
     for run in 0..runs {
         let budget = Budget { time: Duration::from_secs(budget_s), generations: None, restarts };
         let started = Instant::now();

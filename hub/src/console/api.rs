@@ -19,6 +19,14 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use tracing::{error, warn};
 
+/// 403 unless the caller's role may do `what`.
+pub(super) fn allow(who: &Principal, p: crate::access::Permission, what: &str) -> Result<(), ApiError> {
+    match who.may(p) {
+        true => Ok(()),
+        false => Err(ApiError::forbidden(format!("role {} may not {what}", who.role))),
+    }
+}
+
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 

@@ -8,7 +8,7 @@
 //! Checking the chain is itself recorded (`audit_verified`), with the verdict, so a later
 //! reader sees when the log was last found intact and what its head was then.
 
-use super::api::{read, write, ApiError, DEFAULT_LIMIT, MAX_LIMIT};
+use super::api::{allow, read, write, ApiError, DEFAULT_LIMIT, MAX_LIMIT};
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::store::{AuditEntry, AuditRow, AuditVerdict};
@@ -27,10 +27,7 @@ pub struct AuditQuery {
 }
 
 fn admin_only(who: &Principal) -> Result<(), ApiError> {
-    match who.may(Permission::ReadAudit) {
-        true => Ok(()),
-        false => Err(ApiError::forbidden(format!("role {} may not read the audit log", who.role))),
-    }
+    allow(who, Permission::ReadAudit, "read the audit log")
 }
 
 /// `GET /api/v1/audit`: the newest lines, as JSON or as a CSV file.

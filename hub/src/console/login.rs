@@ -22,7 +22,7 @@
 //!   login, whichever comes first.
 //! - Logins, failures, locks, logouts, expiries and account changes are in the audit log.
 
-use super::api::{read, write, ApiError};
+use super::api::{allow, read, write, ApiError};
 use super::AppState;
 use crate::access::{Permission, Principal, Role};
 use crate::store::{AuditEntry, SessionRow, UserRow};
@@ -253,10 +253,7 @@ pub async fn logout(State(state): State<AppState>, who: Extension<Principal>, he
 }
 
 fn admin_only(who: &Principal) -> Result<(), ApiError> {
-    match who.may(Permission::ManageUsers) {
-        true => Ok(()),
-        false => Err(ApiError::forbidden(format!("role {} may not manage users", who.role))),
-    }
+    allow(who, Permission::ManageUsers, "manage users")
 }
 
 /// `GET /api/v1/users`.

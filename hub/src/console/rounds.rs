@@ -16,7 +16,7 @@
 //! as if it were not in the round, and a care plan or patrol cannot be moved into (or out of)
 //! a team the caller does not have (403).
 
-use super::api::{read, write, ApiError};
+use super::api::{allow, read, write, ApiError};
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::rounds::engine::{Engine, EngineError};
@@ -37,14 +37,6 @@ use std::sync::{Arc, Mutex};
 
 /// The round engine, shared by the ticking task and these handlers.
 pub type SharedEngine = Arc<Mutex<Engine>>;
-
-fn allow(who: &Principal, p: Permission, what: &str) -> Result<(), ApiError> {
-    if who.may(p) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!("role {} may not {what}", who.role)))
-    }
-}
 
 fn invalid(problems: Vec<String>) -> ApiError {
     ApiError::unprocessable("invalid_plan", problems.join("\n")).with_problems(problems)
