@@ -9,6 +9,8 @@
 //! - the audit log and the console accounts are for administrators only;
 //! - care plans and patrols are changed by nurses and administrators; round checks are decided
 //!   and recorded by care staff; reports are for everyone but installers;
+//! - alarms are handled (acknowledged, assigned, resolved) by care staff; devices are
+//!   registered in homes by installers and administrators;
 //! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
 //!   authenticated role;
 //! - but only for the homes of the caller's [`Teams`]: a night nurse of one area does not see
@@ -44,6 +46,10 @@ pub enum Permission {
     ReadReports,
     /// Create, change and remove console accounts.
     ManageUsers,
+    /// Acknowledge, assign and resolve alarms.
+    HandleAlarms,
+    /// Register a device in a home and download its agent configuration.
+    RegisterDevices,
 }
 
 impl Role {
@@ -78,6 +84,8 @@ impl Role {
             Permission::HandleRoundChecks => self.is_care_staff(),
             Permission::ReadReports => self != Role::Installer,
             Permission::ManageUsers => self == Role::Admin,
+            Permission::HandleAlarms => self.is_care_staff(),
+            Permission::RegisterDevices => matches!(self, Role::Installer | Role::Admin),
         }
     }
 }

@@ -239,6 +239,7 @@ fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
         Ok(Feed::Event(e)) => ("event", serde_json::to_string(e.as_ref())),
         Ok(Feed::Device(d)) => ("device", serde_json::to_string(&d)),
         Ok(Feed::Alarm(a)) => ("alarm", serde_json::to_string(&a)),
+        Ok(Feed::Handled(a)) => ("alarm_handled", serde_json::to_string(&a)),
         Err(BroadcastStreamRecvError::Lagged(n)) => {
             warn!(skipped = n, "Live stream client too slow; skipped messages");
             ("lagged", Ok(format!("{{\"skipped\":{n}}}")))
@@ -247,7 +248,7 @@ fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
     data.ok().map(|d| SseEvent::default().event(name).data(d))
 }
 
-/// `text/event-stream` of `event`, `device` and `alarm` messages of the caller's teams' devices
+/// `text/event-stream` of `event`, `device`, `alarm` and `alarm_handled` messages of the caller's teams' devices
 /// (and `lagged` when a slow client missed some). Ends when the hub stops. The teams' devices
 /// are those of the care plans when the stream opens.
 pub async fn stream(
@@ -259,6 +260,7 @@ pub async fn stream(
         Ok(Feed::Event(e)) => scope.sees_device(&e.device),
         Ok(Feed::Device(d)) => scope.sees_device(&d.id),
         Ok(Feed::Alarm(a)) => scope.sees_device(&a.device),
+        Ok(Feed::Handled(a)) => scope.sees_device(&a.device),
         Err(_) => true,
     };
     let feed = BroadcastStream::new(state.feed.subscribe()).filter(seen).map(|item| Some(sse_event(item)));

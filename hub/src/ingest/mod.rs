@@ -73,6 +73,8 @@ pub enum Feed {
     Event(Arc<EventRow>),
     Device(DeviceRow),
     Alarm(AlarmNotice),
+    /// Staff took a step on an alarm (acknowledged, assigned, resolved): the alarm as it is now.
+    Handled(crate::store::AlarmRow),
 }
 
 /// Ingest counters. They come in pairs so a gap shows: `received` should equal

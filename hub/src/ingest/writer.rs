@@ -507,7 +507,26 @@ mod tests {
         }
     }
 
-    /// The writer never touches rounds.
+    /// The writer never handles alarms for staff.
+    impl crate::store::HandlingStore for FlakyStore {
+        fn unresolved_alarms(&self, _: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
+            unimplemented!()
+        }
+        fn alarm(&self, _: i64) -> Result<Option<AlarmRow>, StoreError> {
+            unimplemented!()
+        }
+        fn handle_alarm(&mut self, _: i64, _: &crate::store::AlarmAction, _: &str, _: &AuditEntry) -> Result<Result<AlarmRow, crate::store::HandlingRefused>, StoreError> {
+            unimplemented!()
+        }
+        fn register_device(&mut self, _: &crate::store::Registration, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn registrations(&self) -> Result<Vec<crate::store::Registration>, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    /// The writer never touches accounts.
     impl crate::store::UserStore for FlakyStore {
         fn put_user(&mut self, _: &crate::store::UserRow, _: &AuditEntry) -> Result<(), StoreError> {
             unimplemented!()

@@ -23,10 +23,12 @@
 //!
 //! Never stored anywhere: camera pictures. They live only in memory (`camera/`).
 
+mod handling;
 mod rounds;
 mod sqlite;
 mod users;
 
+pub use handling::{AlarmAction, AlarmOutcome, HandlingRefused, HandlingStore, Registration};
 pub use rounds::{RoundStore, RoundWrite};
 pub use users::{SessionRow, UserRow, UserStore};
 pub use sqlite::SqliteStore;
@@ -99,6 +101,25 @@ pub struct AlarmRow {
     pub last_event: Option<Uuid>,
     /// When it was last triggered.
     pub updated_at: Timestamp,
+    /// What staff did about it (see [`HandlingStore`]).
+    pub handling: AlarmHandling,
+}
+
+/// Staff's handling of an alarm: acknowledged, assigned to a person or a patrol, resolved with
+/// an outcome. Each step records who and when; a resolved alarm is closed for good (a new
+/// trigger of the same kind opens a new alarm).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AlarmHandling {
+    pub acked_at: Option<Timestamp>,
+    pub acked_by: Option<String>,
+    /// A user's name, or `patrol:<id>`.
+    pub assigned_to: Option<String>,
+    pub assigned_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub resolved_by: Option<String>,
+    /// An [`AlarmOutcome`]'s wire name.
+    pub outcome: Option<String>,
+    pub note: Option<String>,
 }
 
 /// What a newly stored event does to the device's alarms.
@@ -373,9 +394,9 @@ pub enum Inserted {
 /// The kind of alarm raised when a device goes silent.
 pub const SUPERVISION_LOST: &str = "supervision_lost";
 
-/// Care plans and rounds are in [`RoundStore`], console accounts in [`UserStore`]; every store
-/// implements both.
-pub trait Store: RoundStore + UserStore + Send {
+/// Care plans and rounds are in [`RoundStore`], console accounts in [`UserStore`], alarm
+/// handling and device registrations in [`HandlingStore`]; every store implements all three.
+pub trait Store: RoundStore + UserStore + HandlingStore + Send {
     /// Writes the batch in one transaction and says what it did. Returns only after the
     /// commit is durable.
     fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;

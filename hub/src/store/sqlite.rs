@@ -5,7 +5,8 @@
 //! The schema is created or migrated at open, guarded by `PRAGMA user_version` (1: devices,
 //! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
 //! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
-//! already there; 6: console users and sessions, see `users.rs`). A database written by a newer
+//! already there; 6: console users and sessions, see `users.rs`; 7: staff's handling of alarms and the device
+//! registrations of installers, see `handling.rs`). A database written by a newer
 //! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -177,6 +178,9 @@ impl SqliteStore {
             }
             if found < 6 {
                 tx.execute_batch(super::users::SCHEMA_V6)?;
+            }
+            if found < 7 {
+                tx.execute_batch(super::handling::SCHEMA_V7)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -375,7 +379,8 @@ impl SqliteStore {
     pub(super) fn alarms_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<AlarmRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, device, site, kind, raised_at, cleared_at, occurrences, last_event,
-                    updated_at
+                    updated_at, acked_at, acked_by, assigned_to, assigned_at, resolved_at,
+                    resolved_by, outcome, note
              FROM alarms WHERE {filter}"
         ))?;
         let rows = stmt
@@ -395,6 +400,16 @@ impl SqliteStore {
                     updated_at: match r.get::<_, Option<i64>>(8)? {
                         Some(us) => timestamp(us)?,
                         None => timestamp(r.get(4)?)?,
+                    },
+                    handling: super::AlarmHandling {
+                        acked_at: r.get::<_, Option<i64>>(9)?.map(timestamp).transpose()?,
+                        acked_by: r.get(10)?,
+                        assigned_to: r.get(11)?,
+                        assigned_at: r.get::<_, Option<i64>>(12)?.map(timestamp).transpose()?,
+                        resolved_at: r.get::<_, Option<i64>>(13)?.map(timestamp).transpose()?,
+                        resolved_by: r.get(14)?,
+                        outcome: r.get(15)?,
+                        note: r.get(16)?,
                     },
                 })
             })?

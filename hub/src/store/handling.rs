@@ -1,0 +1,229 @@
+//! What staff do about alarms, and the devices installers register.
+//!
+//! An alarm (opened by ingest, see `sqlite.rs`) is handled in three steps, each with who and
+//! when and its audit line in the same transaction: acknowledged ("I have seen it"), assigned
+//! (to a member of staff or a patrol), resolved (with an [`AlarmOutcome`] and a note).
+//! Assigning or resolving an alarm nobody acknowledged acknowledges it too, so the response
+//! time "alarm → acknowledged" is always there. Resolving also closes the alarm, so that the
+//! next trigger of that kind opens a new one instead of counting on a handled one.
+//!
+//! A registration is an installer's record of a device set up in a home: its id, site, the
+//! person it belongs to, who registered it and when. The device itself appears in `devices`
+//! when it first talks to the hub.
+
+use super::{sqlite::insert_audit, AlarmRow, AuditEntry, SqliteStore, StoreError};
+use jiff::Timestamp;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+pub(super) const SCHEMA_V7: &str = "
+ALTER TABLE alarms ADD COLUMN acked_at INTEGER;
+ALTER TABLE alarms ADD COLUMN acked_by TEXT;
+ALTER TABLE alarms ADD COLUMN assigned_to TEXT;
+ALTER TABLE alarms ADD COLUMN assigned_at INTEGER;
+ALTER TABLE alarms ADD COLUMN resolved_at INTEGER;
+ALTER TABLE alarms ADD COLUMN resolved_by TEXT;
+ALTER TABLE alarms ADD COLUMN outcome TEXT;
+ALTER TABLE alarms ADD COLUMN note TEXT;
+CREATE INDEX alarms_unresolved ON alarms (raised_at) WHERE resolved_at IS NULL;
+CREATE TABLE registrations (
+    device        TEXT PRIMARY KEY,
+    site          TEXT NOT NULL,
+    recipient     TEXT,
+    registered_by TEXT NOT NULL,
+    registered_at INTEGER NOT NULL
+);
+";
+
+/// How an alarm ended, as staff record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmOutcome {
+    /// Staff went or called and helped the person.
+    Helped,
+    /// The person was fine; nothing needed doing.
+    NoActionNeeded,
+    /// Triggered by mistake (a pressed button, a tracker left behind).
+    FalseAlarm,
+    /// Handed on: ambulance (112), police, a relative.
+    HandedOver,
+}
+
+impl AlarmOutcome {
+    pub const ALL: [AlarmOutcome; 4] =
+        [AlarmOutcome::Helped, AlarmOutcome::NoActionNeeded, AlarmOutcome::FalseAlarm, AlarmOutcome::HandedOver];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmOutcome::Helped => "helped",
+            AlarmOutcome::NoActionNeeded => "no_action_needed",
+            AlarmOutcome::FalseAlarm => "false_alarm",
+            AlarmOutcome::HandedOver => "handed_over",
+        }
+    }
+}
+
+/// One step of handling an alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlarmAction {
+    Acknowledge,
+    /// To a user's name or `patrol:<id>`.
+    Assign(String),
+    Resolve { outcome: AlarmOutcome, note: Option<String> },
+}
+
+/// A device an installer set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    pub device: String,
+    pub site: String,
+    /// The person whose home it is in (their care plan lists it).
+    pub recipient: Option<String>,
+    pub registered_by: String,
+    pub registered_at: Timestamp,
+}
+
+/// Why a handling step was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlingRefused {
+    NoSuchAlarm,
+    /// Already resolved, by whom.
+    Resolved(String),
+}
+
+pub trait HandlingStore {
+    /// Unresolved alarms raised at or after `since`, oldest first.
+    fn unresolved_alarms(&self, since: Timestamp) -> Result<Vec<AlarmRow>, StoreError>;
+    fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, StoreError>;
+    /// Takes one handling step by `who` at `audit.at`, with its audit line; the alarm as it is
+    /// then, or why not.
+    fn handle_alarm(&mut self, id: i64, action: &AlarmAction, who: &str, audit: &AuditEntry) -> Result<Result<AlarmRow, HandlingRefused>, StoreError>;
+    /// Creates or replaces a registration, with its audit line.
+    fn register_device(&mut self, r: &Registration, audit: &AuditEntry) -> Result<(), StoreError>;
+    fn registrations(&self) -> Result<Vec<Registration>, StoreError>;
+}
+
+impl HandlingStore for SqliteStore {
+    fn unresolved_alarms(&self, since: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
+        self.alarms_where("resolved_at IS NULL AND raised_at >= ?1 ORDER BY raised_at, id", params![since.as_microsecond()])
+    }
+
+    fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, StoreError> {
+        Ok(self.alarms_where("id = ?1", params![id])?.into_iter().next())
+    }
+
+    fn handle_alarm(&mut self, id: i64, action: &AlarmAction, who: &str, audit: &AuditEntry) -> Result<Result<AlarmRow, HandlingRefused>, StoreError> {
+        let at = audit.at.as_microsecond();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<Option<String>> = tx
+            .query_row("SELECT resolved_by FROM alarms WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?;
+        match found {
+            None => return Ok(Err(HandlingRefused::NoSuchAlarm)),
+            Some(Some(by)) => return Ok(Err(HandlingRefused::Resolved(by))),
+            Some(None) => {}
+        }
+        // Every step acknowledges an alarm nobody acknowledged yet.
+        tx.execute("UPDATE alarms SET acked_at = ?2, acked_by = ?3 WHERE id = ?1 AND acked_at IS NULL", params![id, at, who])?;
+        match action {
+            AlarmAction::Acknowledge => {}
+            AlarmAction::Assign(to) => {
+                tx.execute("UPDATE alarms SET assigned_to = ?2, assigned_at = ?3 WHERE id = ?1", params![id, to, at])?;
+            }
+            AlarmAction::Resolve { outcome, note } => {
+                tx.execute(
+                    "UPDATE alarms SET resolved_at = ?2, resolved_by = ?3, outcome = ?4, note = ?5,
+                       cleared_at = COALESCE(cleared_at, ?2) WHERE id = ?1",
+                    params![id, at, who, outcome.as_str(), note],
+                )?;
+            }
+        }
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        self.alarm(id)?.map(Ok).ok_or_else(|| StoreError::Corrupt(format!("alarm {id} vanished")))
+    }
+
+    fn register_device(&mut self, r: &Registration, audit: &AuditEntry) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO registrations (device, site, recipient, registered_by, registered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device) DO UPDATE SET site = excluded.site, recipient = excluded.recipient,
+               registered_by = excluded.registered_by, registered_at = excluded.registered_at",
+            params![r.device, r.site, r.recipient, r.registered_by, r.registered_at.as_microsecond()],
+        )?;
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn registrations(&self) -> Result<Vec<Registration>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT device, site, recipient, registered_by, registered_at FROM registrations ORDER BY device",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Registration {
+                    device: r.get(0)?,
+                    site: r.get(1)?,
+                    recipient: r.get(2)?,
+                    registered_by: r.get(3)?,
+                    registered_at: Timestamp::from_microsecond(r.get(4)?).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Integer, Box::new(e))
+                    })?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, WriteBatch};
+
+    fn entry(action: &str) -> AuditEntry {
+        AuditEntry { at: Timestamp::now(), actor: "anna".into(), role: "night_staff".into(), action: action.into(), check_id: None, device: None, detail: None }
+    }
+
+    fn store_with_alarm() -> (tempfile::TempDir, SqliteStore, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let batch = WriteBatch { raise_alarms: vec![("home-1".into(), "s".into(), Timestamp::now())], ..WriteBatch::default() };
+        store.commit(&batch).unwrap();
+        let id = store.alarms(1).unwrap()[0].id;
+        (dir, store, id)
+    }
+
+    #[test]
+    fn resolving_acknowledges_closes_and_ends_the_handling_with_audit_lines() {
+        let (_dir, mut store, id) = store_with_alarm();
+        let since = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        assert_eq!(store.unresolved_alarms(since).unwrap().len(), 1);
+        let assigned = store.handle_alarm(id, &AlarmAction::Assign("patrol:bil-1".into()), "anna", &entry("alarm_assigned")).unwrap().unwrap();
+        assert_eq!(assigned.handling.acked_by.as_deref(), Some("anna"), "assigning acknowledges");
+        assert_eq!(assigned.handling.assigned_to.as_deref(), Some("patrol:bil-1"));
+        let resolve = AlarmAction::Resolve { outcome: AlarmOutcome::Helped, note: Some("hjälp i säng".into()) };
+        let done = store.handle_alarm(id, &resolve, "omar", &entry("alarm_resolved")).unwrap().unwrap();
+        assert_eq!(done.handling.acked_by.as_deref(), Some("anna"), "the first acknowledgement stays");
+        assert_eq!((done.handling.resolved_by.as_deref(), done.handling.outcome.as_deref()), (Some("omar"), Some("helped")));
+        assert!(done.cleared_at.is_some());
+        assert!(store.unresolved_alarms(since).unwrap().is_empty());
+        assert_eq!(store.handle_alarm(id, &AlarmAction::Acknowledge, "x", &entry("alarm_acknowledged")).unwrap(), Err(HandlingRefused::Resolved("omar".into())));
+        assert_eq!(store.handle_alarm(id + 99, &AlarmAction::Acknowledge, "x", &entry("a")).unwrap(), Err(HandlingRefused::NoSuchAlarm));
+        let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
+        assert_eq!(actions, ["alarm_resolved", "alarm_assigned"]);
+    }
+
+    #[test]
+    fn a_registration_is_stored_and_replaced() {
+        let (_dir, mut store, _) = store_with_alarm();
+        let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
+        let mut r = Registration { device: "home-9".into(), site: "skelleftea".into(), recipient: None, registered_by: "ivan".into(), registered_at: at };
+        store.register_device(&r, &entry("device_registered")).unwrap();
+        r.recipient = Some("person-9".into());
+        store.register_device(&r, &entry("device_registered")).unwrap();
+        assert_eq!(store.registrations().unwrap(), [r]);
+    }
+}
