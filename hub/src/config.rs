@@ -64,6 +64,9 @@ pub struct RawHttp {
     /// Mark session cookies `Secure` (the console is reached over HTTPS).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// The Now view repeats its visible and audible signal this often while an alarm is
+    /// unacknowledged (default 30 s).
+    pub alarm_signal: Option<SignedDuration>,
 }
 
 /// One `[[http.tokens]]` entry: a named person (or shared shift account) with a role.
@@ -144,6 +147,9 @@ pub const CHECK_OPEN_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(30), Duration::from_secs(15 * 60));
 /// Console session lengths (`http.session_idle`, `http.session_max`).
 pub const SESSION_BOUNDS: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(24 * 3600));
+/// `http.alarm_signal`: often enough to be heard, not so often it drowns a phone call.
+pub const ALARM_SIGNAL_DEFAULT: Duration = Duration::from_secs(30);
+pub const ALARM_SIGNAL_BOUNDS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(10 * 60));
 pub const VIEW_SPAN_DEFAULT: Duration = Duration::from_secs(30);
 pub const VIEW_SPAN_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(5), Duration::from_secs(5 * 60));
@@ -173,6 +179,8 @@ pub struct HubConfig {
     /// Further tokens, each with a name and a role.
     pub tokens: Vec<TokenConfig>,
     pub sessions: crate::console::SessionPolicy,
+    /// `http.alarm_signal`.
+    pub alarm_signal: Duration,
     pub supervision: SupervisionConfig,
     pub cameras: CameraConfig,
     /// The night rounds (`[rounds]`).
@@ -360,6 +368,7 @@ impl RawConfig {
             max: bounded("http.session_max", self.http.session_max, defaults.max, SESSION_BOUNDS, &mut problems),
             secure_cookies: self.http.secure_cookies,
         };
+        let alarm_signal = bounded("http.alarm_signal", self.http.alarm_signal, ALARM_SIGNAL_DEFAULT, ALARM_SIGNAL_BOUNDS, &mut problems);
         let rounds = self.rounds.validate(&mut problems);
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
@@ -369,6 +378,7 @@ impl RawConfig {
                 api_token: self.http.api_token.clone(),
                 tokens,
                 sessions,
+                alarm_signal,
                 supervision: SupervisionConfig {
                     default_interval,
                     devices,

@@ -118,6 +118,10 @@ impl Hub {
             }
             BrokerConfig::External { link, client_id } => (link.options(client_id), None),
         };
+        let agent_broker = match (&config.broker, broker_addr) {
+            (BrokerConfig::External { link, .. }, _) => console::AgentBroker { host: Some(link.host.clone()), port: link.port, tls: link.tls.is_some() },
+            (_, addr) => console::AgentBroker { host: None, port: addr.map_or(1883, |a| a.port()), tls: false },
+        };
 
         let presence = Presence::restore(config.supervision.clone(), devices, Timestamp::now());
         let tick_period = presence.tick_period();
@@ -188,6 +192,8 @@ impl Hub {
             rounds: engine,
             shift: config.rounds.shift.clone(),
             sessions: config.sessions,
+            alarm_signal: config.alarm_signal,
+            agent_broker,
         };
         let http_addr = http.local_addr()?;
         let mut stop_http = shutdown_rx;

@@ -225,7 +225,10 @@ async fn api_needs_the_token_and_the_browser_logs_in_with_a_password() {
     let cookie = format!("vaka_session={id}");
     let page = http(web, "GET", "/", &[("Cookie", &cookie)], "").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("EventSource(\"/api/v1/stream\")"));
+    assert!(page.body.contains("<script src=\"/assets/console.js\">"), "{}", page.body);
+    let script = http(web, "GET", "/assets/console.js", &[], "").await;
+    assert_eq!(script.status, 200);
+    assert!(script.body.contains("new EventSource(\"/api/v1/stream\")"));
     let r = http(web, "GET", "/api/v1/alarms", &[("Cookie", &cookie)], "").await;
     assert_eq!((r.status, r.body.as_str()), (200, "[]"));
     // The API token is not a cookie credential.

@@ -1,7 +1,7 @@
 //! The hub's HTTP side: health check, JSON API, live stream, camera checks and snapshots, the
-//! audit log and the console page.
+//! audit log and the console's pages (Now, tonight's round, patrols, people, devices).
 //!
-//! Every route except `/healthz` and `/login` needs either a bearer token (`http.api_token`,
+//! Every route except `/healthz`, `/login`, `/assets/*` and `/lang/*` needs either a bearer token (`http.api_token`,
 //! role admin, or one of `[[http.tokens]]`; for programs) or a login session (people, with a
 //! name and password, see `login.rs`; changes need the session's CSRF token, see `auth.rs`).
 //! API routes answer 401 JSON without one; the console page redirects a browser to `/login`.
@@ -17,15 +17,20 @@ mod api;
 mod audit;
 mod auth;
 mod checks;
+mod devices;
 mod login;
+mod now;
 mod page;
 mod rounds;
 mod scope;
+mod text;
+mod views;
 
 pub use auth::Tokens;
 pub use login::{hash_password, SessionPolicy, MAX_FAILED, SESSION_COOKIE};
 pub use rounds::SharedEngine;
 pub use checks::{CheckView, VIEW_SECONDS_HEADER};
+pub use devices::AgentBroker;
 
 use crate::camera::Snapshots;
 use crate::config::CameraConfig;
@@ -55,11 +60,24 @@ pub struct AppState {
     pub shift: crate::rounds::Shift,
     /// How long console sessions last.
     pub sessions: SessionPolicy,
+    /// How often the Now view repeats its signal while an alarm is unacknowledged.
+    pub alarm_signal: std::time::Duration,
+    /// Where agents reach the broker (for the agent configuration installers download).
+    pub agent_broker: AgentBroker,
 }
 
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
-        .route("/", get(page::console))
+        .route("/", get(now::page))
+        .route("/now/items", get(now::fragment))
+        .route("/round", get(views::round))
+        .route("/round/table", get(views::round_fragment))
+        .route("/patrols", get(views::patrols))
+        .route("/people", get(views::people))
+        .route("/people/{id}", get(views::person))
+        .route("/devices", get(devices::list))
+        .route("/devices/{id}", get(devices::device))
+        .route("/devices/{id}/agent.toml", get(devices::agent_config))
         .route("/logout", post(login::logout))
         .route("/api/v1/users", get(login::users))
         .route("/api/v1/users/{name}", put(login::put_user).delete(login::delete_user))
@@ -67,6 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/rejects", get(api::rejects))
         .route("/api/v1/alarms", get(api::alarms))
+        .route("/api/v1/alarms/{id}/acknowledge", post(now::acknowledge))
+        .route("/api/v1/alarms/{id}/assign", post(now::assign))
+        .route("/api/v1/alarms/{id}/resolve", post(now::resolve))
+        .route("/api/v1/registrations", post(devices::register))
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/stream", get(api::stream))
         .route(
@@ -97,6 +119,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/login", get(login::login_form).post(login::login))
+        .route("/assets/{file}", get(page::asset))
+        .route("/lang/{code}", get(page::set_lang))
         .merge(protected)
         .with_state(state)
 }

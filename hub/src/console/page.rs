@@ -1,160 +1,155 @@
-//! The console page: devices and a live list of the latest events. Served whole by the hub
-//! (no CDN, inline CSS and script) and readable on a phone. The first view is rendered on the
-//! server, so the page shows the current state even before (or without) its script; the
-//! script then keeps it live from the JSON API and the event stream, both authorised by the
-//! session cookie (a request of the script that changes something sends the page's CSRF token
-//! as `x-csrf-token`).
+//! The console's page shell and what every page shares: the header with navigation, the
+//! language toggle and logout, the CSRF token for the script, the words the script needs, and
+//! the assets (one stylesheet, one script; served by the hub itself, no CDN).
+//!
+//! Pages are rendered on the server, so each shows the current state even before (or without)
+//! its script; the script keeps them live (`assets/console.js`).
 
-use super::api::{read, ApiError};
 use super::auth::Session;
-use super::scope::Scope;
-use super::AppState;
-use crate::access::Principal;
-use crate::store::{DeviceRow, EventRow};
-use axum::extract::State;
-use axum::response::Html;
+use super::text::{Lang, LANG_COOKIE};
+use crate::access::{Principal, Role};
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 use jiff::{tz::TimeZone, Timestamp};
 
-/// Events shown when the page opens.
-const FIRST_EVENTS: usize = 50;
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
 
-/// The page; with a login session it carries the session's CSRF token (in the logout form and
-/// a meta tag for the script).
-pub async fn console(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    session: Option<Extension<Session>>,
-) -> Result<Html<String>, ApiError> {
-    let scope = Scope::of(&state, &who).await?;
-    let (mut devices, mut events) =
-        read(&state, |s| Ok((s.devices()?, s.events(None, FIRST_EVENTS)?))).await?;
-    devices.retain(|d| scope.sees_device(&d.id));
-    events.retain(|e| scope.sees_device(&e.device));
-    let tz = TimeZone::get("Europe/Stockholm").unwrap_or(TimeZone::UTC);
-    let devices: String = devices.iter().map(|d| device_row(d, &tz)).collect();
-    let events: String = events.iter().map(|e| event_item(e, &tz)).collect();
-    let (csrf, logout) = match session {
-        Some(Extension(s)) => (
-            esc(&s.csrf),
-            format!(
-                r#"<form method="post" action="/logout" class="logout"><input type="hidden" name="csrf" value="{}"><button type="submit">Logga ut</button></form>"#,
-                esc(&s.csrf)
-            ),
-        ),
-        None => (String::new(), String::new()),
+/// What a page needs to know about its request.
+pub struct Ctx {
+    pub lang: Lang,
+    pub who: Principal,
+    /// The session's CSRF token (empty for a bearer token).
+    pub csrf: String,
+}
+
+impl Ctx {
+    pub fn new(who: Principal, session: Option<Extension<Session>>, headers: &HeaderMap) -> Ctx {
+        Ctx { lang: Lang::of(headers), who, csrf: session.map(|Extension(s)| s.csrf).unwrap_or_default() }
+    }
+
+    pub fn t(&self, key: &'static str) -> &'static str {
+        self.lang.t(key)
+    }
+}
+
+/// Which navigation entry a page is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Now,
+    Round,
+    Patrols,
+    People,
+    Devices,
+}
+
+/// A whole page: `view` names the script's part for it (`data-view`), `attrs` adds attributes
+/// to `<body>` (already escaped).
+pub fn shell(ctx: &Ctx, nav: Nav, title: &str, view: &str, attrs: &str, body: &str) -> Html<String> {
+    let link = |n: Nav, href: &str, key: &'static str| {
+        let current = if n == nav { " aria-current=\"page\"" } else { "" };
+        format!("<a href=\"{href}\"{current}>{}</a>", ctx.t(key))
     };
-    let user = format!("{} ({})", esc(&who.name), who.role);
-    Ok(Html(
-        PAGE.replace("{{DEVICES}}", &devices)
-            .replace("{{EVENTS}}", &events)
-            .replace("{{CSRF}}", &csrf)
-            .replace("{{USER}}", &user)
-            .replace("{{LOGOUT}}", &logout),
+    let mut links = vec![
+        link(Nav::Now, "/", "nav_now"),
+        link(Nav::Round, "/round", "nav_round"),
+        link(Nav::Patrols, "/patrols", "nav_patrols"),
+        link(Nav::People, "/people", "nav_people"),
+        link(Nav::Devices, "/devices", "nav_devices"),
+    ];
+    if ctx.who.role == Role::Admin {
+        links.push(format!("<a href=\"/api/v1/audit?format=csv\">{}</a>", ctx.t("nav_audit")));
+    }
+    let logout = match ctx.csrf.is_empty() {
+        true => String::new(),
+        false => format!(
+            r#"<form method="post" action="/logout" class="logout"><input type="hidden" name="csrf" value="{}"><button type="submit" class="secondary">{}</button></form>"#,
+            esc(&ctx.csrf),
+            ctx.t("logout")
+        ),
+    };
+    let other = ctx.lang.other();
+    Html(format!(
+        r##"<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="csrf-token" content="{csrf}">
+<meta name="color-scheme" content="dark">
+<title>{title} · Vaka</title>
+<link rel="stylesheet" href="/assets/console.css">
+</head><body data-view="{view}"{attrs}>
+<a class="skip" href="#main">{skip}</a>
+<header class="top"><h1>{app}</h1><nav aria-label="{app}">{links}</nav>
+<span id="conn" role="status"></span>
+<div class="who">{user} <a href="/lang/{other_code}" lang="{other_code}">{other_name}</a>{logout}</div></header>
+<main id="main" tabindex="-1"><h2>{title}</h2>
+{body}
+</main>
+<script id="words" type="application/json">{words}</script>
+<script src="/assets/console.js"></script>
+</body></html>"##,
+        lang = ctx.lang.code(),
+        csrf = esc(&ctx.csrf),
+        title = esc(title),
+        skip = ctx.t("skip"),
+        app = ctx.t("app"),
+        links = links.join(""),
+        user = esc(&format!("{} ({})", ctx.who.name, ctx.who.role)),
+        other_code = other.code(),
+        other_name = ctx.t("lang_other"),
+        words = ctx.lang.script_words(),
     ))
 }
 
-fn esc(s: &str) -> String {
+/// A page's 404, worded as for something that does not exist.
+pub fn not_found(ctx: &Ctx, nav: Nav) -> Response {
+    let body = format!("<p>{}</p>", ctx.t("not_found"));
+    (StatusCode::NOT_FOUND, shell(ctx, nav, ctx.t("not_found"), "none", "", &body)).into_response()
+}
+
+/// `GET /assets/{file}`: the stylesheet and the script (no login needed: they hold no data).
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "console.css" => (CSS, "text/css; charset=utf-8"),
+        "console.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// `GET /lang/{sv|en}`: remembers the language for a year and goes back to the page.
+pub async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
+    let Some(lang) = Lang::parse(&code) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // Back to the page the toggle was on, only if it is one of this hub's own paths.
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/lang/"))
+        .unwrap_or_else(|| "/".into());
+    let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Strict", lang.code());
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
+}
+
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-fn local(ts: Timestamp, tz: &TimeZone) -> String {
-    ts.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+pub fn stockholm() -> TimeZone {
+    TimeZone::get("Europe/Stockholm").unwrap_or(TimeZone::UTC)
 }
 
-/// The same markup as `renderDevices` in the page's script.
-fn device_row(d: &DeviceRow, tz: &TimeZone) -> String {
-    format!(
-        "<tr class=\"{}\"><td>{}</td><td class=\"wide\">{}</td><td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td></tr>",
-        if d.supervision_lost { "lost" } else { "" },
-        esc(&d.id),
-        esc(&d.site),
-        if d.online { "on" } else { "off" },
-        if d.online { "online" } else { "offline" },
-        local(d.last_seen, tz),
-        d.outbox_depth.map_or("–".to_string(), |n| n.to_string()),
-        if d.supervision_lost { "<span class=\"alarm\">TILLSYN BRUTEN</span>" } else { "ok" },
-    )
+/// Local date and time, e.g. `2026-11-23 02:14:05`.
+pub fn local(ts: Timestamp) -> String {
+    ts.to_zoned(stockholm()).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// The same markup as `addEvent` in the page's script.
-fn event_item(e: &EventRow, tz: &TimeZone) -> String {
-    format!(
-        "<li><span class=\"t\">{}</span> <b>{}</b> <span class=\"{}\">{}</span> <span class=\"t\">#{}</span></li>",
-        local(e.ts, tz),
-        esc(&e.device),
-        esc(&e.severity),
-        esc(&e.kind),
-        e.seq
-    )
+/// Local clock time, e.g. `02:14`.
+pub fn clock(ts: Timestamp) -> String {
+    ts.to_zoned(stockholm()).strftime("%H:%M").to_string()
 }
-
-const PAGE: &str = r#"<!doctype html>
-<html lang="sv"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="csrf-token" content="{{CSRF}}">
-<title>Vaka – nattillsyn</title>
-<style>
- body{font-family:system-ui,sans-serif;margin:0;padding:.5rem;background:#f6f6f4;color:#1b1b1b}
- h1{font-size:1.3rem;margin:.3rem 0} h2{font-size:1.05rem;margin:1rem 0 .3rem}
- #conn{font-size:.85rem;color:#555}
- table{border-collapse:collapse;width:100%;background:#fff;font-size:.95rem}
- th,td{padding:.35rem .4rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
- .on{color:#0a6b2d;font-weight:600}.off{color:#b00020;font-weight:600}
- tr.lost{background:#ffe3e3} .alarm{color:#b00020;font-weight:700}
- .warning{color:#8a5a00} ul{list-style:none;padding:0;margin:0;background:#fff}
- li{padding:.35rem .4rem;border-bottom:1px solid #ddd;font-size:.92rem}
- .t{color:#555;font-variant-numeric:tabular-nums}
- .who{float:right;font-size:.85rem;color:#555} .logout{display:inline;margin-left:.5rem}
- @media (max-width:600px){.wide{display:none}}
-</style></head><body>
-<div class="who">{{USER}}{{LOGOUT}}</div>
-<h1>Vaka – nattillsyn</h1><div id="conn">Ansluter…</div>
-<h2>Enheter</h2>
-<table><thead><tr><th>Enhet</th><th class="wide">Plats</th><th>Status</th><th>Senast hörd</th>
-<th class="wide">Kö</th><th>Tillsyn</th></tr></thead><tbody id="devices">{{DEVICES}}</tbody></table>
-<h2>Senaste händelser</h2><ul id="events">{{EVENTS}}</ul>
-<script>
-"use strict";
-const MAX_EVENTS = 100;
-const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
-const time = t => t ? new Date(t).toLocaleString("sv-SE") : "–";
-const devices = new Map();
-function renderDevices(){
-  const rows = [...devices.values()].sort((a,b)=> (b.supervision_lost-a.supervision_lost) || a.id.localeCompare(b.id));
-  document.getElementById("devices").innerHTML = rows.map(d =>
-    `<tr class="${d.supervision_lost?"lost":""}"><td>${esc(d.id)}</td><td class="wide">${esc(d.site)}</td>`+
-    `<td class="${d.online?"on":"off"}">${d.online?"online":"offline"}</td><td class="t">${time(d.last_seen)}</td>`+
-    `<td class="wide">${d.outbox_depth ?? "–"}</td><td>${d.supervision_lost?'<span class="alarm">TILLSYN BRUTEN</span>':"ok"}</td></tr>`).join("");
-}
-function addEvent(e, top){
-  const li = document.createElement("li");
-  li.innerHTML = `<span class="t">${time(e.ts)}</span> <b>${esc(e.device)}</b> `+
-    `<span class="${esc(e.severity)}">${esc(e.kind)}</span> <span class="t">#${e.seq}</span>`;
-  const ul = document.getElementById("events");
-  if (top) ul.prepend(li); else ul.append(li);
-  while (ul.children.length > MAX_EVENTS) ul.lastChild.remove();
-}
-async function load(){
-  const [d, e] = await Promise.all([fetch("/api/v1/devices"), fetch("/api/v1/events?limit=50")]);
-  if (d.status === 401) { location.href = "/login"; return; }
-  devices.clear(); for (const x of await d.json()) devices.set(x.id, x);
-  renderDevices();
-  document.getElementById("events").innerHTML = "";
-  for (const x of await e.json()) addEvent(x, false);
-}
-function live(){
-  const es = new EventSource("/api/v1/stream");
-  const conn = document.getElementById("conn");
-  let opened = false;
-  // Reload on reconnect: events may have been missed while the stream was down.
-  es.onopen = () => { conn.textContent = "Live"; if (opened) load(); opened = true; };
-  es.onerror = () => { conn.textContent = "Ingen förbindelse – försöker igen…"; };
-  es.addEventListener("event", m => addEvent(JSON.parse(m.data), true));
-  es.addEventListener("device", m => { const d = JSON.parse(m.data); devices.set(d.id, d); renderDevices(); });
-  es.addEventListener("alarm", () => load());
-  es.addEventListener("lagged", () => load());
-}
-load().catch(() => {});
-live();
-</script></body></html>"#;

@@ -1,0 +1,291 @@
+//! The installer's views: devices, registering one in a home, its agent configuration, the
+//! live "first event seen" indicator and a test check.
+//!
+//! | route | roles |
+//! |---|---|
+//! | `GET /devices`, `GET /devices/{id}` | every role (own teams; unassigned devices for installers and admins) |
+//! | `GET /devices/{id}/agent.toml` | installer, admin |
+//! | `POST /api/v1/registrations` | installer, admin: `{"device", "site", "recipient"?, "camera"?}` → 201 |
+//!
+//! Registering a device records who set it up where (audited) and, with a person, adds the
+//! device to that person's care plan (as their camera when `camera` is true), so it belongs to
+//! the person's team from then on. The agent configuration points the agent at this hub's
+//! broker; the device's certificate and key are not part of it yet (device identity is its own
+//! piece of work).
+
+use super::api::{allow, read, write, ApiError};
+use super::auth::Session;
+use super::page::{esc, local, not_found, shell, Ctx, Nav};
+use super::scope::Scope;
+use super::AppState;
+use crate::access::{Permission, Principal};
+use crate::store::{AuditEntry, Registration};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::fmt::Write;
+use tracing::info;
+
+/// Where agents reach the hub's broker (for the agent configuration).
+#[derive(Debug, Clone)]
+pub struct AgentBroker {
+    /// `None`: the embedded broker, reached at the host name the installer's browser used.
+    pub host: Option<String>,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// `GET /devices`.
+pub async fn list(State(state): State<AppState>, Extension(who): Extension<Principal>, session: Option<Extension<Session>>, headers: HeaderMap) -> Result<Html<String>, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    let (mut devices, mut registrations, mut recipients) = read(&state, |s| Ok((s.devices()?, s.registrations()?, s.recipients()?))).await?;
+    devices.retain(|d| scope.sees_device(&d.id));
+    registrations.retain(|r| scope.sees_device(&r.device) && !devices.iter().any(|d| d.id == r.device));
+    recipients.retain(|r| who.teams.sees(&r.team));
+    let ctx = Ctx::new(who, session, &headers);
+    let mut rows = String::new();
+    for d in &devices {
+        let _ = write!(
+            rows,
+            "<tr class=\"{}\"><td><a href=\"/devices/{id}\">{id}</a></td><td class=\"wide\">{}</td><td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td></tr>",
+            if d.supervision_lost { "lost" } else { "" },
+            esc(&d.site),
+            if d.online { "on" } else { "off" },
+            if d.online { ctx.t("online") } else { ctx.t("offline_dev") },
+            local(d.last_seen),
+            d.outbox_depth.map_or("–".into(), |n| n.to_string()),
+            if d.supervision_lost { format!("<span class=\"alarm\">{}</span>", ctx.t("supervision_lost")) } else { "ok".into() },
+            id = esc(&d.id),
+        );
+    }
+    for r in &registrations {
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/devices/{id}\">{id}</a></td><td class=\"wide\">{}</td><td class=\"muted\" colspan=\"4\">{}</td></tr>",
+            esc(&r.site),
+            ctx.t("never_seen"),
+            id = esc(&r.device),
+        );
+    }
+    let mut body = format!(
+        "<table><thead><tr><th>{}</th><th class=\"wide\">{}</th><th>{}</th><th>{}</th><th class=\"wide\">{}</th><th>{}</th></tr></thead><tbody id=\"devices\">{rows}</tbody></table>",
+        ctx.t("col_device"),
+        ctx.t("col_site"),
+        ctx.t("col_status"),
+        ctx.t("col_seen"),
+        ctx.t("col_queue"),
+        ctx.t("col_supervision"),
+    );
+    if ctx.who.may(Permission::RegisterDevices) {
+        let options: String = recipients
+            .iter()
+            .map(|r| format!("<option value=\"{}\">{} ({})</option>", esc(&r.id), esc(&r.name), esc(&r.team)))
+            .collect();
+        let _ = write!(
+            body,
+            r#"<h2>{title}</h2><form id="register" class="inline" method="post" action="/api/v1/registrations">
+<label>{id}<input name="device" id="reg-device" required pattern="[a-z0-9][a-z0-9-]{{0,63}}"></label>
+<label>{site}<input name="site" id="reg-site" required value="skelleftea"></label>
+<label>{person}<select name="recipient" id="reg-recipient"><option value="">{none}</option>{options}</select></label>
+<label><span><input type="checkbox" name="camera" id="reg-camera" value="true"> {camera}</span></label>
+<button type="submit" id="reg-submit">{register}</button></form>
+<script>
+document.getElementById("register").addEventListener("submit", async e => {{
+  e.preventDefault();
+  const f = e.target, v = n => f.elements[n].value;
+  const r = await api("POST", "/api/v1/registrations", {{device: v("device"), site: v("site"), recipient: v("recipient") || null, camera: f.elements.camera.checked}});
+  if (r.ok) location.href = "/devices/" + encodeURIComponent(v("device"));
+  else alert(T.failed + ": " + (await r.json()).message);
+}});
+</script>"#,
+            title = ctx.t("register_title"),
+            id = ctx.t("device_id"),
+            site = ctx.t("site"),
+            person = ctx.t("person"),
+            none = ctx.t("none"),
+            camera = ctx.t("is_camera"),
+            register = ctx.t("register"),
+        );
+    }
+    Ok(shell(&ctx, Nav::Devices, ctx.t("devices_title"), "devices", "", &body))
+}
+
+/// `GET /devices/{id}`: its state, its registration, the first-event indicator, a test check.
+pub async fn device(State(state): State<AppState>, Extension(who): Extension<Principal>, session: Option<Extension<Session>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let scope = Scope::of(&state, &who).await?;
+    let ctx = Ctx::new(who, session, &headers);
+    let key = id.clone();
+    let (row, registration, latest) = read(&state, move |s| {
+        let reg = s.registrations()?.into_iter().find(|r| r.device == key);
+        Ok((s.device(&key)?, reg, s.events(Some(&key), 1)?.into_iter().next()))
+    })
+    .await?;
+    if !scope.sees_device(&id) || (row.is_none() && registration.is_none()) {
+        return Ok(not_found(&ctx, Nav::Devices));
+    }
+    let mut body = String::new();
+    if let Some(d) = &row {
+        let _ = write!(
+            body,
+            "<p>{}: <span class=\"{}\">{}</span> · {}: {}</p>",
+            ctx.t("col_status"),
+            if d.online { "on" } else { "off" },
+            if d.online { ctx.t("online") } else { ctx.t("offline_dev") },
+            ctx.t("col_seen"),
+            local(d.last_seen)
+        );
+    }
+    if let Some(r) = &registration {
+        let _ = write!(
+            body,
+            "<p>{}: {} · {} · {}: {}</p>",
+            ctx.t("registered_by"),
+            esc(&r.registered_by),
+            local(r.registered_at),
+            ctx.t("person"),
+            esc(r.recipient.as_deref().unwrap_or(ctx.t("none")))
+        );
+    }
+    let first = match &latest {
+        Some(e) => format!("<p id=\"first\" class=\"first seen\" role=\"status\">{}: {} {}</p>", ctx.t("first_event_seen"), esc(&e.kind), local(e.ts)),
+        None => format!("<p id=\"first\" class=\"first waiting\" role=\"status\">{}</p>", ctx.t("first_event_waiting")),
+    };
+    let _ = write!(body, "<h3>{}</h3>{first}", ctx.t("first_event"));
+    let _ = write!(
+        body,
+        "<p><button type=\"button\" id=\"test-check\">{}</button> <span id=\"test-result\" role=\"status\"></span></p>",
+        ctx.t("test_check")
+    );
+    if ctx.who.may(Permission::RegisterDevices) {
+        let _ = write!(
+            body,
+            "<p><a class=\"button\" id=\"download\" href=\"/devices/{}/agent.toml\" download>{}</a></p><p class=\"muted\">{}</p>",
+            esc(&id),
+            ctx.t("download_config"),
+            ctx.t("provisioning_note")
+        );
+    }
+    let attrs = format!(" data-device=\"{}\"", esc(&id));
+    Ok(shell(&ctx, Nav::Devices, &id, "device", &attrs, &body).into_response())
+}
+
+/// `GET /devices/{id}/agent.toml`: the agent configuration for this device.
+pub async fn agent_config(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::RegisterDevices, "download agent configurations")?;
+    let scope = Scope::of(&state, &who).await?;
+    let key = id.clone();
+    let registration = read(&state, move |s| Ok(s.registrations()?.into_iter().find(|r| r.device == key))).await?;
+    let Some(r) = registration.filter(|r| scope.sees_device(&r.device)) else {
+        return Err(ApiError::not_found(format!("no registered device `{}`", id.chars().take(64).collect::<String>())));
+    };
+    let b = &state.agent_broker;
+    // The host the installer's browser reached the hub at, without its port.
+    let request_host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(h, |(host, _)| host).to_string())
+        .unwrap_or_else(|| "localhost".into());
+    let host = b.host.clone().unwrap_or(request_host);
+    let mqtt = match b.tls {
+        true => format!("url = \"mqtts://{host}:{}\"\nallow_plaintext = false\nca_file = \"/etc/vaka/ca.pem\"\nclient_cert_file = \"/etc/vaka/device.pem\"\nclient_key_file = \"/etc/vaka/device.key\"\n", b.port),
+        false => format!("url = \"mqtt://{host}:{}\"\n# The hub's broker takes plain MQTT: only on a closed network.\nallow_plaintext = true\n", b.port),
+    };
+    let toml = format!(
+        "# Vaka agent configuration for {device}, from the hub at {now} (registered by {by}).\n# Install as /etc/vaka/agent.toml; see config/agent.toml for every setting.\ndevice_id = \"{device}\"\nsite = \"{site}\"\n\n[mqtt]\n{mqtt}\n[outbox]\npath = \"/var/lib/vaka/outbox.db\"\n\n[intake]\nsocket = \"/run/vaka/intake.sock\"\n",
+        device = r.device,
+        site = r.site,
+        by = r.registered_by,
+        now = Timestamp::now(),
+    );
+    let audit = AuditEntry {
+        at: Timestamp::now(),
+        actor: who.name.clone(),
+        role: who.role.as_str().into(),
+        action: "agent_config_downloaded".into(),
+        check_id: None,
+        device: Some(r.device.clone()),
+        detail: None,
+    };
+    write(&state, move |s| s.append_audit(&audit)).await?;
+    let disposition = format!("attachment; filename=\"{}-agent.toml\"", r.device);
+    Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], toml).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegistration {
+    device: String,
+    site: String,
+    #[serde(default)]
+    recipient: Option<String>,
+    #[serde(default)]
+    camera: bool,
+}
+
+/// Lowercase letters, digits and `-`, as device and site ids are on the wire.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-')
+}
+
+/// `POST /api/v1/registrations`.
+pub async fn register(State(state): State<AppState>, Extension(who): Extension<Principal>, body: Option<Json<NewRegistration>>) -> Result<Response, ApiError> {
+    allow(&who, Permission::RegisterDevices, "register devices")?;
+    let Some(Json(n)) = body else {
+        return Err(ApiError::unprocessable("bad_registration", "send {\"device\", \"site\", \"recipient\"?, \"camera\"?}"));
+    };
+    let mut problems = Vec::new();
+    if !valid_id(&n.device) {
+        problems.push(format!("device: `{}` is not 1–64 lowercase letters, digits and -", n.device.chars().take(64).collect::<String>()));
+    }
+    if !valid_id(&n.site) {
+        problems.push(format!("site: `{}` is not 1–64 lowercase letters, digits and -", n.site.chars().take(64).collect::<String>()));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable("bad_registration", problems.join("\n")).with_problems(problems));
+    }
+    // A device already in another team's home is not this installer's to move.
+    let scope = Scope::of(&state, &who).await?;
+    if !scope.sees_device(&n.device) {
+        return Err(ApiError::forbidden(format!("device `{}` belongs to a home outside your teams", n.device)));
+    }
+    let person = match &n.recipient {
+        None => None,
+        Some(id) => {
+            let id = id.clone();
+            let found = read(&state, move |s| Ok(s.recipients()?.into_iter().find(|r| r.id == id))).await?;
+            match found.filter(|r| who.teams.sees(&r.team)) {
+                Some(r) => Some(r),
+                None => return Err(ApiError::unprocessable("unknown_recipient", "no such person in your teams")),
+            }
+        }
+    };
+    let now = Timestamp::now();
+    let entry = |action: &str, detail: String| AuditEntry {
+        at: now,
+        actor: who.name.clone(),
+        role: who.role.as_str().into(),
+        action: action.into(),
+        check_id: None,
+        device: Some(n.device.clone()),
+        detail: Some(detail),
+    };
+    let registration = Registration { device: n.device.clone(), site: n.site.clone(), recipient: person.as_ref().map(|p| p.id.clone()), registered_by: who.name.clone(), registered_at: now };
+    let audit = entry("device_registered", format!("site {}, person {}", n.site, registration.recipient.as_deref().unwrap_or("-")));
+    let stored = registration.clone();
+    write(&state, move |s| s.register_device(&stored, &audit)).await?;
+    if let Some(mut p) = person {
+        if !p.devices.contains(&n.device) {
+            p.devices.push(n.device.clone());
+        }
+        if n.camera {
+            p.camera_device = Some(n.device.clone());
+        }
+        let audit = entry("care_plan_changed", format!("recipient {}: device {} added by {}", p.id, n.device, who.role));
+        write(&state, move |s| s.put_recipient(&p, &audit)).await?;
+    }
+    info!(device = %n.device, site = %n.site, by = %who.name, role = %who.role, "Device registered");
+    Ok((StatusCode::CREATED, Json(registration)).into_response())
+}

@@ -1,0 +1,242 @@
+//! Every word the console shows, in Swedish (the default) and English, in one place.
+//!
+//! A user picks the language with the toggle in the page header (`GET /lang/{sv|en}` sets the
+//! `vaka_lang` cookie). Pages look words up with [`Lang::t`]; the script gets the words it
+//! needs as JSON in the page ([`Lang::script_words`]). A key missing from [`WORDS`] shows as
+//! the key itself (and a unit test keeps every key the code uses in the table).
+
+use axum::http::HeaderMap;
+
+/// The cookie that remembers the chosen language.
+pub const LANG_COOKIE: &str = "vaka_lang";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Sv,
+    En,
+}
+
+/// (key, Swedish, English).
+const WORDS: &[(&str, &str, &str)] = &[
+    ("app", "Vaka – nattillsyn", "Vaka – night supervision"),
+    ("skip", "Hoppa till innehållet", "Skip to content"),
+    ("nav_now", "Nu", "Now"),
+    ("nav_round", "Nattens runda", "Tonight's round"),
+    ("nav_patrols", "Patruller", "Patrols"),
+    ("nav_people", "Personer", "People"),
+    ("nav_devices", "Enheter", "Devices"),
+    ("nav_audit", "Logg", "Audit log"),
+    ("logout", "Logga ut", "Log out"),
+    ("lang_other", "English", "Svenska"),
+    ("connecting", "Ansluter…", "Connecting…"),
+    ("live", "Live", "Live"),
+    ("offline", "Ingen förbindelse – försöker igen…", "No connection – retrying…"),
+    ("not_found", "Finns inte (eller inte i dina team).", "Not found (or not in your teams)."),
+    // Now
+    ("now_title", "Behöver någon nu", "Needs someone now"),
+    ("now_empty", "Inget larm eller ärende väntar.", "No alarm or task is waiting."),
+    ("unacked_banner", "Okvitterade larm", "Unacknowledged alarms"),
+    ("sound_on", "Slå på ljud", "Turn sound on"),
+    ("ack", "Kvittera", "Acknowledge"),
+    ("assign_self", "Ta själv", "Take it myself"),
+    ("assign_patrol", "Tilldela patrull", "Assign to patrol"),
+    ("patrol", "Patrull", "Patrol"),
+    ("resolve", "Avsluta", "Resolve"),
+    ("outcome", "Utfall", "Outcome"),
+    ("note", "Anteckning", "Note"),
+    ("not_acked", "Ej kvitterat", "Not acknowledged"),
+    ("acked_by", "Kvitterat av", "Acknowledged by"),
+    ("assigned_to", "Tilldelat", "Assigned to"),
+    ("cleared", "Enheten har återställt larmet", "The device has cleared the alarm"),
+    ("times", "gånger", "times"),
+    ("ago", "sedan", "ago"),
+    ("unknown_person", "Okänd person (enheten saknar vårdplan)", "Unknown person (device not in a care plan)"),
+    ("escalation", "Eskalering: besök utlovat senast", "Escalation: visit promised by"),
+    ("planned_for", "planerat", "planned"),
+    ("not_planned", "ingen patrull planerad ännu", "no patrol planned yet"),
+    ("unclear_waiting", "Oklar kamerabild – någon behöver titta", "Unclear camera picture – someone needs to look"),
+    ("open_round", "Öppna i rundan", "Open in the round"),
+    ("outcome_helped", "Hjälp given", "Helped"),
+    ("outcome_no_action_needed", "Inget behövdes", "No action needed"),
+    ("outcome_false_alarm", "Falsklarm", "False alarm"),
+    ("outcome_handed_over", "Överlämnat (112, anhörig)", "Handed over (112, relative)"),
+    ("kind_geofence_left", "GPS: har lämnat säkert område", "GPS: left the safe area"),
+    ("kind_supervision_lost", "Tillsyn bruten: enheten hörs inte", "Supervision lost: device silent"),
+    ("kind_dose_missed", "Missad dos", "Missed dose"),
+    ("kind_fall_detected", "Fall upptäckt", "Fall detected"),
+    ("kind_alarm_button", "Larmknapp", "Alarm button"),
+    // Round
+    ("round_title", "Nattens runda", "Tonight's round"),
+    ("round_none", "Ingen runda pågår just nu.", "No round is running now."),
+    ("col_time", "Tid", "Time"),
+    ("col_person", "Person", "Person"),
+    ("col_method", "Sätt", "Method"),
+    ("col_status", "Status", "Status"),
+    ("col_outcome", "Utfall", "Outcome"),
+    ("col_patrol", "Patrull", "Patrol"),
+    ("look", "Titta", "Look"),
+    ("looks_well", "Ser bra ut", "Looks well"),
+    ("send_visit", "Skicka besök", "Send a visit"),
+    ("record", "Registrera", "Record"),
+    ("snapshot_waiting", "Hämtar bilden…", "Fetching the picture…"),
+    ("snapshot_removed", "Bilden är borttagen.", "The picture has been removed."),
+    ("snapshot_failed", "Ingen bild att visa", "No picture to show"),
+    ("snapshot_alt", "Integritetsfiltrerad kamerabild", "Privacy-filtered camera picture"),
+    ("seconds_left", "s kvar", "s left"),
+    ("state_planned", "Planerad", "Planned"),
+    ("state_camera_sent", "Kamera tillfrågad", "Camera asked"),
+    ("state_awaiting_staff", "Oklar – titta", "Unclear – look"),
+    ("state_retry_wait", "Nytt försök snart", "Retry soon"),
+    ("state_visit", "Besök", "Visit"),
+    ("state_done", "Klar", "Done"),
+    ("method_camera", "Kamera", "Camera"),
+    ("method_visit", "Besök", "Visit"),
+    ("method_camera_then_visit", "Kamera, sedan besök", "Camera, then visit"),
+    ("result_checked_by_camera", "Tillsedd med kamera", "Checked by camera"),
+    ("result_checked_by_visit", "Tillsedd vid besök", "Checked by visit"),
+    ("result_declined", "Avböjde", "Declined"),
+    ("result_not_at_home", "Inte hemma", "Not at home"),
+    ("result_refused_by_consent", "Utanför samtycke", "Refused by consent"),
+    ("result_missed", "Missad", "Missed"),
+    // Patrols
+    ("patrols_title", "Patruller i natt", "Tonight's patrols"),
+    ("patrols_none", "Inga besök planerade.", "No visits planned."),
+    ("map", "Karta", "Map"),
+    ("start", "Start", "Start"),
+    ("urgent", "brådskande", "urgent"),
+    // People
+    ("people_title", "Personer", "People"),
+    ("address", "Adress", "Address"),
+    ("team", "Team", "Team"),
+    ("care_plan", "Vårdplan", "Care plan"),
+    ("notes", "Anteckningar", "Notes"),
+    ("opted_out", "Avböjda nätter", "Nights opted out"),
+    ("consent", "Kamerasamtycke", "Camera consent"),
+    ("no_consent", "Inget kamerasamtycke", "No camera consent"),
+    ("rules", "Larmregler", "Alarm rules"),
+    ("devices", "Enheter", "Devices"),
+    ("recent_events", "Senaste händelser", "Recent events"),
+    ("tonight", "I natt", "Tonight"),
+    // Devices
+    ("devices_title", "Enheter", "Devices"),
+    ("col_device", "Enhet", "Device"),
+    ("col_site", "Plats", "Site"),
+    ("col_seen", "Senast hörd", "Last heard"),
+    ("col_queue", "Kö", "Queue"),
+    ("col_supervision", "Tillsyn", "Supervision"),
+    ("online", "online", "online"),
+    ("offline_dev", "offline", "offline"),
+    ("supervision_lost", "TILLSYN BRUTEN", "SUPERVISION LOST"),
+    ("never_seen", "aldrig hörd", "never heard"),
+    ("register_title", "Registrera enhet", "Register a device"),
+    ("device_id", "Enhetens id", "Device id"),
+    ("site", "Plats (site)", "Site"),
+    ("person", "Person", "Person"),
+    ("none", "ingen ännu", "none yet"),
+    ("is_camera", "Kameran för nattillsyn", "The night-check camera"),
+    ("register", "Registrera", "Register"),
+    ("registered_by", "Registrerad av", "Registered by"),
+    ("first_event", "Första händelse", "First event"),
+    ("first_event_waiting", "Väntar på första händelse…", "Waiting for the first event…"),
+    ("first_event_seen", "Händelse sedd", "Event seen"),
+    ("test_check", "Kör testkontroll", "Run a test check"),
+    ("test_check_sent", "Testkontroll skickad…", "Test check sent…"),
+    ("download_config", "Ladda ner agentkonfiguration", "Download agent configuration"),
+    ("provisioning_note", "Konfigurationen pekar agenten mot den här hubbens broker. Enhetscertifikat läggs till när enheten får sin identitet.", "The configuration points the agent at this hub's broker. Device certificates are added when the device gets its identity."),
+    ("failed", "Misslyckades", "Failed"),
+];
+
+/// Words the page script needs.
+const SCRIPT_KEYS: &[&str] = &[
+    "live", "offline", "connecting", "snapshot_waiting", "snapshot_removed", "snapshot_failed", "snapshot_alt",
+    "seconds_left", "test_check_sent", "first_event_seen", "failed", "ago", "unacked_banner",
+];
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Sv => "sv",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "sv" => Some(Lang::Sv),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Sv => Lang::En,
+            Lang::En => Lang::Sv,
+        }
+    }
+
+    /// The language of the request's `vaka_lang` cookie, Swedish without one.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        super::login::cookie(headers, LANG_COOKIE).and_then(|c| Lang::parse(&c)).unwrap_or_default()
+    }
+
+    pub fn t(self, key: &'static str) -> &'static str {
+        match WORDS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, sv, en)) => match self {
+                Lang::Sv => *sv,
+                Lang::En => *en,
+            },
+            None => key,
+        }
+    }
+
+    /// The word for a wire name (`state_visit`, `kind_geofence_left`…), or the wire name.
+    pub fn t_of(self, prefix: &str, name: &str) -> String {
+        let key = format!("{prefix}_{name}");
+        match WORDS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, sv, en)) => match self {
+                Lang::Sv => sv.to_string(),
+                Lang::En => en.to_string(),
+            },
+            None => name.replace('_', " "),
+        }
+    }
+
+    pub fn script_words(self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> =
+            SCRIPT_KEYS.iter().map(|k| (k.to_string(), self.t(k).into())).collect();
+        // Safe inside <script type="application/json">: no "</" can end the element early.
+        serde_json::Value::Object(map).to_string().replace("</", "<\\/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_the_console_uses_is_in_the_table_once_with_both_languages() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, sv, en) in WORDS {
+            assert!(seen.insert(*k), "key `{k}` twice");
+            assert!(!sv.is_empty() && !en.is_empty(), "key `{k}` lacks a word");
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/console");
+        let mut used = std::collections::BTreeSet::new();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
+            for part in text.split(".t(\"").skip(1) {
+                used.insert(part.split('"').next().unwrap().to_string());
+            }
+        }
+        for k in SCRIPT_KEYS {
+            used.insert(k.to_string());
+        }
+        let missing: Vec<_> = used.iter().filter(|k| !seen.contains(k.as_str())).collect();
+        assert!(missing.is_empty(), "keys used but not in WORDS: {missing:?}");
+        assert_eq!(Lang::En.t("nav_now"), "Now");
+        assert_eq!(Lang::Sv.t_of("state", "visit"), "Besök");
+        assert_eq!(Lang::Sv.t_of("kind", "some_new_kind"), "some new kind");
+    }
+}
