@@ -66,13 +66,31 @@ fn rows() -> Vec<Row> {
     let admin = |s: u16| [Is(401), Is(403), Is(403), Is(403), Is(s)];
     let planners = |s: u16| [Is(401), Is(403), Is(s), Is(403), Is(s)];
     let care = [Is(401), NR, NR, Is(403), Is(403)];
+    // Console pages: a browser without a login is sent to the login form.
+    let page = |s: u16| [Is(303), Is(s), Is(s), Is(s), Is(s)];
+    let alarm_staff = [Is(401), Is(404), Is(404), Is(403), Is(403)];
     let r = |method, route, path, body, want| Row { method, route, path, body, want };
     vec![
         r("GET", "/healthz", "/healthz", Body::None, [Is(200); 5]),
         r("GET", "/login", "/login", Body::None, [Is(200); 5]),
         // A login post that did not come from this hub's form is refused, whoever sends it.
         r("POST", "/login", "/login", Body::Form(&[("name", "x"), ("password", "y")]), [Is(403); 5]),
-        r("GET", "/", "/", Body::None, [Is(303), Is(200), Is(200), Is(200), Is(200)]),
+        r("GET", "/assets/{file}", "/assets/console.js", Body::None, [Is(200); 5]),
+        r("GET", "/lang/{code}", "/lang/en", Body::None, [Is(303); 5]),
+        r("GET", "/", "/", Body::None, page(200)),
+        r("GET", "/now/items", "/now/items", Body::None, page(200)),
+        r("GET", "/round", "/round", Body::None, page(200)),
+        r("GET", "/round/table", "/round/table", Body::None, page(200)),
+        r("GET", "/patrols", "/patrols", Body::None, page(200)),
+        r("GET", "/people", "/people", Body::None, page(200)),
+        r("GET", "/people/{id}", "/people/no-such-person", Body::None, page(404)),
+        r("GET", "/devices", "/devices", Body::None, page(200)),
+        r("GET", "/devices/{id}", "/devices/no-such-home", Body::None, page(404)),
+        r("GET", "/devices/{id}/agent.toml", "/devices/no-such-home/agent.toml", Body::None, [Is(303), Is(403), Is(403), Is(404), Is(404)]),
+        r("POST", "/api/v1/alarms/{id}/acknowledge", "/api/v1/alarms/999999/acknowledge", Body::None, alarm_staff),
+        r("POST", "/api/v1/alarms/{id}/assign", "/api/v1/alarms/999999/assign", Body::Json(json!({"to": "me"})), alarm_staff),
+        r("POST", "/api/v1/alarms/{id}/resolve", "/api/v1/alarms/999999/resolve", Body::Json(json!({"outcome": "helped"})), alarm_staff),
+        r("POST", "/api/v1/registrations", "/api/v1/registrations", Body::Json(json!({"device": "matrix-device", "site": "matrix"})), [Is(401), Is(403), Is(403), Is(201), Is(201)]),
         r("GET", "/api/v1/users", "/api/v1/users", Body::None, admin(200)),
         r("PUT", "/api/v1/users/{name}", "/api/v1/users/matrix-user", Body::Json(user), admin(200)),
         r("DELETE", "/api/v1/users/{name}", "/api/v1/users/no-such-user", Body::None, admin(404)),

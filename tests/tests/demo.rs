@@ -43,9 +43,9 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     assert_eq!(devices.len(), 5);
 
     // Night staff log in as a browser does (login form, its cookie, then the session cookie);
-    // the console page lists the homes.
+    // the console's devices page lists the homes.
     let session = login(http, "natt", &password);
-    let url = format!("http://127.0.0.1:{http}/");
+    let url = format!("http://127.0.0.1:{http}/devices");
     let mut page = ureq::get(&url)
         .header("Cookie", &format!("vaka_session={session}"))
         .call()
