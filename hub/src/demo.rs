@@ -171,6 +171,7 @@ impl Demo {
             api_token: admin_token.clone(),
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone(), teams: None }],
             sessions: Default::default(),
+            https: None,
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
             rounds: night_rounds(jiff::Timestamp::now()),

@@ -21,11 +21,13 @@ mod login;
 mod page;
 mod rounds;
 mod scope;
+pub mod tls;
 
 pub use auth::Tokens;
 pub use login::{hash_password, SessionPolicy, MAX_FAILED, SESSION_COOKIE};
 pub use rounds::SharedEngine;
 pub use checks::{CheckView, VIEW_SECONDS_HEADER};
+pub use tls::HttpsConfig;
 
 use crate::camera::Snapshots;
 use crate::config::CameraConfig;

@@ -24,6 +24,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         api_token: TOKEN.into(),
         tokens: Vec::new(),
         sessions: Default::default(),
+        https: None,
         supervision: SupervisionConfig {
             default_interval: supervision,
             devices: Default::default(),
