@@ -6,6 +6,7 @@
 //! code without a file.
 
 use crate::access::Role;
+use crate::console::HttpsConfig;
 use crate::rounds::config::{RawRounds, RoundsConfig};
 use jiff::SignedDuration;
 use serde::Deserialize;
@@ -61,9 +62,14 @@ pub struct RawHttp {
     pub session_idle: Option<SignedDuration>,
     /// A console session ends this long after its login.
     pub session_max: Option<SignedDuration>,
-    /// Mark session cookies `Secure` (the console is reached over HTTPS).
-    #[serde(default)]
-    pub secure_cookies: bool,
+    /// Mark session cookies `Secure` (the console is reached over HTTPS). Default: on when
+    /// the hub serves HTTPS itself (`tls_cert`), off otherwise.
+    pub secure_cookies: Option<bool>,
+    /// PEM certificate (chain, server certificate first): with `tls_key`, the HTTP listener
+    /// serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// The Now view repeats its visible and audible signal this often while an alarm is
     /// unacknowledged (default 30 s).
     pub alarm_signal: Option<SignedDuration>,
@@ -181,6 +187,8 @@ pub struct HubConfig {
     pub sessions: crate::console::SessionPolicy,
     /// `http.alarm_signal`.
     pub alarm_signal: Duration,
+    /// Serve HTTPS with this certificate on the HTTP listener; plain HTTP when `None`.
+    pub https: Option<HttpsConfig>,
     pub supervision: SupervisionConfig,
     pub cameras: CameraConfig,
     /// The night rounds (`[rounds]`).
@@ -362,11 +370,12 @@ impl RawConfig {
                 &mut problems,
             ),
         };
+        let https = self.https(&mut problems);
         let defaults = crate::console::SessionPolicy::default();
         let sessions = crate::console::SessionPolicy {
             idle: bounded("http.session_idle", self.http.session_idle, defaults.idle, SESSION_BOUNDS, &mut problems),
             max: bounded("http.session_max", self.http.session_max, defaults.max, SESSION_BOUNDS, &mut problems),
-            secure_cookies: self.http.secure_cookies,
+            secure_cookies: self.http.secure_cookies.unwrap_or(https.is_some()),
         };
         let alarm_signal = bounded("http.alarm_signal", self.http.alarm_signal, ALARM_SIGNAL_DEFAULT, ALARM_SIGNAL_BOUNDS, &mut problems);
         let rounds = self.rounds.validate(&mut problems);
@@ -379,6 +388,7 @@ impl RawConfig {
                 tokens,
                 sessions,
                 alarm_signal,
+                https,
                 supervision: SupervisionConfig {
                     default_interval,
                     devices,
@@ -387,6 +397,24 @@ impl RawConfig {
                 rounds,
             }),
             _ => Err(ConfigReport { problems }),
+        }
+    }
+
+    /// `http.tls_cert` and `http.tls_key`: both or neither; read and checked to fit together.
+    fn https(&self, problems: &mut Vec<String>) -> Option<HttpsConfig> {
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => HttpsConfig::from_pem_files(cert, key)
+                .map_err(|e| problems.push(e))
+                .ok(),
+            (Some(_), None) => {
+                problems.push("http.tls_key: missing; http.tls_cert and http.tls_key come together (both for HTTPS, neither for plain HTTP)".to_string());
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("http.tls_cert: missing; http.tls_cert and http.tls_key come together (both for HTTPS, neither for plain HTTP)".to_string());
+                None
+            }
         }
     }
 
@@ -591,6 +619,75 @@ mod tests {
             problems.contains("cameras.snapshot_view_span: 6m must be between 5s and 5m"),
             "{problems}"
         );
+    }
+
+    /// A self-signed certificate and its key as PEM files in `dir`, named `name.pem`/`name.key`.
+    fn cert_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    }
+
+    fn with_tls(cert: Option<&Path>, key: Option<&Path>, extra: &str) -> String {
+        let mut http = String::new();
+        if let Some(c) = cert {
+            http += &format!("tls_cert = {:?}\n", c.display().to_string());
+        }
+        if let Some(k) = key {
+            http += &format!("tls_key = {:?}\n", k.display().to_string());
+        }
+        format!("{MINIMAL}{http}{extra}")
+    }
+
+    #[test]
+    fn certificate_and_key_turn_on_https_and_secure_cookies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path(), "hub");
+        let c = parse(&with_tls(Some(&cert), Some(&key), "")).unwrap();
+        assert!(c.https.is_some());
+        assert!(c.sessions.secure_cookies, "Secure cookies by default over HTTPS");
+        let c = parse(&with_tls(Some(&cert), Some(&key), "secure_cookies = false\n")).unwrap();
+        assert!(!c.sessions.secure_cookies, "an explicit setting wins");
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.https.is_none() && !c.sessions.secure_cookies, "plain HTTP as before");
+    }
+
+    #[test]
+    fn certificate_without_key_or_key_without_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path(), "hub");
+        let problems = parse(&with_tls(Some(&cert), None, "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains("http.tls_key: missing; http.tls_cert and http.tls_key come together"), "{problems}");
+        let problems = parse(&with_tls(None, Some(&key), "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains("http.tls_cert: missing"), "{problems}");
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = cert_files(dir.path(), "hub");
+        let (_, other_key) = cert_files(dir.path(), "other");
+        let problems = parse(&with_tls(Some(&cert), Some(&other_key), "")).unwrap_err().problems.join("\n");
+        let expected = format!("http.tls_key: {} is not the key of the certificate in {}", other_key.display(), cert.display());
+        assert!(problems.contains(&expected), "{problems}");
+    }
+
+    #[test]
+    fn unreadable_or_empty_certificate_files_are_named_in_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path(), "hub");
+        let missing = dir.path().join("missing.pem");
+        let problems = parse(&with_tls(Some(&missing), Some(&key), "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains(&format!("http.tls_cert: {}: cannot read", missing.display())), "{problems}");
+        let problems = parse(&with_tls(Some(&cert), Some(&missing), "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains(&format!("http.tls_key: {}: cannot read", missing.display())), "{problems}");
+        // The key file given as the certificate: PEM, but no certificate in it.
+        let problems = parse(&with_tls(Some(&key), Some(&key), "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains(&format!("http.tls_cert: {}: holds no PEM certificate", key.display())), "{problems}");
+        let problems = parse(&with_tls(Some(&cert), Some(&cert), "")).unwrap_err().problems.join("\n");
+        assert!(problems.contains(&format!("http.tls_key: {}: no PEM private key", cert.display())), "{problems}");
     }
 
     #[test]

@@ -11,15 +11,20 @@
 //! round-minutes before the night shift), with care plans for the five homes and one visit-only
 //! person, and one patrol: camera checks, escalations and the patrol's route show up within the
 //! first minutes. Everything is deleted when the demo stops.
+//!
+//! The console is served over HTTPS with a certificate made at start for `localhost` and
+//! 127.0.0.1 (self-signed, so the browser asks once; [`DemoCertificate`] has its SHA-256
+//! fingerprint to compare), unless the demo is asked for plain HTTP.
 
 use crate::access::Role;
 use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
+use crate::console::HttpsConfig;
 use crate::rounds::config::{RoundClock, RoundsConfig};
 use crate::rounds::plan::{Patrol, Recipient};
 use crate::store::{AuditEntry, RoundStore, SqliteStore, UserRow, UserStore};
 use crate::{Hub, HubError};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -51,6 +56,43 @@ pub enum DemoError {
     NoBroker,
     #[error("cannot store the demo's care plans: {0}")]
     Plans(String),
+    #[error("cannot make the console's self-signed certificate: {0}")]
+    Certificate(String),
+}
+
+/// How the demo serves its console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTPS with a self-signed certificate made at start.
+    Https,
+    /// Plain HTTP, as before the hub served HTTPS (scripts and tests without TLS).
+    PlainHttp,
+}
+
+/// The demo console's self-signed certificate.
+#[derive(Debug, Clone)]
+pub struct DemoCertificate {
+    /// SHA-256 of the certificate, as browsers show it (`AB:12:…`).
+    pub fingerprint: String,
+    /// The certificate as PEM, in the demo's data directory (for `curl --cacert`).
+    pub file: PathBuf,
+}
+
+/// A self-signed certificate for `localhost`, 127.0.0.1, ::1 and `listen`'s address when it
+/// names another one; written to `dir` as PEM, the key kept in memory only.
+pub fn self_signed(dir: &Path, listen: IpAddr) -> Result<(HttpsConfig, DemoCertificate), DemoError> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !listen.is_loopback() && !listen.is_unspecified() {
+        names.push(listen.to_string());
+    }
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| DemoError::Certificate(e.to_string()))?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    let cert = certified.cert.der().clone();
+    let https = HttpsConfig::new(vec![cert], key.into()).map_err(|e| DemoError::Certificate(e.to_string()))?;
+    let file = dir.join("console-cert.pem");
+    std::fs::write(&file, certified.cert.pem()).map_err(|e| DemoError::Certificate(format!("{}: {e}", file.display())))?;
+    let fingerprint = https.fingerprint().to_string();
+    Ok((https, DemoCertificate { fingerprint, file }))
 }
 
 /// The demo's rounds: the default night shift, on a clock that starts two round-minutes
@@ -153,6 +195,8 @@ pub struct Demo {
     /// The password of the demo's console accounts ([`DEMO_USERS`]).
     pub password: String,
     pub broker: SocketAddr,
+    /// The console's certificate; `None` when it is served over plain HTTP.
+    pub certificate: Option<DemoCertificate>,
     /// Kept so the directory lives as long as the demo and is removed after it.
     data: tempfile::TempDir,
 }
@@ -160,8 +204,16 @@ pub struct Demo {
 impl Demo {
     /// Starts the hub on `http` with its embedded broker on `127.0.0.1:mqtt_port` (0: any free
     /// port), then the simulated homes.
-    pub async fn start(http: SocketAddr, mqtt_port: u16) -> Result<Demo, DemoError> {
+    pub async fn start(http: SocketAddr, mqtt_port: u16, transport: Transport) -> Result<Demo, DemoError> {
         let data = tempfile::Builder::new().prefix("vaka-demo-").tempdir().map_err(DemoError::TempDir)?;
+        let (https, certificate) = match transport {
+            Transport::Https => {
+                let (https, cert) = self_signed(data.path(), http.ip())?;
+                (Some(https), Some(cert))
+            }
+            Transport::PlainHttp => (None, None),
+        };
+        let secure_cookies = https.is_some();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let config = HubConfig {
@@ -170,7 +222,8 @@ impl Demo {
             http_listen: http,
             api_token: admin_token.clone(),
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone(), teams: None }],
-            sessions: Default::default(),
+            sessions: crate::console::SessionPolicy { secure_cookies, ..Default::default() },
+            https,
             alarm_signal: crate::config::ALARM_SIGNAL_DEFAULT,
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
@@ -213,7 +266,7 @@ impl Demo {
             }));
         }
         info!(homes = HOMES, speed = SPEED, data = %data.path().display(), "Demo started");
-        Ok(Demo { hub, homes, stop_homes, token, admin_token, password, broker, data })
+        Ok(Demo { hub, homes, stop_homes, token, admin_token, password, broker, certificate, data })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -238,6 +291,7 @@ impl Demo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     #[test]
     fn demo_plans_are_valid_and_inside_the_night_shift() {
@@ -250,6 +304,17 @@ mod tests {
             assert!(r.checks.iter().all(|c| shift.contains_clock(c.at)), "{}", r.id);
         }
         assert_eq!(patrols[0].validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn demo_certificate_is_usable_and_its_printed_fingerprint_is_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (https, cert) = self_signed(dir.path(), "127.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(https.fingerprint(), cert.fingerprint);
+        let der = rustls::pki_types::CertificateDer::from_pem_file(&cert.file).unwrap();
+        assert_eq!(crate::console::tls::fingerprint(&der), cert.fingerprint);
+        // 32 bytes, as browsers show them.
+        assert_eq!(cert.fingerprint.split(':').count(), 32, "{}", cert.fingerprint);
     }
 
     #[test]

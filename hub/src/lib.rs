@@ -196,16 +196,16 @@ impl Hub {
             agent_broker,
         };
         let http_addr = http.local_addr()?;
-        let mut stop_http = shutdown_rx;
         let app = console::router(state);
-        let http = tokio::spawn(async move {
-            axum::serve(http, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
-        info!(%http_addr, broker = ?broker_addr, "Hub started");
+        let scheme = if config.https.is_some() { "https" } else { "http" };
+        let http = match &config.https {
+            None => tokio::spawn(serve_http(http, app, shutdown_rx)),
+            Some(https) => {
+                let tls = console::tls::TlsListener::new(http, https, stats.clone())?;
+                tokio::spawn(serve_http(tls, app, shutdown_rx))
+            }
+        };
+        info!(%http_addr, scheme, broker = ?broker_addr, "Hub started");
         Ok(Hub {
             http_addr,
             broker_addr,
@@ -262,6 +262,20 @@ impl Hub {
         }
         info!(stats = ?self.stats.snapshot(), "Hub stopped");
     }
+}
+
+/// Serves the console on `listener` (plain TCP, or TLS with `http.tls_cert`) until the hub's
+/// shutdown, then lets open requests finish.
+async fn serve_http<L>(listener: L, app: axum::Router, mut stop: watch::Receiver<bool>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
 }
 
 /// Wakes the writer so an idle hub still checks supervision and camera-check deadlines.

@@ -28,6 +28,9 @@ enum Command {
         /// Port of the embedded MQTT broker on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 0)]
         mqtt_port: u16,
+        /// Serve the console over plain HTTP instead of HTTPS with a self-signed certificate.
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Check a config file and print every problem (exit 2 if there are any).
     CheckConfig {
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo { http, mqtt_port } => match demo(http, mqtt_port) {
+        Command::Demo { http, mqtt_port, plain_http } => match demo(http, mqtt_port, plain_http) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("vaka-hub demo: {e:#}");
@@ -94,13 +97,21 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn demo(http: std::net::SocketAddr, mqtt_port: u16) -> anyhow::Result<()> {
+fn demo(http: std::net::SocketAddr, mqtt_port: u16, plain_http: bool) -> anyhow::Result<()> {
+    use vaka_hub::demo::Transport;
+    let transport = if plain_http { Transport::PlainHttp } else { Transport::Https };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let demo = vaka_hub::demo::Demo::start(http, mqtt_port).await?;
+        let demo = vaka_hub::demo::Demo::start(http, mqtt_port, transport).await?;
         let addr = demo.http_addr();
+        let scheme = if demo.certificate.is_some() { "https" } else { "http" };
         println!("Vaka demo: hub, embedded broker and {} simulated homes.", vaka_hub::demo::HOMES);
-        println!("  console: http://{addr}/  log in as natt (night staff), sjukskoterska, installator or admin");
+        println!("  console: {scheme}://{addr}/  log in as natt (night staff), sjukskoterska, installator or admin");
+        if let Some(cert) = &demo.certificate {
+            println!("  certificate: self-signed for localhost and 127.0.0.1; the browser warns once: check its SHA-256 fingerprint is");
+            println!("  sha256: {}", cert.fingerprint);
+            println!("  (PEM: {}; or run with --plain-http)", cert.file.display());
+        }
         println!("  password: {}", demo.password);
         println!("  token: {}  (API, night staff)", demo.token);
         println!("  admin token: {}  (audit log; no camera pictures)", demo.admin_token);

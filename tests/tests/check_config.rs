@@ -71,3 +71,40 @@ fn annotated_example_configs_parse_and_only_miss_the_installed_files() {
         assert!(!text.contains("unknown field"), "{file}:\n{text}");
     }
 }
+
+#[test]
+fn https_certificate_problems_name_the_file_and_why() {
+    let dir = temp_dir("check-tls");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let hub = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    let cert = write("hub.pem", &hub.cert.pem());
+    let other_key = write("other.key", &other.signing_key.serialize_pem());
+    let config = |http: &str| {
+        write(
+            "hub.toml",
+            &format!("[store]\npath = \"/tmp/x.db\"\n[http]\nlisten = \"127.0.0.1:8080\"\napi_token = \"a-long-enough-token-for-the-test-1234\"\n{http}"),
+        )
+    };
+    let path = config(&format!("tls_cert = {:?}\ntls_key = {:?}\n", cert.display().to_string(), other_key.display().to_string()));
+    let (code, text) = check("vaka-hub", &path);
+    assert_eq!(code, 2, "{text}");
+    let expected = format!("http.tls_key: {} is not the key of the certificate in {}", other_key.display(), cert.display());
+    assert!(text.contains(&expected), "{text}");
+    let path = config(&format!("tls_cert = {:?}\n", cert.display().to_string()));
+    let (code, text) = check("vaka-hub", &path);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("http.tls_cert and http.tls_key come together"), "{text}");
+    // `serve` refuses to start with the same explanation, without a panic.
+    let out = Command::new(bin("vaka-hub"))
+        .args(["serve", "--config", &path.display().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("http.tls_key: missing") && !text.contains("panicked"), "{text}");
+}

@@ -2,7 +2,11 @@
 //! temporary directory and five simulated homes running the real agent code; within 10 s the
 //! console shows all five homes and their events, a camera check asked through the API is
 //! answered by a home's simulated camera, and tonight's round runs on the demo's clock.
+//! By default the console is served over HTTPS with a self-signed certificate whose SHA-256
+//! fingerprint the demo prints.
 
+use rustls::pki_types::pem::PemObject;
+use sha2::Digest;
 use std::time::{Duration, Instant};
 use vaka_e2e::*;
 
@@ -14,7 +18,8 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     let demo = Proc::spawn(
         "vaka-hub demo",
         bin("vaka-hub"),
-        &["demo", "--http", &format!("127.0.0.1:{http}"), "--mqtt-port", &mqtt.to_string()],
+        // Plain HTTP keeps this test's many requests simple; HTTPS is the next test's.
+        &["demo", "--http", &format!("127.0.0.1:{http}"), "--mqtt-port", &mqtt.to_string(), "--plain-http"],
         dir.path().join("demo.log"),
     );
     let started = Instant::now();
@@ -93,6 +98,66 @@ fn demo_shows_five_homes_and_their_events_within_ten_seconds() {
     // Without the token the console is not shown.
     let anonymous = ureq::get(&format!("http://127.0.0.1:{http}/api/v1/devices")).call();
     assert!(anonymous.is_err(), "the API answered without a token");
+}
+
+#[test]
+fn demo_serves_its_console_over_https_with_the_certificate_it_prints() {
+    let dir = temp_dir("demo-https");
+    let http = free_port();
+    let demo = Proc::spawn(
+        "vaka-hub demo",
+        bin("vaka-hub"),
+        &["demo", "--http", &format!("127.0.0.1:{http}"), "--mqtt-port", &free_port().to_string()],
+        dir.path().join("demo.log"),
+    );
+    let printed = |label: &str| {
+        demo.log_text().lines().find_map(|l| {
+            l.trim().strip_prefix(label).and_then(|rest| rest.split_whitespace().next()).map(str::to_string)
+        })
+    };
+    let url = wait_until(Duration::from_secs(30), "the demo to print its console URL", || printed("console:"));
+    assert_eq!(url, format!("https://127.0.0.1:{http}/"));
+    let fingerprint = printed("sha256:").unwrap_or_else(|| panic!("no fingerprint printed:\n{}", demo.log_text()));
+    let pem = demo
+        .log_text()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("(PEM: ").and_then(|r| r.split(';').next()).map(str::to_string))
+        .unwrap_or_else(|| panic!("no certificate file printed:\n{}", demo.log_text()));
+
+    // The printed fingerprint is the certificate's, and a client trusting that certificate
+    // (as a browser does once the user accepts it) reaches the console.
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(&pem).unwrap_or_else(|e| panic!("{pem}: {e}"));
+    let digest: Vec<String> = sha2::Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(fingerprint, digest.join(":"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let answer = runtime.block_on(https_get(http, cert, "/healthz"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Plain HTTP to it gets no answer.
+    assert!(ureq::get(&format!("http://127.0.0.1:{http}/healthz")).call().is_err(), "plain HTTP answered");
+}
+
+/// `GET path` over TLS to 127.0.0.1:`port`, trusting `cert` only; the response as text.
+async fn https_get(port: u16, cert: rustls::pki_types::CertificateDer<'static>, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap_or_else(|e| panic!("{e}"));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("{e}"));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with the demo: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// Logs in through the login form as a browser would; returns the session cookie's value.

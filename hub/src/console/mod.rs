@@ -25,12 +25,14 @@ mod rounds;
 mod scope;
 mod text;
 mod views;
+pub mod tls;
 
 pub use auth::Tokens;
 pub use login::{hash_password, SessionPolicy, MAX_FAILED, SESSION_COOKIE};
 pub use rounds::SharedEngine;
 pub use checks::{CheckView, VIEW_SECONDS_HEADER};
 pub use devices::AgentBroker;
+pub use tls::HttpsConfig;
 
 use crate::camera::Snapshots;
 use crate::config::CameraConfig;

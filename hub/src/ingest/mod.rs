@@ -97,6 +97,10 @@ pub struct Stats {
     pub snapshots_dropped: AtomicU64,
     pub snapshots_viewed: AtomicU64,
     pub snapshots_expired: AtomicU64,
+    /// HTTPS connections through their TLS handshake, and those that failed it (plain HTTP
+    /// to the HTTPS port, a client refusing the certificate, a timeout).
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshakes_failed: AtomicU64,
     pub mqtt_connected: AtomicBool,
     /// The broker confirmed the subscriptions of the current connection.
     pub mqtt_subscribed: AtomicBool,
@@ -118,6 +122,8 @@ pub struct StatsSnapshot {
     pub snapshots_dropped: u64,
     pub snapshots_viewed: u64,
     pub snapshots_expired: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshakes_failed: u64,
     pub mqtt_connected: bool,
     pub mqtt_subscribed: bool,
 }
@@ -139,6 +145,8 @@ impl Stats {
             snapshots_dropped: self.snapshots_dropped.load(Relaxed),
             snapshots_viewed: self.snapshots_viewed.load(Relaxed),
             snapshots_expired: self.snapshots_expired.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
             mqtt_connected: self.mqtt_connected.load(Relaxed),
             mqtt_subscribed: self.mqtt_subscribed.load(Relaxed),
         }

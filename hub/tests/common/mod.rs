@@ -25,6 +25,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         tokens: Vec::new(),
         sessions: Default::default(),
         alarm_signal: vaka_hub::config::ALARM_SIGNAL_DEFAULT,
+        https: None,
         supervision: SupervisionConfig {
             default_interval: supervision,
             devices: Default::default(),
