@@ -86,6 +86,8 @@ fn rows() -> Vec<Row> {
         r("GET", "/people/{id}", "/people/no-such-person", Body::None, page(404)),
         r("GET", "/devices", "/devices", Body::None, page(200)),
         r("GET", "/devices/{id}", "/devices/no-such-home", Body::None, page(404)),
+        r("GET", "/reports", "/reports", Body::None, [Is(303), Is(200), Is(200), Is(403), Is(200)]),
+        r("GET", "/admin", "/admin", Body::None, [Is(303), Is(403), Is(403), Is(403), Is(200)]),
         r("GET", "/devices/{id}/agent.toml", "/devices/no-such-home/agent.toml", Body::None, [Is(303), Is(403), Is(403), Is(404), Is(404)]),
         r("POST", "/api/v1/alarms/{id}/acknowledge", "/api/v1/alarms/999999/acknowledge", Body::None, alarm_staff),
         r("POST", "/api/v1/alarms/{id}/assign", "/api/v1/alarms/999999/assign", Body::Json(json!({"to": "me"})), alarm_staff),
@@ -359,9 +361,9 @@ fn a_night_nurse_of_one_team_neither_sees_nor_acts_on_another_teams_people() {
     assert_eq!(ask(&hub, "POST", "/api/v1/devices/home-a/camera-check", Body::Json(json!({})), &anna), 202);
     assert_eq!(ask(&hub, "GET", "/api/v1/care/recipients/person-b", Body::None, &admin), 200);
 
-    // The console page shows her team's home only.
+    // The console's devices page shows her team's home only.
     let Credential::Session { id, .. } = &anna else { unreachable!() };
-    let mut page = agent().get(&format!("http://127.0.0.1:{}/", hub.http_port)).header("Cookie", &format!("vaka_session={id}")).call().unwrap_or_else(|e| panic!("{e}"));
+    let mut page = agent().get(&format!("http://127.0.0.1:{}/devices", hub.http_port)).header("Cookie", &format!("vaka_session={id}")).call().unwrap_or_else(|e| panic!("{e}"));
     let html = page.body_mut().read_to_string().unwrap_or_default();
     assert!(html.contains("home-a") && !html.contains("home-b"), "{html}");
 

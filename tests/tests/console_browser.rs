@@ -171,7 +171,7 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     let base = format!("http://127.0.0.1:{}", hub.http_port);
 
     // Accounts (by the administrator) and care plans (by a nurse).
-    for (name, role, team) in [("anna", "night_staff", "centrum"), ("ivar", "installer", "centrum")] {
+    for (name, role, team) in [("anna", "night_staff", "centrum"), ("ivar", "installer", "centrum"), ("alva", "admin", "centrum")] {
         let (status, body) = hub.send("PUT", &format!("/api/v1/users/{name}"), &hub.token, &json!({"role": role, "teams": [team], "password": PASSWORD}));
         assert_eq!(status, 200, "{body}");
     }
@@ -338,6 +338,12 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     assert!(patrols.contains("Bil 1") && patrols.contains("Cecilia Berg"), "{patrols}");
     assert_eq!(js(&c, "return document.querySelectorAll('svg.map circle').length;").await, json!(1), "one visit on the map");
     shot(&c, "06-patrols").await;
+    // The month's report: the round's night in the chart.
+    c.goto(&format!("{base}/reports?month=2026-11")).await.unwrap();
+    assert!(js(&c, "return document.querySelectorAll('svg rect').length;").await.as_u64().unwrap_or(0) >= 1, "no bar in the chart");
+    let report = text_of(&c, "main").await.unwrap_or_default();
+    assert!(report.contains("centrum") && report.contains("Väckningar undvikna"), "{report}");
+    shot(&c, "09-reports").await;
     // The language toggle.
     c.goto(&format!("{base}/lang/en")).await.unwrap();
     let nav = text_of(&c, "nav").await.unwrap_or_default();
@@ -375,6 +381,27 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     let plan = hub.get("/api/v1/care/recipients/person-a");
     assert!(plan["devices"].as_array().unwrap().contains(&json!("home-a2")), "{plan}");
     assert_eq!(fetch_status(&c, "/people/person-b").await, 404);
+    assert_eq!(fetch_status(&c, "/admin").await, 403);
+
+    // 9. The administrator adds an account on the admin page.
+    logout(&c).await;
+    login(&c, &base, "alva", None).await;
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    find(&c, "#user-name").await.send_keys("nils").await.unwrap();
+    find(&c, "#user-role option[value=nurse]").await.click().await.unwrap();
+    find(&c, "#user-teams").await.send_keys("centrum, byar").await.unwrap();
+    find(&c, "#user-password").await.send_keys("sjuksköterska-2026").await.unwrap();
+    find(&c, "#user-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the new account in the list", || async {
+        text_of(&c, "#users").await.filter(|t| t.contains("nils")).map(|_| ())
+    })
+    .await;
+    let users = hub.get("/api/v1/users");
+    let nils = users.as_array().unwrap().iter().find(|u| u["name"] == "nils").cloned().unwrap_or_default();
+    assert_eq!((nils["role"].as_str(), nils["teams"].clone()), (Some("nurse"), json!(["centrum", "byar"])), "{users}");
+    shot(&c, "10-admin").await;
+    c.goto(&format!("{base}/people/person-c")).await.unwrap();
+    assert!(find(&c, "textarea#plan").await.text().await.unwrap_or_default().contains("Vända i sängen"), "the care plan editor shows the plan");
 
     c.close().await.unwrap();
 }

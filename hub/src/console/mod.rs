@@ -13,6 +13,7 @@
 //! query never holds up ingest (WAL lets it and the writer run together). That connection
 //! also writes new camera checks and audit lines, each a single small transaction.
 
+mod admin;
 mod api;
 mod audit;
 mod auth;
@@ -21,6 +22,7 @@ mod devices;
 mod login;
 mod now;
 mod page;
+mod reports;
 mod rounds;
 mod scope;
 mod text;
@@ -80,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::device))
         .route("/devices/{id}/agent.toml", get(devices::agent_config))
+        .route("/reports", get(reports::page))
+        .route("/admin", get(admin::page))
         .route("/logout", post(login::logout))
         .route("/api/v1/users", get(login::users))
         .route("/api/v1/users/{name}", put(login::put_user).delete(login::delete_user))

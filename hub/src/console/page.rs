@@ -7,7 +7,7 @@
 
 use super::auth::Session;
 use super::text::{Lang, LANG_COOKIE};
-use crate::access::{Principal, Role};
+use crate::access::{Permission, Principal, Role};
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -43,6 +43,8 @@ pub enum Nav {
     Patrols,
     People,
     Devices,
+    Reports,
+    Admin,
 }
 
 /// A whole page: `view` names the script's part for it (`data-view`), `attrs` adds attributes
@@ -59,8 +61,11 @@ pub fn shell(ctx: &Ctx, nav: Nav, title: &str, view: &str, attrs: &str, body: &s
         link(Nav::People, "/people", "nav_people"),
         link(Nav::Devices, "/devices", "nav_devices"),
     ];
+    if ctx.who.may(Permission::ReadReports) {
+        links.push(link(Nav::Reports, "/reports", "nav_reports"));
+    }
     if ctx.who.role == Role::Admin {
-        links.push(format!("<a href=\"/api/v1/audit?format=csv\">{}</a>", ctx.t("nav_audit")));
+        links.push(link(Nav::Admin, "/admin", "nav_admin"));
     }
     let logout = match ctx.csrf.is_empty() {
         true => String::new(),
@@ -107,6 +112,12 @@ pub fn shell(ctx: &Ctx, nav: Nav, title: &str, view: &str, attrs: &str, body: &s
 pub fn not_found(ctx: &Ctx, nav: Nav) -> Response {
     let body = format!("<p>{}</p>", ctx.t("not_found"));
     (StatusCode::NOT_FOUND, shell(ctx, nav, ctx.t("not_found"), "none", "", &body)).into_response()
+}
+
+/// A page's 403: the role may not `what`.
+pub fn forbidden(ctx: &Ctx, nav: Nav, what: &str) -> Response {
+    let body = format!("<p>role {} may not {}</p>", ctx.who.role, esc(what));
+    (StatusCode::FORBIDDEN, shell(ctx, nav, "403", "none", "", &body)).into_response()
 }
 
 /// `GET /assets/{file}`: the stylesheet and the script (no login needed: they hold no data).

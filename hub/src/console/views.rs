@@ -328,5 +328,27 @@ pub async fn person(State(state): State<AppState>, Extension(who): Extension<Pri
         let _ = write!(body, "<li><span class=\"t\">{}</span> <b>{}</b> <span class=\"{}\">{}</span></li>", local(e.ts), esc(&e.device), esc(&e.severity), esc(&e.kind));
     }
     body += "</ul>";
+    if ctx.who.may(Permission::EditCarePlans) {
+        let json = serde_json::to_string_pretty(&r).unwrap_or_default();
+        let _ = write!(
+            body,
+            r#"<h3>{title}</h3><form id="plan-form"><label for="plan">{label}</label><br><textarea id="plan" rows="24" style="width:100%;font-family:monospace;background:#0b0e12;color:#e9edf1">{json}</textarea>
+<p><button type="submit" id="plan-save">{save}</button> <span id="plan-result" role="status"></span></p></form>
+<script>
+document.getElementById("plan-form").addEventListener("submit", async e => {{
+  e.preventDefault();
+  const out = document.getElementById("plan-result");
+  let plan;
+  try {{ plan = JSON.parse(document.getElementById("plan").value); }} catch (err) {{ out.textContent = String(err); return; }}
+  const r = await api("PUT", "/api/v1/care/recipients/" + encodeURIComponent(plan.id), plan);
+  if (r.ok) location.reload(); else {{ const b = await r.json(); out.textContent = T.failed + ": " + (b.problems || [b.message]).join("; "); }}
+}});
+</script>"#,
+            title = ctx.t("edit_plan"),
+            label = ctx.t("plan_json"),
+            json = esc(&json),
+            save = ctx.t("save"),
+        );
+    }
     Ok(shell(&ctx, Nav::People, &r.name, "person", "", &body).into_response())
 }

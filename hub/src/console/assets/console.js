@@ -15,6 +15,9 @@ async function api(method, url, body) {
   return r;
 }
 
+// Times as the server writes them: Swedish format, Stockholm time, whatever the device's settings.
+const localTime = t => new Date(t).toLocaleString("sv-SE", {timeZone: "Europe/Stockholm"});
+
 // "12 min" / "1 h 5 min" since a timestamp, for [data-since] elements.
 function since(ms) {
   const m = Math.max(0, Math.floor((Date.now() - ms) / 60000));
@@ -162,7 +165,7 @@ function initDevice() {
   handlers.event.push(e => {
     if (e.device !== id || first.classList.contains("seen")) return;
     first.className = "first seen";
-    first.textContent = `${T.first_event_seen}: ${e.kind} ${new Date(e.ts).toLocaleString()}`;
+    first.textContent = `${T.first_event_seen}: ${e.kind} ${localTime(e.ts)}`;
   });
   const test = document.getElementById("test-check");
   if (test) test.addEventListener("click", async () => {

@@ -1,0 +1,142 @@
+//! The reports page (`GET /reports?month=YYYY-MM`, night staff, nurses, admins): the month's
+//! checks per night as a bar chart (settled by camera, by visit, missed), the month's figures
+//! per team (wake-ups avoided, escalations and how many were on site within their promise,
+//! response times), and links to the CSV exports of the reports API.
+//!
+//! The figures are the API's (`rounds::report`), computed from the stored round checks of the
+//! caller's teams only.
+
+use super::api::{read, ApiError};
+use super::auth::Session;
+use super::page::{esc, forbidden, shell, Ctx, Nav};
+use super::AppState;
+use crate::access::{Permission, Principal};
+use crate::rounds::report::{self, Stats, TeamReport};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use jiff::civil::Date;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Month {
+    month: Option<String>,
+}
+
+pub async fn page(State(state): State<AppState>, Extension(who): Extension<Principal>, session: Option<Extension<Session>>, headers: HeaderMap, Query(q): Query<Month>) -> Result<Response, ApiError> {
+    if !who.may(Permission::ReadReports) {
+        let ctx = Ctx::new(who, session, &headers);
+        return Ok(forbidden(&ctx, Nav::Reports, "read reports"));
+    }
+    let today = jiff::Zoned::now().with_time_zone(super::page::stockholm()).date();
+    let first = q
+        .month
+        .as_deref()
+        .and_then(|m| format!("{m}-01").parse::<Date>().ok())
+        .unwrap_or_else(|| today.first_of_month());
+    let last = first.last_of_month();
+    let checks = read(&state, move |s| s.round_checks_between(first, last)).await?;
+    let checks: Vec<_> = checks.into_iter().filter(|c| who.teams.sees(&c.team)).collect();
+    let ctx = Ctx::new(who, session, &headers);
+    let none = BTreeMap::new();
+    let month = report::report("month", (first, last), &checks, &[], &none);
+    // Night by night, for the chart.
+    let mut nights: BTreeMap<Date, Vec<_>> = BTreeMap::new();
+    for c in &checks {
+        nights.entry(c.night).or_default().push(c.clone());
+    }
+    let bars: Vec<(Date, TeamReport)> = nights.iter().map(|(n, cs)| (*n, report::report("night", (*n, *n), cs, &[], &none).total)).collect();
+    let m = first.strftime("%Y-%m").to_string();
+    let prev = (first - jiff::Span::new().months(1)).strftime("%Y-%m").to_string();
+    let next = (first + jiff::Span::new().months(1)).strftime("%Y-%m").to_string();
+    let mut body = format!(
+        "<p><a href=\"/reports?month={prev}\">← {prev}</a> · <b>{m}</b> · <a href=\"/reports?month={next}\">{next} →</a></p>\
+         <p><a class=\"button\" href=\"/api/v1/reports/months/{m}?format=csv\" download>{}</a></p>",
+        ctx.t("csv_month"),
+    );
+    let _ = write!(body, "<h3>{}</h3>{}", ctx.t("chart_checks"), chart(&ctx, &bars));
+    let _ = write!(
+        body,
+        "<h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        ctx.t("per_team"),
+        ctx.t("team"),
+        ctx.t("r_planned"),
+        ctx.t("r_camera"),
+        ctx.t("r_visit"),
+        ctx.t("r_missed"),
+        ctx.t("r_wakeups"),
+        ctx.t("r_escalations"),
+        ctx.t("r_escalation_time"),
+        ctx.t("r_alarm_time"),
+    );
+    let rows: Vec<(&TeamReport, bool)> = month.teams.iter().map(|t| (t, false)).chain(std::iter::once((&month.total, true))).collect();
+    for (t, total) in rows {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} ✓)</td><td>{}</td><td>{}</td></tr>",
+            if total { format!("<b>{}</b>", ctx.t("total")) } else { esc(&t.team) },
+            t.planned,
+            t.by_camera,
+            t.by_visit,
+            t.missed,
+            t.wakeups_avoided,
+            t.escalations,
+            t.escalations_within_promise,
+            minutes(&t.escalation_to_on_site_min),
+            minutes(&t.alarm_to_on_site_min),
+        );
+    }
+    body += "</tbody></table>";
+    if !bars.is_empty() {
+        let _ = write!(body, "<h3>{}</h3><ul class=\"plain\">", ctx.t("csv_nights"));
+        for (n, _) in &bars {
+            let _ = write!(body, "<li><a href=\"/api/v1/reports/nights/{n}?format=csv\" download>{n}</a></li>");
+        }
+        body += "</ul>";
+    }
+    Ok(shell(&ctx, Nav::Reports, ctx.t("reports_title"), "reports", "", &body).into_response())
+}
+
+/// `mean / max min`, or `–`.
+fn minutes(s: &Stats) -> String {
+    match (s.mean, s.max) {
+        (Some(mean), Some(max)) => format!("{mean:.0} / {max:.0} min"),
+        _ => "–".into(),
+    }
+}
+
+/// A stacked bar per night: by camera (blue), by visit (yellow), missed (red).
+fn chart(ctx: &Ctx, bars: &[(Date, TeamReport)]) -> String {
+    if bars.is_empty() {
+        return format!("<p class=\"muted\">{}</p>", ctx.t("no_rounds"));
+    }
+    let max = bars.iter().map(|(_, t)| t.by_camera + t.by_visit + t.missed).max().unwrap_or(1).max(1) as f64;
+    let width = 600.0;
+    let step = width / bars.len() as f64;
+    let bar = (step * 0.7).clamp(2.0, 40.0);
+    let mut svg = String::new();
+    for (i, (night, t)) in bars.iter().enumerate() {
+        let x = i as f64 * step + (step - bar) / 2.0;
+        let mut y = 180.0;
+        for (value, colour) in [(t.by_camera, "#9cc8ff"), (t.by_visit, "#ffd27a"), (t.missed, "#ff9b94")] {
+            let h = value as f64 / max * 170.0;
+            y -= h;
+            let _ = write!(svg, "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{colour}\"><title>{night}: {value}</title></rect>");
+        }
+        if bars.len() <= 16 || i % 5 == 0 {
+            let _ = write!(svg, "<text x=\"{x:.1}\" y=\"196\">{}</text>", night.day());
+        }
+    }
+    format!(
+        "<figure><svg class=\"map\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 600 200\">{svg}</svg>\
+         <figcaption><span style=\"color:#9cc8ff\">■</span> {} <span style=\"color:#ffd27a\">■</span> {} <span style=\"color:#ff9b94\">■</span> {}</figcaption></figure>",
+        ctx.t("chart_checks"),
+        ctx.t("r_camera"),
+        ctx.t("r_visit"),
+        ctx.t("r_missed"),
+    )
+}
