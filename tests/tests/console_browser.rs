@@ -377,6 +377,12 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     })
     .await;
     assert_eq!(js(&c, "return window.__same_device_page || 'reloaded';").await, json!("yes"));
+    // The test check: this device has no camera, and says so.
+    find(&c, "#test-check").await.click().await.unwrap();
+    eventually(Duration::from_secs(30), "the test check's answer", || async {
+        text_of(&c, "#test-result").await.filter(|t| t.contains("camera_fault")).map(|_| ())
+    })
+    .await;
     shot(&c, "08-device-first-event").await;
     let plan = hub.get("/api/v1/care/recipients/person-a");
     assert!(plan["devices"].as_array().unwrap().contains(&json!("home-a2")), "{plan}");
@@ -402,6 +408,15 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     shot(&c, "10-admin").await;
     c.goto(&format!("{base}/people/person-c")).await.unwrap();
     assert!(find(&c, "textarea#plan").await.text().await.unwrap_or_default().contains("Vända i sängen"), "the care plan editor shows the plan");
+
+    // 10. On a phone-sized screen the views fit the width.
+    c.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [("/", "11-phone-now"), ("/round", "12-phone-round")] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let overflow = js(&c, "return document.documentElement.scrollWidth - document.documentElement.clientWidth;").await;
+        assert!(overflow.as_i64().unwrap_or(99) <= 1, "{path} is wider than a phone by {overflow} px");
+        shot(&c, name).await;
+    }
 
     c.close().await.unwrap();
 }

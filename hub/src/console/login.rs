@@ -23,6 +23,7 @@
 //! - Logins, failures, locks, logouts, expiries and account changes are in the audit log.
 
 use super::api::{allow, read, write, ApiError};
+use super::text::Lang;
 use super::AppState;
 use crate::access::{Permission, Principal, Role};
 use crate::store::{AuditEntry, SessionRow, UserRow};
@@ -138,22 +139,35 @@ fn audit(actor: &str, role: &str, action: &str, detail: Option<String>) -> Audit
     }
 }
 
-const FORM: &str = r#"<!doctype html><html lang="sv"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>Vaka – logga in</title>
-<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem;background:#111;color:#eee}
+const FORM: &str = r#"<!doctype html><html lang="{LANG}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{TITLE}</title>
+<meta name="color-scheme" content="dark">
+<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem;background:#0f1216;color:#e9edf1}
 input,button{font-size:1.1rem;width:100%;padding:.6rem;margin:.4rem 0;box-sizing:border-box}
-.err{color:#ff8a80}</style></head><body><h1>Vaka</h1>{ERROR}
+input{background:#0b0e12;color:#e9edf1;border:1px solid #5b6675;border-radius:.3rem}
+button{background:#2456a6;color:#fff;border:0;border-radius:.4rem}
+a{color:#9cc8ff} :focus{outline:3px solid #ffd27a;outline-offset:2px}
+.err{color:#ff9b94}</style></head><body><h1>Vaka</h1>{ERROR}
 <form method="post" action="/login"><input type="hidden" name="login_csrf" value="{CSRF}">
-<label for="name">Användarnamn</label>
+<label for="name">{NAME}</label>
 <input id="name" name="name" autocomplete="username" autofocus required>
-<label for="password">Lösenord</label>
+<label for="password">{PASSWORD}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Logga in</button></form></body></html>"#;
+<button type="submit">{LOGIN}</button></form>
+<p><a href="/lang/{OTHER}" lang="{OTHER}">{OTHER_NAME}</a></p></body></html>"#;
 
 /// The login form with a fresh login-form token (also set as a cookie for this path).
-fn form(state: &AppState, status: StatusCode, error: &str) -> Response {
+fn form(state: &AppState, lang: Lang, status: StatusCode, error: &str) -> Response {
     let token = random_token();
-    let page = FORM.replace("{CSRF}", &token).replace(
+    let page = FORM
+        .replace("{LANG}", lang.code())
+        .replace("{TITLE}", lang.t("login_title"))
+        .replace("{NAME}", lang.t("login_name"))
+        .replace("{PASSWORD}", lang.t("login_password"))
+        .replace("{LOGIN}", lang.t("login_button"))
+        .replace("{OTHER}", lang.other().code())
+        .replace("{OTHER_NAME}", lang.t("lang_other"))
+        .replace("{CSRF}", &token).replace(
         "{ERROR}",
         &if error.is_empty() { String::new() } else { format!(r#"<p class="err" role="alert">{error}</p>"#) },
     );
@@ -161,8 +175,8 @@ fn form(state: &AppState, status: StatusCode, error: &str) -> Response {
     (status, [(header::SET_COOKIE, cookie)], Html(page)).into_response()
 }
 
-pub async fn login_form(State(state): State<AppState>) -> Response {
-    form(&state, StatusCode::OK, "")
+pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    form(&state, Lang::of(&headers), StatusCode::OK, "")
 }
 
 #[derive(Deserialize)]
@@ -181,10 +195,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
 }
 
 async fn try_login(state: &AppState, headers: &HeaderMap, f: LoginForm) -> Result<Response, ApiError> {
+    let lang = Lang::of(headers);
     let expected = cookie(headers, LOGIN_COOKIE).unwrap_or_default();
     if f.login_csrf.is_empty() || !super::auth::same_token(&f.login_csrf, &expected) {
         warn!("Login form refused: it did not come from this hub's login page");
-        return Ok(form(state, StatusCode::FORBIDDEN, "Formuläret var för gammalt, försök igen. / Stale form, try again."));
+        return Ok(form(state, lang, StatusCode::FORBIDDEN, lang.t("login_stale")));
     }
     let name = f.name.trim().to_string();
     let user = {
@@ -197,20 +212,20 @@ async fn try_login(state: &AppState, headers: &HeaderMap, f: LoginForm) -> Resul
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
         .await
         .map_err(|e| ApiError::store(format!("password check failed: {e}")))?;
-    let wrong = "Fel användarnamn eller lösenord. / Wrong name or password.";
+    let wrong = lang.t("login_wrong");
     let Some(user) = user else {
         let entry = audit(&name, "", "login_failed", Some("no such user".into()));
         write(state, move |s| s.append_audit(&entry)).await?;
         info!(user = %name, "Login failed: no such user");
-        return Ok(form(state, StatusCode::UNAUTHORIZED, wrong));
+        return Ok(form(state, lang, StatusCode::UNAUTHORIZED, wrong));
     };
     if let Some(until) = user.locked_until.filter(|until| *until > now) {
         let minutes = (until.duration_since(now).as_secs() + 59) / 60;
         let entry = audit(&user.name, &user.role, "login_refused_locked", Some(format!("locked until {until}")));
         write(state, move |s| s.append_audit(&entry)).await?;
         warn!(user = %user.name, %until, "Login refused: the account is locked");
-        let text = format!("Kontot är låst efter för många felaktiga försök. Försök igen om {minutes} min. / Account locked after too many failed attempts; try again in {minutes} min.");
-        return Ok(form(state, StatusCode::LOCKED, &text));
+        let text = lang.t("login_locked").replace("{minutes}", &minutes.to_string());
+        return Ok(form(state, lang, StatusCode::LOCKED, &text));
     }
     if !matches {
         // A lock that ran out starts the count afresh.
@@ -221,7 +236,7 @@ async fn try_login(state: &AppState, headers: &HeaderMap, f: LoginForm) -> Resul
         let who = user.name.clone();
         write(state, move |s| s.login_failed(&who, failed, locked_until, &entry)).await?;
         warn!(user = %user.name, failed, locked = locked_until.is_some(), "Login failed: wrong password");
-        return Ok(form(state, StatusCode::UNAUTHORIZED, wrong));
+        return Ok(form(state, lang, StatusCode::UNAUTHORIZED, wrong));
     }
     let id = random_token();
     let session = SessionRow {

@@ -20,6 +20,13 @@ pub enum Lang {
 /// (key, Swedish, English).
 const WORDS: &[(&str, &str, &str)] = &[
     ("app", "Vaka – nattillsyn", "Vaka – night supervision"),
+    ("login_title", "Vaka – logga in", "Vaka – log in"),
+    ("login_name", "Användarnamn", "User name"),
+    ("login_password", "Lösenord", "Password"),
+    ("login_button", "Logga in", "Log in"),
+    ("login_wrong", "Fel användarnamn eller lösenord.", "Wrong name or password."),
+    ("login_locked", "Kontot är låst efter för många felaktiga försök. Försök igen om {minutes} min.", "The account is locked after too many failed attempts. Try again in {minutes} min."),
+    ("login_stale", "Formuläret var för gammalt, försök igen.", "The form was too old, try again."),
     ("skip", "Hoppa till innehållet", "Skip to content"),
     ("nav_now", "Nu", "Now"),
     ("nav_round", "Nattens runda", "Tonight's round"),
