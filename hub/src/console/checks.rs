@@ -61,7 +61,7 @@ fn view(state: &AppState, now: Timestamp, row: CheckRow) -> CheckView {
     CheckView { row, snapshot }
 }
 
-fn audit_entry(
+pub(super) fn audit_entry(
     who: &Principal,
     at: Timestamp,
     action: &str,

@@ -15,11 +15,12 @@
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
+use super::checks::audit_entry;
 use super::page::{esc, local, not_found, shell, Ctx, Nav};
 use super::scope::Scope;
 use super::AppState;
 use crate::access::{Permission, Principal};
-use crate::store::{AuditEntry, Registration};
+use crate::store::{DeviceRow, Registration};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -38,10 +39,22 @@ pub struct AgentBroker {
     pub tls: bool,
 }
 
+/// A device's health as table cells: online, last heard, outbox depth, supervision.
+pub(super) fn health_cells(ctx: &Ctx, d: &DeviceRow) -> String {
+    format!(
+        "<td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td>",
+        if d.online { "on" } else { "off" },
+        if d.online { ctx.t("online") } else { ctx.t("offline_dev") },
+        local(d.last_seen),
+        d.outbox_depth.map_or("–".into(), |n| n.to_string()),
+        if d.supervision_lost { format!("<span class=\"alarm\">{}</span>", ctx.t("supervision_lost")) } else { "ok".into() },
+    )
+}
+
 /// `GET /devices`.
 pub async fn list(State(state): State<AppState>, Extension(who): Extension<Principal>, session: Option<Extension<Session>>, headers: HeaderMap) -> Result<Html<String>, ApiError> {
-    let scope = Scope::of(&state, &who).await?;
     let (mut devices, mut registrations, mut recipients) = read(&state, |s| Ok((s.devices()?, s.registrations()?, s.recipients()?))).await?;
+    let scope = Scope::with(&who, &recipients);
     devices.retain(|d| scope.sees_device(&d.id));
     registrations.retain(|r| scope.sees_device(&r.device) && !devices.iter().any(|d| d.id == r.device));
     recipients.retain(|r| who.teams.sees(&r.team));
@@ -50,14 +63,10 @@ pub async fn list(State(state): State<AppState>, Extension(who): Extension<Princ
     for d in &devices {
         let _ = write!(
             rows,
-            "<tr class=\"{}\"><td><a href=\"/devices/{id}\">{id}</a></td><td class=\"wide\">{}</td><td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td></tr>",
+            "<tr class=\"{}\"><td><a href=\"/devices/{id}\">{id}</a></td><td class=\"wide\">{}</td>{}</tr>",
             if d.supervision_lost { "lost" } else { "" },
             esc(&d.site),
-            if d.online { "on" } else { "off" },
-            if d.online { ctx.t("online") } else { ctx.t("offline_dev") },
-            local(d.last_seen),
-            d.outbox_depth.map_or("–".into(), |n| n.to_string()),
-            if d.supervision_lost { format!("<span class=\"alarm\">{}</span>", ctx.t("supervision_lost")) } else { "ok".into() },
+            health_cells(&ctx, d),
             id = esc(&d.id),
         );
     }
@@ -200,15 +209,7 @@ pub async fn agent_config(State(state): State<AppState>, Extension(who): Extensi
         by = r.registered_by,
         now = Timestamp::now(),
     );
-    let audit = AuditEntry {
-        at: Timestamp::now(),
-        actor: who.name.clone(),
-        role: who.role.as_str().into(),
-        action: "agent_config_downloaded".into(),
-        check_id: None,
-        device: Some(r.device.clone()),
-        detail: None,
-    };
+    let audit = audit_entry(&who, Timestamp::now(), "agent_config_downloaded", None, Some(&r.device), None);
     write(&state, move |s| s.append_audit(&audit)).await?;
     let disposition = format!("attachment; filename=\"{}-agent.toml\"", r.device);
     Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], toml).into_response())
@@ -263,15 +264,7 @@ pub async fn register(State(state): State<AppState>, Extension(who): Extension<P
         }
     };
     let now = Timestamp::now();
-    let entry = |action: &str, detail: String| AuditEntry {
-        at: now,
-        actor: who.name.clone(),
-        role: who.role.as_str().into(),
-        action: action.into(),
-        check_id: None,
-        device: Some(n.device.clone()),
-        detail: Some(detail),
-    };
+    let entry = |action: &str, detail: String| audit_entry(&who, now, action, None, Some(&n.device), Some(detail));
     let registration = Registration { device: n.device.clone(), site: n.site.clone(), recipient: person.as_ref().map(|p| p.id.clone()), registered_by: who.name.clone(), registered_at: now };
     let audit = entry("device_registered", format!("site {}, person {}", n.site, registration.recipient.as_deref().unwrap_or("-")));
     let stored = registration.clone();

@@ -20,6 +20,8 @@
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
+use super::checks::audit_entry;
+use super::rounds::engine;
 use super::page::{clock, esc, shell, Ctx, Nav};
 use super::scope::Scope;
 use super::AppState;
@@ -27,7 +29,7 @@ use crate::access::{Permission, Principal};
 use crate::ingest::Feed;
 use crate::rounds::plan::{Patrol, Recipient};
 use crate::rounds::state::{RoundCheck, State as CheckState};
-use crate::store::{AlarmAction, AlarmOutcome, AlarmRow, AuditEntry, HandlingRefused, SUPERVISION_LOST};
+use crate::store::{AlarmAction, AlarmOutcome, AlarmRow, HandlingRefused, SUPERVISION_LOST};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
@@ -57,20 +59,14 @@ struct NowData {
 }
 
 async fn now_data(state: &AppState, who: &Principal) -> Result<NowData, ApiError> {
-    let scope = Scope::of(state, who).await?;
     let since = Timestamp::now() - NOW_WINDOW;
     let (mut alarms, mut recipients, mut patrols) =
         read(state, move |s| Ok((s.unresolved_alarms(since)?, s.recipients()?, s.patrols()?))).await?;
+    let scope = Scope::with(who, &recipients);
     alarms.retain(|a| scope.sees_device(&a.device));
     recipients.retain(|r| who.teams.sees(&r.team));
     patrols.retain(|p| who.teams.sees(&p.team));
-    let engine = state.rounds.clone();
-    let mut checks = tokio::task::spawn_blocking(move || {
-        let e = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        e.snapshot().map(|(_, checks, _)| checks).unwrap_or_default()
-    })
-    .await
-    .map_err(|e| ApiError::store(format!("round task failed: {e}")))?;
+    let mut checks = engine(state, |e| Ok(e.snapshot().map(|(_, checks, _)| checks).unwrap_or_default())).await?;
     checks.retain(|c| who.teams.sees(&c.team) && needs_someone(c));
     Ok(NowData { alarms, checks, recipients, patrols })
 }
@@ -253,6 +249,7 @@ pub struct Resolve {
 }
 
 pub async fn acknowledge(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::HandleAlarms, "handle alarms")?;
     handle(&state, &who, &id, AlarmAction::Acknowledge).await
 }
 
@@ -281,8 +278,8 @@ pub async fn resolve(State(state): State<AppState>, Extension(who): Extension<Pr
     handle(&state, &who, &id, AlarmAction::Resolve { outcome: r.outcome, note }).await
 }
 
+/// Takes the step; the caller has checked the role.
 async fn handle(state: &AppState, who: &Principal, raw: &str, action: AlarmAction) -> Result<Response, ApiError> {
-    allow(who, Permission::HandleAlarms, "handle alarms")?;
     let missing = || ApiError::not_found(format!("no alarm `{}`", raw.chars().take(40).collect::<String>()));
     let id: i64 = raw.parse().map_err(|_| missing())?;
     let alarm = read(state, move |s| s.alarm(id)).await?.ok_or_else(missing)?;
@@ -297,15 +294,7 @@ async fn handle(state: &AppState, who: &Principal, raw: &str, action: AlarmActio
             format!("alarm {id} {}: {}{}", alarm.kind, outcome.as_str(), note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()),
         ),
     };
-    let audit = AuditEntry {
-        at: Timestamp::now(),
-        actor: who.name.clone(),
-        role: who.role.as_str().into(),
-        action: verb.into(),
-        check_id: None,
-        device: Some(alarm.device.clone()),
-        detail: Some(detail),
-    };
+    let audit = audit_entry(who, Timestamp::now(), verb, None, Some(&alarm.device), Some(detail));
     let name = who.name.clone();
     match write(state, move |s| s.handle_alarm(id, &action, &name, &audit)).await? {
         Ok(row) => {

@@ -46,7 +46,7 @@ fn entry(who: &Principal, action: &str, detail: String) -> AuditEntry {
     AuditEntry { at: Timestamp::now(), actor: who.name.clone(), role: who.role.as_str().into(), action: action.into(), check_id: None, device: None, detail: Some(detail) }
 }
 
-async fn engine<T: Send + 'static>(state: &AppState, f: impl FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn engine<T: Send + 'static>(state: &AppState, f: impl FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static) -> Result<T, ApiError> {
     let engine = state.rounds.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut guard = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

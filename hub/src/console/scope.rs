@@ -9,6 +9,7 @@
 use super::api::{read, ApiError};
 use super::AppState;
 use crate::access::{Principal, Role, Teams};
+use crate::rounds::plan::Recipient;
 use std::collections::HashMap;
 
 pub struct Scope {
@@ -20,18 +21,22 @@ pub struct Scope {
 
 impl Scope {
     pub async fn of(state: &AppState, who: &Principal) -> Result<Scope, ApiError> {
+        match who.teams {
+            Teams::All => Ok(Scope::with(who, &[])),
+            Teams::Only(_) => Ok(Scope::with(who, &read(state, |s| s.recipients()).await?)),
+        }
+    }
+
+    /// The scope from care plans the caller has already read (all of them).
+    pub fn with(who: &Principal, recipients: &[Recipient]) -> Scope {
         let device_team = match who.teams {
             Teams::All => HashMap::new(),
-            Teams::Only(_) => read(state, |s| s.recipients())
-                .await?
-                .into_iter()
-                .flat_map(|r| {
-                    let team = r.team.clone();
-                    r.devices.into_iter().chain(r.camera_device).map(move |d| (d, team.clone()))
-                })
+            Teams::Only(_) => recipients
+                .iter()
+                .flat_map(|r| r.devices.iter().chain(&r.camera_device).map(|d| (d.clone(), r.team.clone())))
                 .collect(),
         };
-        Ok(Scope { teams: who.teams.clone(), role: who.role, device_team })
+        Scope { teams: who.teams.clone(), role: who.role, device_team }
     }
 
     pub fn sees_device(&self, device: &str) -> bool {

@@ -221,26 +221,20 @@ impl Lang {
         super::login::cookie(headers, LANG_COOKIE).and_then(|c| Lang::parse(&c)).unwrap_or_default()
     }
 
+    fn word(self, key: &str) -> Option<&'static str> {
+        WORDS.iter().find(|(k, _, _)| *k == key).map(|&(_, sv, en)| match self {
+            Lang::Sv => sv,
+            Lang::En => en,
+        })
+    }
+
     pub fn t(self, key: &'static str) -> &'static str {
-        match WORDS.iter().find(|(k, _, _)| *k == key) {
-            Some((_, sv, en)) => match self {
-                Lang::Sv => *sv,
-                Lang::En => *en,
-            },
-            None => key,
-        }
+        self.word(key).unwrap_or(key)
     }
 
     /// The word for a wire name (`state_visit`, `kind_geofence_left`…), or the wire name.
     pub fn t_of(self, prefix: &str, name: &str) -> String {
-        let key = format!("{prefix}_{name}");
-        match WORDS.iter().find(|(k, _, _)| *k == key) {
-            Some((_, sv, en)) => match self {
-                Lang::Sv => sv.to_string(),
-                Lang::En => en.to_string(),
-            },
-            None => name.replace('_', " "),
-        }
+        self.word(&format!("{prefix}_{name}")).map_or_else(|| name.replace('_', " "), str::to_string)
     }
 
     pub fn script_words(self) -> String {

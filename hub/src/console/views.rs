@@ -7,6 +7,8 @@
 
 use super::api::{read, ApiError};
 use super::auth::Session;
+use super::devices::health_cells;
+use super::rounds::engine;
 use super::page::{clock, esc, local, not_found, shell, Ctx, Nav};
 use super::AppState;
 use crate::access::{Permission, Principal};
@@ -21,13 +23,7 @@ use std::fmt::Write;
 
 /// The running round's checks of the caller's teams, by planned time.
 async fn round_checks(state: &AppState, who: &Principal) -> Result<Option<Vec<RoundCheck>>, ApiError> {
-    let engine = state.rounds.clone();
-    let snapshot = tokio::task::spawn_blocking(move || {
-        let e = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        e.snapshot().map(|(_, checks, _)| checks)
-    })
-    .await
-    .map_err(|e| ApiError::store(format!("round task failed: {e}")))?;
+    let snapshot = engine(state, |e| Ok(e.snapshot().map(|(_, checks, _)| checks))).await?;
     Ok(snapshot.map(|mut checks| {
         checks.retain(|c| who.teams.sees(&c.team));
         checks.sort_by(|a, b| (a.planned_at, &a.id).cmp(&(b.planned_at, &b.id)));
@@ -300,15 +296,10 @@ pub async fn person(State(state): State<AppState>, Extension(who): Extension<Pri
         let _ = match d {
             Some(d) => write!(
                 body,
-                "<tr class=\"{}\"><td><a href=\"/devices/{}\">{}</a></td><td class=\"{}\">{}</td><td class=\"t\">{}</td><td class=\"wide\">{}</td><td>{}</td></tr>",
+                "<tr class=\"{}\"><td><a href=\"/devices/{id}\">{id}</a></td>{}</tr>",
                 if d.supervision_lost { "lost" } else { "" },
-                esc(id),
-                esc(id),
-                if d.online { "on" } else { "off" },
-                if d.online { ctx.t("online") } else { ctx.t("offline_dev") },
-                local(d.last_seen),
-                d.outbox_depth.map_or("–".into(), |n| n.to_string()),
-                if d.supervision_lost { format!("<span class=\"alarm\">{}</span>", ctx.t("supervision_lost")) } else { "ok".into() },
+                health_cells(&ctx, d),
+                id = esc(id),
             ),
             None => write!(body, "<tr><td><a href=\"/devices/{}\">{}</a></td><td class=\"muted\" colspan=\"4\">{}</td></tr>", esc(id), esc(id), ctx.t("never_seen")),
         };
