@@ -50,6 +50,9 @@ pub enum Permission {
     HandleAlarms,
     /// Register a device in a home and download its agent configuration.
     RegisterDevices,
+    /// Draw a person's safe areas for their GPS tracker (the installer fits the tracker; the
+    /// nurse keeps the plan).
+    EditSafeAreas,
 }
 
 impl Role {
@@ -86,6 +89,7 @@ impl Role {
             Permission::ManageUsers => self == Role::Admin,
             Permission::HandleAlarms => self.is_care_staff(),
             Permission::RegisterDevices => matches!(self, Role::Installer | Role::Admin),
+            Permission::EditSafeAreas => self != Role::NightStaff,
         }
     }
 }

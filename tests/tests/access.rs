@@ -112,6 +112,7 @@ fn rows() -> Vec<Row> {
         r("PUT", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/matrix-person", Body::Json(recipient), planners(200)),
         r("GET", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/matrix-person", Body::None, all(200)),
         r("DELETE", "/api/v1/care/recipients/{id}", "/api/v1/care/recipients/no-such-person", Body::None, planners(404)),
+        r("PUT", "/api/v1/care/recipients/{id}/safe-areas", "/api/v1/care/recipients/no-such-person/safe-areas", Body::Json(json!([])), [Is(401), Is(403), Is(404), Is(404), Is(404)]),
         r("GET", "/api/v1/care/patrols", "/api/v1/care/patrols", Body::None, all(200)),
         r("PUT", "/api/v1/care/patrols/{id}", "/api/v1/care/patrols/matrix-bil", Body::Json(patrol), planners(200)),
         r("DELETE", "/api/v1/care/patrols/{id}", "/api/v1/care/patrols/no-such-bil", Body::None, planners(404)),

@@ -5,8 +5,10 @@
 //! One night-staff member of team `centrum` logs in, sees a GPS alarm appear on the Now view
 //! without reloading, acknowledges it with the keyboard, assigns it to a patrol and resolves it;
 //! cannot open a person of team `byar` (page and API); looks at an unclear camera check's
-//! snapshot in tonight's round and sees it removed after the viewing span. An installer
-//! registers a device for a person and sees its first event arrive live. The text of the dark
+//! snapshot in tonight's round and sees it removed after the viewing span; the month's report
+//! counts the alarm with its response times. An installer registers a device for a person and
+//! sees its first event arrive live, then draws the person's safe areas and finds them in the
+//! device's agent configuration. The text of the dark
 //! theme is checked for contrast. A screenshot of each main view is saved in
 //! `target/console-screenshots/` (kept as CI artefacts).
 
@@ -69,6 +71,15 @@ async fn fetch_status(c: &Client, path: &str) -> u64 {
         .await
         .unwrap_or_else(|e| panic!("fetch {path}: {e}"));
     v.as_u64().unwrap_or(0)
+}
+
+/// Body of a `fetch` from the page, as text (empty when it failed).
+async fn fetch_text(c: &Client, path: &str) -> String {
+    let v = c
+        .execute_async(&format!("const done = arguments[0]; fetch('{path}').then(r => r.text()).then(done, () => done(''));"), vec![])
+        .await
+        .unwrap_or_else(|e| panic!("fetch {path}: {e}"));
+    v.as_str().unwrap_or_default().to_string()
 }
 
 async fn login(c: &Client, base: &str, name: &str, shot_name: Option<&str>) {
@@ -276,6 +287,17 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     for step in ["alarm_acknowledged", "alarm_assigned", "alarm_resolved"] {
         assert!(audit.contains(&step.to_string()), "{step} not audited: {audit:?}");
     }
+    // The month's report counts the alarm with its response times. A month runs from its first
+    // night's shift start (22:00 here) to the next month's.
+    let raised: jiff::Timestamp = resolved["raised_at"].as_str().unwrap().parse().unwrap();
+    let local = raised.in_tz("Europe/Stockholm").unwrap().checked_sub(jiff::SignedDuration::from_hours(22)).unwrap();
+    let report = hub.get(&format!("/api/v1/reports/months/{}", local.strftime("%Y-%m")));
+    let centrum = report["teams"].as_array().unwrap().iter().find(|t| t["team"] == "centrum").cloned().unwrap_or_default();
+    assert!(centrum["alarms"].as_u64().unwrap_or(0) >= 1, "{report}");
+    let acked = &centrum["alarm_to_acknowledged_min"];
+    let done = &centrum["alarm_to_resolved_min"];
+    assert!(acked["count"].as_u64().unwrap_or(0) >= 1 && done["count"].as_u64().unwrap_or(0) >= 1, "{centrum}");
+    assert!(acked["max"].as_f64().unwrap() <= done["max"].as_f64().unwrap(), "{centrum}");
 
     // 5. Night-time contrast of the dark theme (WCAG: 4.5:1 for text, 7:1 aimed for body text).
     for (sel, ratio) in contrast(&c, &["body", "h2", "nav a", "#conn", ".who", "main p"]).await {
@@ -356,6 +378,7 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     c.goto(&format!("{base}/devices")).await.unwrap();
     find(&c, "#reg-device").await.send_keys("home-a2").await.unwrap();
     find(&c, "#reg-recipient option[value=person-a]").await.click().await.unwrap();
+    find(&c, "#reg-gps").await.click().await.unwrap();
     shot(&c, "07-devices").await;
     find(&c, "#reg-submit").await.click().await.unwrap();
     eventually(Duration::from_secs(10), "the new device's page", || async {
@@ -364,11 +387,8 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     })
     .await;
     assert_eq!(js(&c, "window.__same_device_page = 'yes'; return 1;").await, json!(1));
-    let toml = c
-        .execute_async("const done = arguments[0]; fetch('/devices/home-a2/agent.toml').then(r => r.text()).then(done, () => done(''));", vec![])
-        .await
-        .unwrap();
-    assert!(toml.as_str().unwrap_or_default().contains("device_id = \"home-a2\""), "{toml}");
+    let toml = fetch_text(&c, "/devices/home-a2/agent.toml").await;
+    assert!(toml.contains("device_id = \"home-a2\""), "{toml}");
     let new_home = Agent::start(dir.path(), AgentOpts::new("home-a2", hub.broker()));
     new_home.intake().accept(r#"{"kind":"position","body":{"lat":64.75,"lon":20.95}}"#);
     eventually(Duration::from_secs(20), "the first event indicator", || async {
@@ -386,6 +406,57 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     shot(&c, "08-device-first-event").await;
     let plan = hub.get("/api/v1/care/recipients/person-a");
     assert!(plan["devices"].as_array().unwrap().contains(&json!("home-a2")), "{plan}");
+    assert_eq!(plan["gps_device"], "home-a2", "{plan}");
+
+    // 8b. The installer draws Astrid's safe areas: a circle round the home (its centre put by
+    // a click on the drawing), a polygon from typed corners; a polygon of two corners is
+    // refused with the device's own words; the agent configuration carries both areas.
+    c.goto(&format!("{base}/people/person-a")).await.unwrap();
+    assert!(text_of(&c, "#areas-none").await.is_some(), "no areas yet");
+    find(&c, "#area-centre").await.clear().await.unwrap();
+    find(&c, "#area-map").await.click().await.unwrap();
+    let centre = js(&c, "return document.getElementById('area-centre').value;").await;
+    let ll: Vec<f64> = centre.as_str().unwrap_or_default().split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    assert!(ll.len() == 2 && (ll[0] - 64.75).abs() < 0.001 && (ll[1] - 20.95).abs() < 0.002, "a click mid-drawing is the home: {centre}");
+    find(&c, "#area-name").await.send_keys("Hemma").await.unwrap();
+    find(&c, "#area-radius").await.clear().await.unwrap();
+    find(&c, "#area-radius").await.send_keys("200").await.unwrap();
+    find(&c, "#area-active").await.send_keys("20:00-08:00").await.unwrap();
+    find(&c, "#area-add").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the circle in the list", || async {
+        text_of(&c, "#areas").await.filter(|t| t.contains("Hemma") && t.contains("200 m")).map(|_| ())
+    })
+    .await;
+    let add_polygon = |name: &'static str, corners: &'static str| {
+        let c = c.clone();
+        async move {
+            find(&c, "#area-kind option[value=polygon]").await.click().await.unwrap();
+            find(&c, "#area-name").await.send_keys(name).await.unwrap();
+            find(&c, "#area-points").await.send_keys(corners).await.unwrap();
+            find(&c, "#area-add").await.click().await.unwrap();
+        }
+    };
+    add_polygon("Halvt", "64.751, 20.949\n64.752, 20.951").await;
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        text_of(&c, "#area-result").await.filter(|t| t.contains("safe_areas[1].polygon: has 2 corner(s)")).map(|_| ())
+    })
+    .await;
+    c.goto(&format!("{base}/people/person-a")).await.unwrap();
+    add_polygon("Kvarteret", "64.753, 20.944\n64.753, 20.956\n64.749, 20.960\n64.7465, 20.950").await;
+    eventually(Duration::from_secs(10), "the polygon in the list", || async {
+        text_of(&c, "#areas").await.filter(|t| t.contains("Kvarteret")).map(|_| ())
+    })
+    .await;
+    assert_eq!(js(&c, "return document.querySelectorAll('#area-map circle, #area-map polygon').length;").await, json!(2));
+    shot(&c, "11-safe-areas").await;
+    let areas = hub.get("/api/v1/care/recipients/person-a")["safe_areas"].clone();
+    assert_eq!(areas[0]["circle"]["radius_m"], 200.0, "{areas}");
+    assert_eq!(areas[0]["active"], json!(["20:00-08:00"]));
+    assert_eq!(areas[1]["polygon"].as_array().map(Vec::len), Some(4), "{areas}");
+    let toml = fetch_text(&c, "/devices/home-a2/agent.toml").await;
+    assert!(toml.contains("[[gps.areas]]") && toml.contains("name = \"Hemma\"") && toml.contains("name = \"Kvarteret\""), "{toml}");
+    let audit: Vec<String> = hub.get("/api/v1/audit").as_array().unwrap().iter().map(|a| a["detail"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(audit.iter().any(|d| d.contains("safe areas [Hemma, Kvarteret]")), "{audit:?}");
     assert_eq!(fetch_status(&c, "/people/person-b").await, 404);
     assert_eq!(fetch_status(&c, "/admin").await, 403);
 

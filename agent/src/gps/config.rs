@@ -13,7 +13,7 @@ use crate::config::duration;
 use geo::{LineString, Polygon, Validation};
 use jiff::tz::TimeZone;
 use jiff::SignedDuration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,19 +52,23 @@ pub struct RawGps {
     pub areas: Vec<RawArea>,
 }
 
-/// One `[[gps.areas]]`.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[gps.areas]]`. The hub keeps a person's safe areas in this same shape (in JSON) and
+/// writes them into the agent's configuration, so both judge them by [`RawArea::validate`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawArea {
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circle: Option<RawCircle>,
     /// `[[lat, lon], …]`, at least three corners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polygon: Option<Vec<Vec<f64>>>,
     /// Local wall-clock windows such as `"20:00-08:00"`; absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCircle {
     pub lat: f64,
@@ -346,7 +350,9 @@ impl RawGps {
 }
 
 impl RawArea {
-    fn validate(
+    /// Every problem of this area, each prefixed with `field` (e.g. `gps.areas[1]`), or the
+    /// area; `tz` is the zone of its `active` windows (`None`: the zone itself was refused).
+    pub fn validate(
         &self,
         field: &str,
         tz: Option<&TimeZone>,

@@ -5,13 +5,14 @@
 //! |---|---|
 //! | `GET /devices`, `GET /devices/{id}` | every role (own teams; unassigned devices for installers and admins) |
 //! | `GET /devices/{id}/agent.toml` | installer, admin |
-//! | `POST /api/v1/registrations` | installer, admin: `{"device", "site", "recipient"?, "camera"?}` → 201 |
+//! | `POST /api/v1/registrations` | installer, admin: `{"device", "site", "recipient"?, "camera"?, "gps"?}` → 201 |
 //!
 //! Registering a device records who set it up where (audited) and, with a person, adds the
-//! device to that person's care plan (as their camera when `camera` is true), so it belongs to
-//! the person's team from then on. The agent configuration points the agent at this hub's
-//! broker; the device's certificate and key are not part of it yet (device identity is its own
-//! piece of work).
+//! device to that person's care plan (as their camera when `camera` is true, as the reader of
+//! their GPS tracker when `gps` is), so it belongs to the person's team from then on. The agent
+//! configuration points the agent at this hub's broker and, for the person's GPS device,
+//! carries their safe areas from the care plan; the device's certificate and key are not part
+//! of it yet (device identity is its own piece of work).
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
@@ -20,15 +21,18 @@ use super::page::{esc, local, not_found, shell, Ctx, Nav};
 use super::scope::Scope;
 use super::AppState;
 use crate::access::{Permission, Principal};
+use crate::rounds::plan::Recipient;
 use crate::store::{DeviceRow, Registration};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-use tracing::info;
+use tracing::{info, warn};
+use vaka_agent::camera::consent::DEFAULT_TIME_ZONE;
+use vaka_agent::gps::config::{RawArea, DEFAULT_GPSD_ADDRESS};
 
 /// Where agents reach the hub's broker (for the agent configuration).
 #[derive(Debug, Clone)]
@@ -100,12 +104,13 @@ pub async fn list(State(state): State<AppState>, Extension(who): Extension<Princ
 <label>{site}<input name="site" id="reg-site" required value="skelleftea"></label>
 <label>{person}<select name="recipient" id="reg-recipient"><option value="">{none}</option>{options}</select></label>
 <label><span><input type="checkbox" name="camera" id="reg-camera" value="true"> {camera}</span></label>
+<label><span><input type="checkbox" name="gps" id="reg-gps" value="true"> {gps}</span></label>
 <button type="submit" id="reg-submit">{register}</button></form>
 <script>
 document.getElementById("register").addEventListener("submit", async e => {{
   e.preventDefault();
   const f = e.target, v = n => f.elements[n].value;
-  const r = await api("POST", "/api/v1/registrations", {{device: v("device"), site: v("site"), recipient: v("recipient") || null, camera: f.elements.camera.checked}});
+  const r = await api("POST", "/api/v1/registrations", {{device: v("device"), site: v("site"), recipient: v("recipient") || null, camera: f.elements.camera.checked, gps: f.elements.gps.checked}});
   if (r.ok) location.href = "/devices/" + encodeURIComponent(v("device"));
   else alert(T.failed + ": " + (await r.json()).message);
 }});
@@ -116,6 +121,7 @@ document.getElementById("register").addEventListener("submit", async e => {{
             person = ctx.t("person"),
             none = ctx.t("none"),
             camera = ctx.t("is_camera"),
+            gps = ctx.t("is_gps"),
             register = ctx.t("register"),
         );
     }
@@ -190,29 +196,64 @@ pub async fn agent_config(State(state): State<AppState>, Extension(who): Extensi
     let Some(r) = registration.filter(|r| scope.sees_device(&r.device)) else {
         return Err(ApiError::not_found(format!("no registered device `{}`", id.chars().take(64).collect::<String>())));
     };
-    let b = &state.agent_broker;
+    let person = match r.recipient.clone() {
+        Some(id) => read(&state, move |s| Ok(s.recipients()?.into_iter().find(|p| p.id == id))).await?,
+        None => None,
+    };
     // The host the installer's browser reached the hub at, without its port.
     let request_host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(h, |(host, _)| host).to_string())
         .unwrap_or_else(|| "localhost".into());
-    let host = b.host.clone().unwrap_or(request_host);
-    let mqtt = match b.tls {
-        true => format!("url = \"mqtts://{host}:{}\"\nallow_plaintext = false\nca_file = \"/etc/vaka/ca.pem\"\nclient_cert_file = \"/etc/vaka/device.pem\"\nclient_key_file = \"/etc/vaka/device.key\"\n", b.port),
-        false => format!("url = \"mqtt://{host}:{}\"\n# The hub's broker takes plain MQTT: only on a closed network.\nallow_plaintext = true\n", b.port),
-    };
-    let toml = format!(
-        "# Vaka agent configuration for {device}, from the hub at {now} (registered by {by}).\n# Install as /etc/vaka/agent.toml; see config/agent.toml for every setting.\ndevice_id = \"{device}\"\nsite = \"{site}\"\n\n[mqtt]\n{mqtt}\n[outbox]\npath = \"/var/lib/vaka/outbox.db\"\n\n[intake]\nsocket = \"/run/vaka/intake.sock\"\n",
-        device = r.device,
-        site = r.site,
-        by = r.registered_by,
-        now = Timestamp::now(),
-    );
+    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host, Timestamp::now());
     let audit = audit_entry(&who, Timestamp::now(), "agent_config_downloaded", None, Some(&r.device), None);
     write(&state, move |s| s.append_audit(&audit)).await?;
     let disposition = format!("attachment; filename=\"{}-agent.toml\"", r.device);
     Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], toml).into_response())
+}
+
+/// The agent configuration for a registered device: its identity, the hub's broker (at
+/// `request_host` for the embedded broker), the outbox and intake, and, when it reads the
+/// person's GPS tracker, their safe areas (gpsd as the source; the installer changes that for
+/// a receiver on a serial line).
+fn agent_toml(r: &Registration, person: Option<&Recipient>, b: &AgentBroker, request_host: &str, now: Timestamp) -> String {
+    let host = b.host.as_deref().unwrap_or(request_host);
+    let mqtt = match b.tls {
+        true => format!("url = \"mqtts://{host}:{}\"\nallow_plaintext = false\nca_file = \"/etc/vaka/ca.pem\"\nclient_cert_file = \"/etc/vaka/device.pem\"\nclient_key_file = \"/etc/vaka/device.key\"\n", b.port),
+        false => format!("url = \"mqtt://{host}:{}\"\n# The hub's broker takes plain MQTT: only on a closed network.\nallow_plaintext = true\n", b.port),
+    };
+    let mut toml = format!(
+        "# Vaka agent configuration for {device}, from the hub at {now} (registered by {by}).\n# Install as /etc/vaka/agent.toml; see config/agent.toml for every setting.\ndevice_id = \"{device}\"\nsite = \"{site}\"\n\n[mqtt]\n{mqtt}\n[outbox]\npath = \"/var/lib/vaka/outbox.db\"\n\n[intake]\nsocket = \"/run/vaka/intake.sock\"\n",
+        device = r.device,
+        site = r.site,
+        by = r.registered_by,
+    );
+    if let Some(p) = person.filter(|p| p.gps_device.as_deref() == Some(r.device.as_str())) {
+        #[derive(Serialize)]
+        struct Section<'a> {
+            gps: Gps<'a>,
+        }
+        #[derive(Serialize)]
+        struct Gps<'a> {
+            source: &'a str,
+            address: &'a str,
+            time_zone: &'a str,
+            areas: &'a [RawArea],
+        }
+        let gps = Gps { source: "gpsd", address: DEFAULT_GPSD_ADDRESS, time_zone: DEFAULT_TIME_ZONE, areas: &p.safe_areas };
+        match toml::to_string(&Section { gps }) {
+            Ok(section) => {
+                let _ = write!(
+                    toml,
+                    "\n# {name}'s GPS tracker, read through gpsd (for a receiver on a serial line: source = \"nmea\",\n# path = \"/dev/ttyACM0\"). The safe areas are the care plan's, as of {now}.\n{section}",
+                    name = p.name.replace('\n', " "),
+                );
+            }
+            Err(e) => warn!(device = %r.device, error = %e, "Safe areas left out of the agent configuration"),
+        }
+    }
+    toml
 }
 
 #[derive(Deserialize)]
@@ -224,6 +265,8 @@ pub struct NewRegistration {
     recipient: Option<String>,
     #[serde(default)]
     camera: bool,
+    #[serde(default)]
+    gps: bool,
 }
 
 /// Lowercase letters, digits and `-`, as device and site ids are on the wire.
@@ -235,7 +278,7 @@ fn valid_id(s: &str) -> bool {
 pub async fn register(State(state): State<AppState>, Extension(who): Extension<Principal>, body: Option<Json<NewRegistration>>) -> Result<Response, ApiError> {
     allow(&who, Permission::RegisterDevices, "register devices")?;
     let Some(Json(n)) = body else {
-        return Err(ApiError::unprocessable("bad_registration", "send {\"device\", \"site\", \"recipient\"?, \"camera\"?}"));
+        return Err(ApiError::unprocessable("bad_registration", "send {\"device\", \"site\", \"recipient\"?, \"camera\"?, \"gps\"?}"));
     };
     let mut problems = Vec::new();
     if !valid_id(&n.device) {
@@ -276,9 +319,52 @@ pub async fn register(State(state): State<AppState>, Extension(who): Extension<P
         if n.camera {
             p.camera_device = Some(n.device.clone());
         }
+        if n.gps {
+            p.gps_device = Some(n.device.clone());
+        }
         let audit = entry("care_plan_changed", format!("recipient {}: device {} added by {}", p.id, n.device, who.role));
         write(&state, move |s| s.put_recipient(&p, &audit)).await?;
     }
     info!(device = %n.device, site = %n.site, by = %who.name, role = %who.role, "Device registered");
     Ok((StatusCode::CREATED, Json(registration)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rounds::plan::tests::anna;
+    use vaka_agent::config::RawConfig;
+
+    fn registration(device: &str) -> Registration {
+        Registration { device: device.into(), site: "skelleftea".into(), recipient: Some("anna-berg".into()), registered_by: "ivar".into(), registered_at: Timestamp::UNIX_EPOCH }
+    }
+
+    fn agent_accepts(text: &str) -> vaka_agent::config::AgentConfig {
+        let raw: RawConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        raw.validate().unwrap_or_else(|problems| panic!("{problems:#?}\n{text}"))
+    }
+
+    #[test]
+    fn the_gps_device_gets_the_safe_areas_of_the_care_plan_in_a_configuration_the_agent_accepts() {
+        let mut plan = anna();
+        plan["devices"] = serde_json::json!(["home-001", "tracker-1"]);
+        plan["gps_device"] = "tracker-1".into();
+        let person: Recipient = serde_json::from_value(plan).unwrap();
+        assert_eq!(person.validate(), Vec::<String>::new());
+        let broker = AgentBroker { host: None, port: 1883, tls: false };
+
+        let text = agent_toml(&registration("tracker-1"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
+        assert!(text.contains("url = \"mqtt://hub.example:1883\""), "{text}");
+        let config = agent_accepts(&text);
+        let gps = config.gps.expect("a [gps] section");
+        let names: Vec<&str> = gps.areas.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["Hemma", "Kvarteret"]);
+
+        // The camera in the same home gets no [gps]; nor does a device of nobody's plan.
+        let camera = agent_toml(&registration("home-001"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
+        assert!(!camera.contains("[gps"), "{camera}");
+        assert!(agent_accepts(&camera).gps.is_none());
+        let alone = agent_toml(&registration("tracker-1"), None, &AgentBroker { host: Some("mqtt.kommun.se".into()), port: 8883, tls: true }, "x", Timestamp::UNIX_EPOCH);
+        assert!(alone.contains("mqtts://mqtt.kommun.se:8883") && !alone.contains("[gps"), "{alone}");
+    }
 }

@@ -15,6 +15,7 @@
 
 mod admin;
 mod api;
+mod areas;
 mod audit;
 mod auth;
 mod checks;
@@ -110,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/care/recipients", get(rounds::recipients))
         .route("/api/v1/care/recipients/{id}", get(rounds::recipient).put(rounds::put_recipient).delete(rounds::delete_recipient))
+        .route("/api/v1/care/recipients/{id}/safe-areas", put(rounds::put_safe_areas))
         .route("/api/v1/care/patrols", get(rounds::patrols))
         .route("/api/v1/care/patrols/{id}", put(rounds::put_patrol).delete(rounds::delete_patrol))
         .route("/api/v1/rounds/current", get(rounds::current))

@@ -1,12 +1,14 @@
 //! The reports page (`GET /reports?month=YYYY-MM`, night staff, nurses, admins): the month's
 //! checks per night as a bar chart (settled by camera, by visit, missed), the month's figures
 //! per team (wake-ups avoided, escalations and how many were on site within their promise,
-//! response times), and links to the CSV exports of the reports API.
+//! alarms and their response times: acknowledged, on site, resolved), and links to the CSV
+//! exports of the reports API.
 //!
-//! The figures are the API's (`rounds::report`), computed from the stored round checks of the
-//! caller's teams only.
+//! The figures are the API's (`rounds::report`), computed from the stored round checks, events
+//! and alarms of the caller's teams only.
 
-use super::api::{read, ApiError};
+use super::api::ApiError;
+use super::rounds::Period;
 use super::auth::Session;
 use super::page::{esc, forbidden, shell, Ctx, Nav};
 use super::AppState;
@@ -39,17 +41,22 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
         .and_then(|m| format!("{m}-01").parse::<Date>().ok())
         .unwrap_or_else(|| today.first_of_month());
     let last = first.last_of_month();
-    let checks = read(&state, move |s| s.round_checks_between(first, last)).await?;
-    let checks: Vec<_> = checks.into_iter().filter(|c| who.teams.sees(&c.team)).collect();
+    let period = Period::month(&state, &who, first).await?;
     let ctx = Ctx::new(who, session, &headers);
-    let none = BTreeMap::new();
-    let month = report::report("month", (first, last), &checks, &[], &none);
-    // Night by night, for the chart.
+    let month = report::report("month", (first, last), &period.inputs());
+    // Night by night, for the chart (checks only).
     let mut nights: BTreeMap<Date, Vec<_>> = BTreeMap::new();
-    for c in &checks {
+    for c in &period.checks {
         nights.entry(c.night).or_default().push(c.clone());
     }
-    let bars: Vec<(Date, TeamReport)> = nights.iter().map(|(n, cs)| (*n, report::report("night", (*n, *n), cs, &[], &none).total)).collect();
+    let none = BTreeMap::new();
+    let bars: Vec<(Date, TeamReport)> = nights
+        .iter()
+        .map(|(n, cs)| {
+            let inputs = report::Inputs { checks: cs, device_events: &[], alarms: &[], team_of_device: &none };
+            (*n, report::report("night", (*n, *n), &inputs).total)
+        })
+        .collect();
     let m = first.strftime("%Y-%m").to_string();
     let prev = (first - jiff::Span::new().months(1)).strftime("%Y-%m").to_string();
     let next = (first + jiff::Span::new().months(1)).strftime("%Y-%m").to_string();
@@ -61,7 +68,7 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
     let _ = write!(body, "<h3>{}</h3>{}", ctx.t("chart_checks"), chart(&ctx, &bars));
     let _ = write!(
         body,
-        "<h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        "<h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         ctx.t("per_team"),
         ctx.t("team"),
         ctx.t("r_planned"),
@@ -71,13 +78,16 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
         ctx.t("r_wakeups"),
         ctx.t("r_escalations"),
         ctx.t("r_escalation_time"),
+        ctx.t("r_alarms"),
+        ctx.t("r_alarm_ack_time"),
         ctx.t("r_alarm_time"),
+        ctx.t("r_alarm_resolved_time"),
     );
     let rows: Vec<(&TeamReport, bool)> = month.teams.iter().map(|t| (t, false)).chain(std::iter::once((&month.total, true))).collect();
     for (t, total) in rows {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} ✓)</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} ✓)</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if total { format!("<b>{}</b>", ctx.t("total")) } else { esc(&t.team) },
             t.planned,
             t.by_camera,
@@ -87,7 +97,11 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
             t.escalations,
             t.escalations_within_promise,
             minutes(&t.escalation_to_on_site_min),
+            t.alarms,
+            if t.alarms_unacknowledged > 0 { format!(" ({} {})", t.alarms_unacknowledged, ctx.t("r_unacked")) } else { String::new() },
+            minutes(&t.alarm_to_acknowledged_min),
             minutes(&t.alarm_to_on_site_min),
+            minutes(&t.alarm_to_resolved_min),
         );
     }
     body += "</tbody></table>";

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /api/v1/care/recipients`, `GET /api/v1/care/recipients/{id}`, `GET /api/v1/care/patrols` | every role |
 //! | `PUT`/`DELETE /api/v1/care/recipients/{id}`, `…/patrols/{id}` | nurse, admin |
+//! | `PUT /api/v1/care/recipients/{id}/safe-areas` | installer, nurse, admin |
 //! | `GET /api/v1/rounds/current`, `GET /api/v1/rounds/{night}` | every role |
 //! | `POST /api/v1/rounds/checks/{id}/decision`, `…/outcome` | night staff, nurse |
 //! | `GET /api/v1/reports/nights/{night}`, `…/months/{yyyy-mm}` | night staff, nurse, admin |
@@ -23,8 +24,9 @@ use crate::rounds::engine::{Engine, EngineError};
 use crate::rounds::plan::{hhmm, Patrol, Recipient};
 use crate::rounds::report::{self, Report, DOSE_MISSED, GPS_ALARM_KINDS};
 use crate::rounds::scheduler::InputError;
-use crate::rounds::state::Outcome;
-use crate::store::AuditEntry;
+use crate::rounds::state::{Outcome, RoundCheck};
+use crate::store::{AlarmRow, AuditEntry};
+use vaka_agent::gps::config::RawArea;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,6 +119,28 @@ pub async fn put_recipient(State(state): State<AppState>, Extension(who): Extens
         own_team(&who, &team)?;
     }
     let audit = entry(&who, "care_plan_changed", format!("recipient {id}, team {}", r.team));
+    let stored = r.clone();
+    write(&state, move |s| s.put_recipient(&stored, &audit)).await?;
+    Ok((StatusCode::OK, Json(r)).into_response())
+}
+
+/// `PUT /api/v1/care/recipients/{id}/safe-areas`: the person's safe areas (the whole list, in
+/// the shape of `safe_areas` in the plan), checked as the device checks them.
+pub async fn put_safe_areas(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>, Json(body): Json<serde_json::Value>) -> Result<Response, ApiError> {
+    allow(&who, Permission::EditSafeAreas, "change safe areas")?;
+    let areas: Vec<RawArea> = serde_json::from_value(body).map_err(|e| invalid(vec![format!("safe_areas: {e}")]))?;
+    let key = id.clone();
+    let found = read(&state, move |s| Ok(s.recipients()?.into_iter().find(|r| r.id == key))).await?;
+    let Some(mut r) = found.filter(|r| who.teams.sees(&r.team)) else {
+        return Err(ApiError::not_found(format!("no care plan `{id}`")));
+    };
+    r.safe_areas = areas;
+    let problems: Vec<String> = r.validate().into_iter().filter(|p| p.starts_with("safe_areas")).collect();
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    let names: Vec<&str> = r.safe_areas.iter().map(|a| a.name.as_str()).collect();
+    let audit = entry(&who, "care_plan_changed", format!("recipient {id}: safe areas [{}]", names.join(", ")));
     let stored = r.clone();
     write(&state, move |s| s.put_recipient(&stored, &audit)).await?;
     Ok((StatusCode::OK, Json(r)).into_response())
@@ -265,21 +289,54 @@ pub struct Format {
     pub format: Option<String>,
 }
 
-async fn answer(state: &AppState, who: &Principal, period: &'static str, (first, last): (Date, Date), format: Format) -> Result<Response, ApiError> {
-    let shift = state.shift.clone();
-    let from = shift.span(first).0;
-    let to = shift.span(last).1;
-    let mut kinds = vec![DOSE_MISSED];
-    kinds.extend(GPS_ALARM_KINDS);
-    let (checks, events, recipients) = read(state, move |s| Ok((s.round_checks_between(first, last)?, s.event_counts(&kinds, from, to)?, s.recipients()?))).await?;
-    // Only the caller's teams: their checks, and the events of their people's devices.
-    let checks: Vec<_> = checks.into_iter().filter(|c| who.teams.sees(&c.team)).collect();
-    let teams: BTreeMap<String, String> = recipients
-        .iter()
-        .filter(|r| who.teams.sees(&r.team))
-        .flat_map(|r| r.devices.iter().map(|d| (d.clone(), r.team.clone())))
-        .collect();
-    let rep: Report = report::report(period, (first, last), &checks, &events, &teams);
+/// What a period's report is made from, as one caller may see it: their teams' checks, and the
+/// events and alarms of their teams' people's devices.
+pub(super) struct Period {
+    pub checks: Vec<RoundCheck>,
+    events: Vec<(String, String, u64)>,
+    alarms: Vec<AlarmRow>,
+    teams: BTreeMap<String, String>,
+}
+
+impl Period {
+    /// One night: its checks, and the events and alarms of its shift.
+    pub(super) async fn night(state: &AppState, who: &Principal, night: Date) -> Result<Period, ApiError> {
+        Period::read(state, who, (night, night), state.shift.span(night)).await
+    }
+
+    /// A month's nights: their checks, and the events and alarms from the first night's shift
+    /// start to the next month's (so the day after a night counts in the month of that night,
+    /// and every moment belongs to exactly one month).
+    pub(super) async fn month(state: &AppState, who: &Principal, first: Date) -> Result<Period, ApiError> {
+        let last = first.last_of_month();
+        let next = last.tomorrow().map_err(|e| ApiError::not_found(format!("no month after {last}: {e}")))?;
+        Period::read(state, who, (first, last), (state.shift.span(first).0, state.shift.span(next).0)).await
+    }
+
+    /// The checks of nights `first..=last`, the events and alarms of `[from, to)`.
+    async fn read(state: &AppState, who: &Principal, (first, last): (Date, Date), (from, to): (Timestamp, Timestamp)) -> Result<Period, ApiError> {
+        let mut kinds = vec![DOSE_MISSED];
+        kinds.extend(GPS_ALARM_KINDS);
+        let (checks, events, alarms, recipients) = read(state, move |s| {
+            Ok((s.round_checks_between(first, last)?, s.event_counts(&kinds, from, to)?, s.alarms_raised_between(from, to)?, s.recipients()?))
+        })
+        .await?;
+        let checks = checks.into_iter().filter(|c| who.teams.sees(&c.team)).collect();
+        let teams = recipients
+            .iter()
+            .filter(|r| who.teams.sees(&r.team))
+            .flat_map(|r| r.devices.iter().map(|d| (d.clone(), r.team.clone())))
+            .collect();
+        Ok(Period { checks, events, alarms, teams })
+    }
+
+    pub(super) fn inputs(&self) -> report::Inputs<'_> {
+        report::Inputs { checks: &self.checks, device_events: &self.events, alarms: &self.alarms, team_of_device: &self.teams }
+    }
+}
+
+fn answer(period: &'static str, nights: (Date, Date), data: &Period, format: Format) -> Result<Response, ApiError> {
+    let rep: Report = report::report(period, nights, &data.inputs());
     match format.format.as_deref() {
         None | Some("json") => Ok(Json(rep).into_response()),
         Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report::csv(&rep)).into_response()),
@@ -290,12 +347,11 @@ async fn answer(state: &AppState, who: &Principal, period: &'static str, (first,
 pub async fn night_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
     allow(&who, Permission::ReadReports, "read reports")?;
     let night = night_param(&raw)?;
-    answer(&state, &who, "night", (night, night), format).await
+    answer("night", (night, night), &Period::night(&state, &who, night).await?, format)
 }
 
 pub async fn month_report(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(raw): Path<String>, Query(format): Query<Format>) -> Result<Response, ApiError> {
     allow(&who, Permission::ReadReports, "read reports")?;
     let first = format!("{raw}-01").parse::<Date>().map_err(|_| ApiError::not_found(format!("`{}` is not a month (YYYY-MM)", raw.chars().take(40).collect::<String>())))?;
-    let last = first.last_of_month();
-    answer(&state, &who, "month", (first, last), format).await
+    answer("month", (first, first.last_of_month()), &Period::month(&state, &who, first).await?, format)
 }

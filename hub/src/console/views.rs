@@ -250,7 +250,7 @@ pub async fn person(State(state): State<AppState>, Extension(who): Extension<Pri
     })
     .await?;
     let mut events = events;
-    events.sort_by(|a, b| b.ts.cmp(&a.ts));
+    events.sort_by_key(|e| std::cmp::Reverse(e.ts));
     events.truncate(15);
     let mut body = format!(
         "<p>{} · {} · {}</p><h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
@@ -305,6 +305,7 @@ pub async fn person(State(state): State<AppState>, Extension(who): Extension<Pri
         };
     }
     body += "</tbody></table>";
+    body += &super::areas::section(&ctx, &r);
     let mine: Vec<&RoundCheck> = tonight.iter().filter(|c| c.recipient == r.id).collect();
     if !mine.is_empty() {
         let _ = write!(body, "<h3>{}</h3><ul class=\"plain\">", ctx.t("tonight"));

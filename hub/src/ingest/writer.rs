@@ -597,6 +597,9 @@ mod tests {
         fn alarms_after(&self, _: i64) -> Result<Vec<AlarmRow>, StoreError> {
             unimplemented!()
         }
+        fn alarms_raised_between(&self, _: Timestamp, _: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
+            unimplemented!()
+        }
         fn event_counts(&self, _: &[&str], _: Timestamp, _: Timestamp) -> Result<Vec<(String, String, u64)>, StoreError> {
             unimplemented!()
         }

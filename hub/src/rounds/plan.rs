@@ -8,14 +8,15 @@
 //!
 //! The camera consent has exactly the shape of the agent's `[camera.consent]` section and is
 //! validated by the agent's own code ([`RawConsent::validate`]), so hub and device judge the
-//! same windows the same way. The hub never plans a camera check outside those windows: a
+//! same windows the same way; so are the safe areas (`[[gps.areas]]`, [`RawArea::validate`]). The hub never plans a camera check outside those windows: a
 //! plan that asks for one is refused. The device stays the last word (its lock refuses
 //! whatever the hub asks outside consent).
 
 use jiff::civil::{Date, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use vaka_agent::camera::consent::{Consent, RawConsent, RawConsentRecord, RawDate};
+use vaka_agent::camera::consent::{time_zone, Consent, RawConsent, RawConsentRecord, RawDate, DEFAULT_TIME_ZONE};
+use vaka_agent::gps::config::RawArea;
 use vaka_protocol::DeviceId;
 
 /// How long before and after the agreed time a check may be done, unless the plan says.
@@ -51,6 +52,14 @@ pub struct Recipient {
     /// What an alarm of this person leads to during a night shift.
     #[serde(default)]
     pub rules: Vec<AlarmRule>,
+    /// The device that reads the person's GPS tracker: its configuration carries the safe
+    /// areas.
+    #[serde(default)]
+    pub gps_device: Option<String>,
+    /// Where the person is safe, with the agent's `[[gps.areas]]` shape: a circle (centre and
+    /// radius) or a polygon, and optional local windows in which leaving raises an alarm.
+    #[serde(default)]
+    pub safe_areas: Vec<RawArea>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -304,6 +313,20 @@ impl Recipient {
                 problems.push(format!("rules[{i}].action: camera_check needs `camera_device`"));
             }
         }
+        if let Some(gps) = &self.gps_device {
+            id_problem("gps_device", gps, &mut problems);
+            if !self.devices.contains(gps) {
+                problems.push(format!("gps_device: `{gps}` is not one of `devices`"));
+            }
+        }
+        let tz = time_zone(DEFAULT_TIME_ZONE).ok();
+        let mut names = BTreeSet::new();
+        for (i, area) in self.safe_areas.iter().enumerate() {
+            if !names.insert(area.name.trim()) {
+                problems.push(format!("safe_areas[{i}].name: {:?} is used twice", area.name));
+            }
+            area.validate(&format!("safe_areas[{i}]"), tz.as_ref(), &mut problems);
+        }
         problems
     }
 
@@ -349,7 +372,11 @@ pub(crate) mod tests {
                 {"at": "05:00", "method": "visit", "notes": "Turn in bed"}
             ],
             "consent": {"windows": ["22:00-06:00"], "record": {"given": "2026-09-14", "basis": "samtycke"}},
-            "rules": [{"on": "dose_missed", "action": "camera_check"}, {"on": "geofence_left", "action": "search"}]
+            "rules": [{"on": "dose_missed", "action": "camera_check"}, {"on": "geofence_left", "action": "search"}],
+            "safe_areas": [
+                {"name": "Hemma", "circle": {"lat": 64.75, "lon": 20.95, "radius_m": 150.0}, "active": ["20:00-08:00"]},
+                {"name": "Kvarteret", "polygon": [[64.753, 20.944], [64.753, 20.956], [64.749, 20.96], [64.7465, 20.95]]}
+            ]
         })
     }
 
@@ -389,6 +416,32 @@ pub(crate) mod tests {
         for field in ["id", "position.lat", "camera_device", "checks[1].at", "consent.windows[0]", "rules[1].on"] {
             assert!(fields.contains(&field), "{field} missing from {problems:?}");
         }
+    }
+
+    #[test]
+    fn safe_areas_are_judged_as_the_device_judges_them() {
+        let mut plan = anna();
+        plan["gps_device"] = "tracker-9".into();
+        plan["safe_areas"] = json!([
+            {"name": "Hemma", "circle": {"lat": 64.75, "lon": 20.95, "radius_m": 5.0}},
+            {"name": "Hemma", "polygon": [[64.75, 20.95], [64.76, 20.96]]},
+            {"name": "Park", "circle": {"lat": 64.75, "lon": 20.95, "radius_m": 300.0}, "polygon": [[64.75, 20.95], [64.76, 20.96], [64.76, 20.94]]},
+            {"name": "Torget", "polygon": [[64.75, 20.95], [64.76, 20.96], [64.75, 20.96], [64.76, 20.95]], "active": ["25:00-26:00"]}
+        ]);
+        let r: Recipient = serde_json::from_value(plan).unwrap();
+        let problems = r.validate();
+        for expected in [
+            "gps_device: `tracker-9` is not one of `devices`",
+            "safe_areas[0].circle.radius_m: 5 must be between 10 and 100000 metres",
+            "safe_areas[1].name: \"Hemma\" is used twice",
+            "safe_areas[1].polygon: has 2 corner(s)",
+            "safe_areas[2]: give exactly one of circle",
+            "safe_areas[3].polygon: exterior ring has a self-intersection",
+            "safe_areas[3].active[0]:",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(expected)), "{expected} missing from {problems:#?}");
+        }
+        assert_eq!(problems.len(), 7, "{problems:#?}");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! many people were not woken, how quickly escalations and alarms got a person on site, and the
 //! night's missed doses and GPS alarms.
 //!
-//! Pure: [`report`] takes a period's round checks and the counts of device events, and adds up.
+//! Pure: [`report`] takes a period's round checks, the counts of device events and the alarms
+//! raised with what staff did about them ([`Inputs`]), and adds up.
 //! Invariant, checked by the tests: for every row, `planned` equals the sum of the outcomes plus
 //! `open` (checks still running), so a report always adds up.
 
 use super::state::{Origin, Outcome, RoundCheck};
+use crate::store::AlarmRow;
 use jiff::civil::Date;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,8 +41,17 @@ pub struct TeamReport {
     pub escalations_within_promise: u64,
     /// From escalation to the visit's recorded outcome, in minutes.
     pub escalation_to_on_site_min: Stats,
+    /// Alarms raised in the period (SOS, geofence, falls, supervision lost, …), one per
+    /// alarm however often it was triggered while open.
+    pub alarms: u64,
+    /// Of those, the ones nobody has acknowledged (yet).
+    pub alarms_unacknowledged: u64,
+    /// From an alarm to its acknowledgement by staff, in minutes.
+    pub alarm_to_acknowledged_min: Stats,
     /// From an alarm to the recorded outcome of the check its rule added, in minutes.
     pub alarm_to_on_site_min: Stats,
+    /// From an alarm to staff resolving it, in minutes.
+    pub alarm_to_resolved_min: Stats,
     pub missed_doses: u64,
     pub gps_alarms: u64,
 }
@@ -76,18 +87,38 @@ pub struct Report {
     pub total: TeamReport,
 }
 
-/// Adds up a period's checks. `device_events`: (device, kind, count) of the period;
-/// `team_of_device` maps a device to its person's team.
-pub fn report(
-    period: &str,
-    (first_night, last_night): (Date, Date),
-    checks: &[RoundCheck],
-    device_events: &[(String, String, u64)],
-    team_of_device: &BTreeMap<String, String>,
-) -> Report {
-    let mut teams: BTreeMap<String, (TeamReport, Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for c in checks {
-        let (t, escalation_min, alarm_min) = teams.entry(c.team.clone()).or_default();
+/// What a period's report is made from.
+pub struct Inputs<'a> {
+    pub checks: &'a [RoundCheck],
+    /// (device, kind, count) of the period's device events.
+    pub device_events: &'a [(String, String, u64)],
+    /// The alarms raised in the period, with their handling.
+    pub alarms: &'a [AlarmRow],
+    /// Device → the team of the person whose plan lists it. Events and alarms of a device in
+    /// nobody's plan (or of a team the caller does not see) count for no team.
+    pub team_of_device: &'a BTreeMap<String, String>,
+}
+
+/// A team's figures while they are being added up, with the response times seen so far.
+#[derive(Default)]
+struct Tally {
+    t: TeamReport,
+    escalation_min: Vec<f64>,
+    alarm_on_site_min: Vec<f64>,
+    acknowledged_min: Vec<f64>,
+    resolved_min: Vec<f64>,
+}
+
+fn minutes(from: jiff::Timestamp, to: jiff::Timestamp) -> f64 {
+    to.duration_since(from).as_secs_f64() / 60.0
+}
+
+/// Adds up a period's checks, device events and alarms.
+pub fn report(period: &str, (first_night, last_night): (Date, Date), inputs: &Inputs) -> Report {
+    let mut teams: BTreeMap<String, Tally> = BTreeMap::new();
+    for c in inputs.checks {
+        let tally = teams.entry(c.team.clone()).or_default();
+        let t = &mut tally.t;
         t.planned += 1;
         if matches!(c.origin, Origin::Alarm { .. }) {
             t.from_alarms += 1;
@@ -114,41 +145,60 @@ pub fn report(
         let on_site = matches!(o.outcome, Outcome::CheckedByVisit | Outcome::Declined | Outcome::NotAtHome);
         if let (true, Some(v)) = (on_site, &c.visit) {
             if escalated {
-                escalation_min.push(o.at.duration_since(v.requested_at).as_secs_f64() / 60.0);
+                tally.escalation_min.push(minutes(v.requested_at, o.at));
                 if o.at <= v.latest {
                     t.escalations_within_promise += 1;
                 }
             }
         }
         if let (true, Origin::Alarm { raised_at, .. }) = (on_site, &c.origin) {
-            alarm_min.push(o.at.duration_since(*raised_at).as_secs_f64() / 60.0);
+            tally.alarm_on_site_min.push(minutes(*raised_at, o.at));
         }
     }
-    for (device, kind, n) in device_events {
-        let Some(team) = team_of_device.get(device) else { continue };
-        let (t, _, _) = teams.entry(team.clone()).or_default();
+    for (device, kind, n) in inputs.device_events {
+        let Some(team) = inputs.team_of_device.get(device) else { continue };
+        let t = &mut teams.entry(team.clone()).or_default().t;
         if kind == DOSE_MISSED {
             t.missed_doses += n;
         } else if GPS_ALARM_KINDS.contains(&kind.as_str()) {
             t.gps_alarms += n;
         }
     }
+    for a in inputs.alarms {
+        let Some(team) = inputs.team_of_device.get(&a.device) else { continue };
+        let tally = teams.entry(team.clone()).or_default();
+        tally.t.alarms += 1;
+        match a.handling.acked_at {
+            Some(at) => tally.acknowledged_min.push(minutes(a.raised_at, at)),
+            None => tally.t.alarms_unacknowledged += 1,
+        }
+        if let Some(at) = a.handling.resolved_at {
+            tally.resolved_min.push(minutes(a.raised_at, at));
+        }
+    }
     let mut total = TeamReport { team: "all".into(), ..TeamReport::default() };
-    let (mut all_escalation, mut all_alarm) = (Vec::new(), Vec::new());
+    let mut all = Tally::default();
     let teams: Vec<TeamReport> = teams
         .into_iter()
-        .map(|(team, (mut t, escalation_min, alarm_min))| {
+        .map(|(team, tally)| {
+            let mut t = tally.t;
             t.team = team;
-            t.escalation_to_on_site_min = Stats::of(&escalation_min);
-            t.alarm_to_on_site_min = Stats::of(&alarm_min);
-            all_escalation.extend(escalation_min);
-            all_alarm.extend(alarm_min);
+            t.escalation_to_on_site_min = Stats::of(&tally.escalation_min);
+            t.alarm_to_on_site_min = Stats::of(&tally.alarm_on_site_min);
+            t.alarm_to_acknowledged_min = Stats::of(&tally.acknowledged_min);
+            t.alarm_to_resolved_min = Stats::of(&tally.resolved_min);
+            all.escalation_min.extend(tally.escalation_min);
+            all.alarm_on_site_min.extend(tally.alarm_on_site_min);
+            all.acknowledged_min.extend(tally.acknowledged_min);
+            all.resolved_min.extend(tally.resolved_min);
             add(&mut total, &t);
             t
         })
         .collect();
-    total.escalation_to_on_site_min = Stats::of(&all_escalation);
-    total.alarm_to_on_site_min = Stats::of(&all_alarm);
+    total.escalation_to_on_site_min = Stats::of(&all.escalation_min);
+    total.alarm_to_on_site_min = Stats::of(&all.alarm_on_site_min);
+    total.alarm_to_acknowledged_min = Stats::of(&all.acknowledged_min);
+    total.alarm_to_resolved_min = Stats::of(&all.resolved_min);
     Report { period: period.to_string(), first_night, last_night, teams, total }
 }
 
@@ -165,11 +215,13 @@ fn add(total: &mut TeamReport, t: &TeamReport) {
     total.wakeups_avoided += t.wakeups_avoided;
     total.escalations += t.escalations;
     total.escalations_within_promise += t.escalations_within_promise;
+    total.alarms += t.alarms;
+    total.alarms_unacknowledged += t.alarms_unacknowledged;
     total.missed_doses += t.missed_doses;
     total.gps_alarms += t.gps_alarms;
 }
 
-pub const CSV_HEADER: &str = "period,first_night,last_night,team,planned,from_alarms,by_camera,by_visit,declined,not_at_home,refused_by_consent,missed,open,wakeups_avoided,escalations,escalations_within_promise,escalation_to_on_site_mean_min,escalation_to_on_site_max_min,alarm_to_on_site_mean_min,alarm_to_on_site_max_min,missed_doses,gps_alarms";
+pub const CSV_HEADER: &str = "period,first_night,last_night,team,planned,from_alarms,by_camera,by_visit,declined,not_at_home,refused_by_consent,missed,open,wakeups_avoided,escalations,escalations_within_promise,escalation_to_on_site_mean_min,escalation_to_on_site_max_min,alarms,alarms_unacknowledged,alarm_to_acknowledged_mean_min,alarm_to_acknowledged_max_min,alarm_to_on_site_mean_min,alarm_to_on_site_max_min,alarm_to_resolved_mean_min,alarm_to_resolved_max_min,missed_doses,gps_alarms";
 
 /// One line per team and a last line `all`; the header names every column.
 pub fn csv(r: &Report) -> String {
@@ -181,7 +233,7 @@ pub fn csv(r: &Report) -> String {
         let team = format!("\"{}\"", t.team.replace('"', "\"\""));
         let _ = writeln!(
             out,
-            "{},{},{},{team},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{team},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.period,
             r.first_night,
             r.last_night,
@@ -199,8 +251,14 @@ pub fn csv(r: &Report) -> String {
             t.escalations_within_promise,
             opt(t.escalation_to_on_site_min.mean),
             opt(t.escalation_to_on_site_min.max),
+            t.alarms,
+            t.alarms_unacknowledged,
+            opt(t.alarm_to_acknowledged_min.mean),
+            opt(t.alarm_to_acknowledged_min.max),
             opt(t.alarm_to_on_site_min.mean),
             opt(t.alarm_to_on_site_min.max),
+            opt(t.alarm_to_resolved_min.mean),
+            opt(t.alarm_to_resolved_min.max),
             t.missed_doses,
             t.gps_alarms
         );
@@ -260,24 +318,48 @@ mod tests {
         let checks: Vec<RoundCheck> = r.checks.values().cloned().collect();
         let events = vec![("cam-0".to_string(), "dose_missed".to_string(), 2), ("cam-2".into(), "geofence_left".into(), 1), ("stranger".into(), "sos".into(), 9)];
         let teams: BTreeMap<String, String> = people.iter().map(|p| (p.devices[0].clone(), p.team.clone())).collect();
-        let rep = report("night", (night, night), &checks, &events, &teams);
+        let alarm = |device: &str, raised: &str, acked: Option<&str>, resolved: Option<&str>| AlarmRow {
+            id: 0,
+            device: device.into(),
+            site: "s".into(),
+            kind: "sos".into(),
+            raised_at: local(raised),
+            cleared_at: None,
+            occurrences: 1,
+            last_event: None,
+            updated_at: local(raised),
+            handling: crate::store::AlarmHandling { acked_at: acked.map(local), resolved_at: resolved.map(local), ..Default::default() },
+        };
+        let alarms = vec![
+            alarm("cam-0", "2026-11-23T22:00", Some("2026-11-23T22:02"), Some("2026-11-23T22:40")),
+            alarm("cam-1", "2026-11-23T23:00", Some("2026-11-23T23:06"), None),
+            alarm("cam-1", "2026-11-24T01:00", None, None),
+            alarm("stranger", "2026-11-24T01:00", Some("2026-11-24T01:01"), None),
+        ];
+        let inputs = Inputs { checks: &checks, device_events: &events, alarms: &alarms, team_of_device: &teams };
+        let rep = report("night", (night, night), &inputs);
         assert_eq!(rep.teams.len(), 2);
         let centrum = rep.teams.iter().find(|t| t.team == "centrum").unwrap();
         assert_eq!((centrum.planned, centrum.by_camera, centrum.by_visit, centrum.open), (6, 1, 1, 4));
         assert_eq!((centrum.wakeups_avoided, centrum.escalations, centrum.escalations_within_promise), (1, 1, 1));
         assert_eq!(centrum.escalation_to_on_site_min.mean, Some(30.0));
         assert_eq!(centrum.missed_doses, 2);
+        assert_eq!((centrum.alarms, centrum.alarms_unacknowledged), (3, 1));
+        assert_eq!(centrum.alarm_to_acknowledged_min, Stats { count: 2, mean: Some(4.0), max: Some(6.0) });
+        assert_eq!(centrum.alarm_to_resolved_min, Stats { count: 1, mean: Some(40.0), max: Some(40.0) });
         let norr = rep.teams.iter().find(|t| t.team == "byar, norr").unwrap();
         assert_eq!((norr.gps_alarms, norr.open), (1, 3));
         assert!(rep.teams.iter().all(TeamReport::adds_up));
         assert!(rep.total.adds_up());
         assert_eq!(rep.total.planned, 9);
         assert_eq!(rep.total.gps_alarms, 1, "a device of nobody's plan counts for no team");
+        assert_eq!(rep.total.alarms, 3, "nor does its alarm");
+        assert_eq!(rep.total.alarm_to_acknowledged_min.count, 2);
         let text = csv(&rep);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0], CSV_HEADER);
-        assert!(lines[2].starts_with("night,2026-11-23,2026-11-23,\"centrum\",6,0,1,1,0,0,0,0,4,1,1,1,30.0,30.0"));
+        assert!(lines[2].starts_with("night,2026-11-23,2026-11-23,\"centrum\",6,0,1,1,0,0,0,0,4,1,1,1,30.0,30.0,3,1,4.0,6.0,,,40.0,40.0,2,0"), "{}", lines[2]);
         assert!(lines[1].contains("\"byar, norr\""));
         assert_eq!(lines[0].split(',').count(), lines[3].split(',').count());
     }

@@ -181,7 +181,7 @@ impl HandlingStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, WriteBatch};
+    use crate::store::{RoundStore, Store, WriteBatch};
 
     fn entry(action: &str) -> AuditEntry {
         AuditEntry { at: Timestamp::now(), actor: "anna".into(), role: "night_staff".into(), action: action.into(), check_id: None, device: None, detail: None }
@@ -214,6 +214,12 @@ mod tests {
         assert_eq!(store.handle_alarm(id + 99, &AlarmAction::Acknowledge, "x", &entry("a")).unwrap(), Err(HandlingRefused::NoSuchAlarm));
         let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
         assert_eq!(actions, ["alarm_resolved", "alarm_assigned"]);
+        // Resolved, it still counts in the reports of when it was raised.
+        let raised = done.raised_at;
+        let between = |from: Timestamp, to: Timestamp| store.alarms_raised_between(from, to).unwrap().len();
+        assert_eq!(between(raised, raised + jiff::SignedDuration::from_secs(1)), 1);
+        assert_eq!(between(raised - jiff::SignedDuration::from_secs(60), raised), 0, "the end is exclusive");
+        assert_eq!(between(raised + jiff::SignedDuration::from_micros(1), raised + jiff::SignedDuration::from_secs(60)), 0);
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub trait RoundStore {
     fn save_round(&mut self, write: &RoundWrite<'_>) -> Result<(), StoreError>;
     /// Alarms with an id above `after`, oldest first.
     fn alarms_after(&self, after: i64) -> Result<Vec<AlarmRow>, StoreError>;
+    /// Alarms raised in `[from, to)`, oldest first, with their handling (for reports).
+    fn alarms_raised_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<AlarmRow>, StoreError>;
     /// How many events of each kind in `kinds` each device sent with `ts` in `[from, to)`.
     fn event_counts(&self, kinds: &[&str], from: Timestamp, to: Timestamp) -> Result<Vec<(String, String, u64)>, StoreError>;
 }
@@ -250,6 +252,10 @@ impl RoundStore for SqliteStore {
 
     fn alarms_after(&self, after: i64) -> Result<Vec<AlarmRow>, StoreError> {
         self.alarms_where("id > ?1 ORDER BY id", params![after])
+    }
+
+    fn alarms_raised_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
+        self.alarms_where("raised_at >= ?1 AND raised_at < ?2 ORDER BY raised_at, id", params![from.as_microsecond(), to.as_microsecond()])
     }
 
     fn event_counts(&self, kinds: &[&str], from: Timestamp, to: Timestamp) -> Result<Vec<(String, String, u64)>, StoreError> {
