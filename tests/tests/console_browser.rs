@@ -448,7 +448,7 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     })
     .await;
     assert_eq!(js(&c, "return document.querySelectorAll('#area-map circle, #area-map polygon').length;").await, json!(2));
-    shot(&c, "11-safe-areas").await;
+    shot(&c, "13-safe-areas").await;
     let areas = hub.get("/api/v1/care/recipients/person-a")["safe_areas"].clone();
     assert_eq!(areas[0]["circle"]["radius_m"], 200.0, "{areas}");
     assert_eq!(areas[0]["active"], json!(["20:00-08:00"]));
@@ -478,7 +478,62 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     assert_eq!((nils["role"].as_str(), nils["teams"].clone()), (Some("nurse"), json!(["centrum", "byar"])), "{users}");
     shot(&c, "10-admin").await;
     c.goto(&format!("{base}/people/person-c")).await.unwrap();
-    assert!(find(&c, "textarea#plan").await.text().await.unwrap_or_default().contains("Vända i sängen"), "the care plan editor shows the plan");
+    let notes = js(&c, "return document.querySelector('#check-rows .check-notes').value + ' | ' + document.getElementById('plan').value;").await;
+    assert_eq!(notes.as_str().unwrap_or_default().matches("Vända i sängen").count(), 2, "the plan's form and its JSON show the plan: {notes}");
+
+    // 9b. A new person through the form, then their night checks: a camera check without a
+    // consent record is refused with the API's words, a visit is stored.
+    c.goto(&format!("{base}/people")).await.unwrap();
+    for (id, text) in [("#person-id", "person-d"), ("#person-name", "Dagny Holm"), ("#person-address", "Byvägen 4"), ("#person-team", "centrum"), ("#person-position", "64.74, 20.97")] {
+        find(&c, id).await.send_keys(text).await.unwrap();
+    }
+    find(&c, "#person-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the new person's page", || async {
+        text_of(&c, "h2").await.filter(|t| t.contains("Dagny Holm")).map(|_| ())
+    })
+    .await;
+    find(&c, "#check-add").await.click().await.unwrap();
+    js(&c, "const row = document.querySelector('#check-rows .check-row:last-child'); row.querySelector('.check-at').value = '23:15'; row.querySelector('.check-notes').value = 'Titta till'; return 1;").await;
+    find(&c, "#checks-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the refusal of a camera check without consent", || async {
+        text_of(&c, "#checks-result").await.filter(|t| t.contains("checks[0].method: camera needs")).map(|_| ())
+    })
+    .await;
+    find(&c, "#check-rows .check-row:last-child .check-method option[value=visit]").await.click().await.unwrap();
+    find(&c, "#plan-nights").await.send_keys("2026-12-24").await.unwrap();
+    find(&c, "#checks-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the stored visit", || async {
+        let plan = hub.try_get("/api/v1/care/recipients/person-d")?;
+        (plan["checks"][0]["method"] == "visit").then_some(())
+    })
+    .await;
+    let plan = hub.get("/api/v1/care/recipients/person-d");
+    assert_eq!((plan["checks"][0]["at"].as_str(), plan["checks"][0]["notes"].as_str()), (Some("23:15:00"), Some("Titta till")), "{plan}");
+    assert_eq!(plan["opted_out_nights"], json!(["2026-12-24"]));
+    c.goto(&format!("{base}/people/person-d")).await.unwrap();
+    shot(&c, "14-plan-form").await;
+
+    // 9c. A second patrol added on the patrols page, then removed.
+    c.goto(&format!("{base}/patrols")).await.unwrap();
+    for (id, text) in [("#patrol-id", "bil-2"), ("#patrol-name", "Bil 2: Omar"), ("#patrol-team", "centrum"), ("#patrol-start", "64.75, 20.95")] {
+        find(&c, id).await.send_keys(text).await.unwrap();
+    }
+    find(&c, "#patrol-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the new patrol in the list", || async {
+        text_of(&c, "#patrol-rows").await.filter(|t| t.contains("Bil 2: Omar") && t.contains("21:00–07:00")).map(|_| ())
+    })
+    .await;
+    let patrols = hub.get("/api/v1/care/patrols");
+    let bil2 = patrols.as_array().unwrap().iter().find(|p| p["id"] == "bil-2").cloned().unwrap_or_default();
+    assert_eq!((bil2["end"]["lat"].as_f64(), bil2["shift_end"].as_str()), (Some(64.75), Some("07:00:00")), "{patrols}");
+    shot(&c, "15-patrols-admin").await;
+    find(&c, ".patrol-remove[data-id=bil-2]").await.click().await.unwrap();
+    c.accept_alert().await.unwrap();
+    eventually(Duration::from_secs(10), "the patrol removed", || async {
+        let patrols = hub.try_get("/api/v1/care/patrols")?;
+        (!patrols.as_array()?.iter().any(|p| p["id"] == "bil-2")).then_some(())
+    })
+    .await;
 
     // 10. On a phone-sized screen the views fit the width.
     c.set_window_size(390, 844).await.unwrap();

@@ -178,12 +178,7 @@ pub(super) fn section(ctx: &Ctx, r: &Recipient) -> String {
     if (kind.value === "circle") document.getElementById("area-centre").value = here;
     else {{ const t = document.getElementById("area-points"); t.value = (t.value.trim() ? t.value.trim() + "\n" : "") + here; }}
   }});
-  const send = async list => {{
-    const r = await api("PUT", "/api/v1/care/recipients/" + encodeURIComponent(form.dataset.person) + "/safe-areas", list);
-    if (r.ok) {{ location.reload(); return; }}
-    const b = await r.json();
-    out.textContent = T.failed + ": " + (b.problems || [b.message]).join("; ");
-  }};
+  const send = list => apiSend("PUT", "/api/v1/care/recipients/" + encodeURIComponent(form.dataset.person) + "/safe-areas", list, out);
   form.addEventListener("submit", e => {{
     e.preventDefault();
     const area = {{name: document.getElementById("area-name").value.trim()}};

@@ -23,6 +23,7 @@ mod devices;
 mod login;
 mod now;
 mod page;
+mod plans;
 mod reports;
 mod rounds;
 mod scope;

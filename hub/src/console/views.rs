@@ -171,7 +171,10 @@ pub async fn patrols(State(state): State<AppState>, Extension(who): Extension<Pr
         points.push(p.end);
         lines.push((colour.to_string(), points));
     }
-    let body = format!("<figure><svg class=\"map\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 600 400\">{}</svg></figure>{lists}", ctx.t("map"), map(&lines));
+    let mut body = format!("<figure><svg class=\"map\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 600 400\">{}</svg></figure>{lists}", ctx.t("map"), map(&lines));
+    if ctx.who.may(Permission::EditCarePlans) {
+        body += &super::plans::patrol_editor(&ctx, &all);
+    }
     Ok(shell(&ctx, Nav::Patrols, ctx.t("patrols_title"), "patrols", "", &body))
 }
 
@@ -217,13 +220,16 @@ pub async fn people(State(state): State<AppState>, Extension(who): Extension<Pri
         .iter()
         .map(|r| format!("<tr><td><a href=\"/people/{}\">{}</a></td><td>{}</td><td>{}</td><td class=\"wide\">{}</td></tr>", esc(&r.id), esc(&r.name), esc(&r.address), esc(&r.team), esc(&r.devices.join(", "))))
         .collect();
-    let body = format!(
+    let mut body = format!(
         "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th class=\"wide\">{}</th></tr></thead><tbody>{rows}</tbody></table>",
         ctx.t("col_person"),
         ctx.t("address"),
         ctx.t("team"),
         ctx.t("devices")
     );
+    if ctx.who.may(Permission::EditCarePlans) {
+        body += &super::plans::new_person(&ctx);
+    }
     Ok(shell(&ctx, Nav::People, ctx.t("people_title"), "people", "", &body))
 }
 
@@ -321,19 +327,19 @@ pub async fn person(State(state): State<AppState>, Extension(who): Extension<Pri
     }
     body += "</ul>";
     if ctx.who.may(Permission::EditCarePlans) {
+        body += &super::plans::plan_form(&ctx, &r);
         let json = serde_json::to_string_pretty(&r).unwrap_or_default();
         let _ = write!(
             body,
-            r#"<h3>{title}</h3><form id="plan-form"><label for="plan">{label}</label><br><textarea id="plan" rows="24" style="width:100%;font-family:monospace;background:#0b0e12;color:#e9edf1">{json}</textarea>
-<p><button type="submit" id="plan-save">{save}</button> <span id="plan-result" role="status"></span></p></form>
+            r#"<details><summary>{title}</summary><form id="plan-form"><label for="plan">{label}</label><br><textarea id="plan" rows="24" style="width:100%;font-family:monospace;background:#0b0e12;color:#e9edf1">{json}</textarea>
+<p><button type="submit" id="plan-save">{save}</button> <span id="plan-result" role="status"></span></p></form></details>
 <script>
-document.getElementById("plan-form").addEventListener("submit", async e => {{
+document.getElementById("plan-form").addEventListener("submit", e => {{
   e.preventDefault();
   const out = document.getElementById("plan-result");
   let plan;
   try {{ plan = JSON.parse(document.getElementById("plan").value); }} catch (err) {{ out.textContent = String(err); return; }}
-  const r = await api("PUT", "/api/v1/care/recipients/" + encodeURIComponent(plan.id), plan);
-  if (r.ok) location.reload(); else {{ const b = await r.json(); out.textContent = T.failed + ": " + (b.problems || [b.message]).join("; "); }}
+  apiSend("PUT", "/api/v1/care/recipients/" + encodeURIComponent(plan.id), plan, out);
 }});
 </script>"#,
             title = ctx.t("edit_plan"),

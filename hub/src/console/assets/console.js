@@ -15,6 +15,15 @@ async function api(method, url, body) {
   return r;
 }
 
+// Sends a form's JSON; on success reloads (or goes to `then`), else shows the API's problems
+// (each naming its field) in `out`.
+async function apiSend(method, url, body, out, then) {
+  const r = await api(method, url, body);
+  if (r.ok) { if (then) location.href = then; else location.reload(); return; }
+  const b = await r.json().catch(() => ({}));
+  out.textContent = T.failed + ": " + (b.problems || [b.message || r.status]).join("; ");
+}
+
 // Times as the server writes them: Swedish format, Stockholm time, whatever the device's settings.
 const localTime = t => new Date(t).toLocaleString("sv-SE", {timeZone: "Europe/Stockholm"});
 
