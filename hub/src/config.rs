@@ -176,6 +176,8 @@ pub const API_TOKEN_NAME: &str = "admin";
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub broker: BrokerConfig,
+    /// `mqtt.ca_file`: the CA of the external broker's certificate, which agents need too.
+    pub broker_ca_file: Option<PathBuf>,
     /// SQLite database file; created with its schema if missing.
     pub store_path: PathBuf,
     /// Where `vaka-hub serve` binds the HTTP listener. `serve` itself takes a bound listener.
@@ -382,6 +384,7 @@ impl RawConfig {
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
                 broker,
+                broker_ca_file: self.mqtt.as_ref().and_then(|m| m.ca_file.clone()),
                 store_path: self.store.path.clone(),
                 http_listen,
                 api_token: self.http.api_token.clone(),

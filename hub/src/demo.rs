@@ -218,6 +218,7 @@ impl Demo {
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let config = HubConfig {
             broker: BrokerConfig::Embedded { listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)) },
+            broker_ca_file: None,
             store_path: data.path().join("hub.db"),
             http_listen: http,
             api_token: admin_token.clone(),

@@ -21,6 +21,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod ingest;
+pub mod pki;
 pub mod presence;
 pub mod rounds;
 pub mod routing;
@@ -118,10 +119,17 @@ impl Hub {
             }
             BrokerConfig::External { link, client_id } => (link.options(client_id), None),
         };
-        let agent_broker = match (&config.broker, broker_addr) {
-            (BrokerConfig::External { link, .. }, _) => console::AgentBroker { host: Some(link.host.clone()), port: link.port, tls: link.tls.is_some() },
-            (_, addr) => console::AgentBroker { host: None, port: addr.map_or(1883, |a| a.port()), tls: false },
+        let broker_ca = match &config.broker_ca_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| std::io::Error::other(format!("mqtt.ca_file {}: {e}", path.display())))?),
+            None => None,
         };
+        let agent_broker = match (&config.broker, broker_addr) {
+            (BrokerConfig::External { link, .. }, _) => console::AgentBroker { host: Some(link.host.clone()), port: link.port, tls: link.tls.is_some(), ca_pem: broker_ca },
+            (_, addr) => console::AgentBroker { host: None, port: addr.map_or(1883, |a| a.port()), tls: false, ca_pem: None },
+        };
+        // The device CA lives beside the database.
+        let ca_dir = config.store_path.parent().unwrap_or(std::path::Path::new(".")).join("device-ca");
+        let device_ca = Arc::new(pki::DeviceCa::load_or_create(&ca_dir).map_err(std::io::Error::other)?);
 
         let presence = Presence::restore(config.supervision.clone(), devices, Timestamp::now());
         let tick_period = presence.tick_period();
@@ -194,6 +202,7 @@ impl Hub {
             sessions: config.sessions,
             alarm_signal: config.alarm_signal,
             agent_broker,
+            device_ca,
         };
         let http_addr = http.local_addr()?;
         let app = console::router(state);

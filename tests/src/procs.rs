@@ -135,19 +135,29 @@ impl Mosquitto {
     /// Starts Mosquitto without persistence; with TLS (client certificates required) when a
     /// PKI is given.
     pub fn start(dir: &Path, pki: Option<&Pki>) -> Mosquitto {
+        Mosquitto::start_trusting(dir, pki, pki.map(|p| p.ca_file.as_path()))
+    }
+
+    /// Starts Mosquitto with TLS, its own certificate from `pki`, requiring client certificates
+    /// signed by the CA in `client_ca` (e.g. the hub's device CA).
+    pub fn start_with_client_ca(dir: &Path, pki: &Pki, client_ca: &Path) -> Mosquitto {
+        Mosquitto::start_trusting(dir, Some(pki), Some(client_ca))
+    }
+
+    fn start_trusting(dir: &Path, pki: Option<&Pki>, client_ca: Option<&Path>) -> Mosquitto {
         let port = free_port();
         let dir = dir.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let template = std::fs::read_to_string(workspace_root().join("config/mosquitto.conf.template"))
             .unwrap_or_else(|e| panic!("mosquitto template: {e}"));
-        let tls = match pki {
-            None => String::new(),
-            Some(p) => format!(
+        let tls = match (pki, client_ca) {
+            (Some(p), Some(client_ca)) => format!(
                 "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\ntls_version tlsv1.2",
-                p.ca_file.display(),
+                client_ca.display(),
                 p.server_cert.display(),
                 p.server_key.display()
             ),
+            _ => String::new(),
         };
         let conf = template
             .replace("@PORT@", &port.to_string())

@@ -89,6 +89,7 @@ fn rows() -> Vec<Row> {
         r("GET", "/reports", "/reports", Body::None, [Is(303), Is(200), Is(200), Is(403), Is(200)]),
         r("GET", "/admin", "/admin", Body::None, [Is(303), Is(403), Is(403), Is(403), Is(200)]),
         r("GET", "/devices/{id}/agent.toml", "/devices/no-such-home/agent.toml", Body::None, [Is(303), Is(403), Is(403), Is(404), Is(404)]),
+        r("GET", "/devices/{id}/bundle.tar", "/devices/no-such-home/bundle.tar", Body::None, [Is(303), Is(403), Is(403), Is(404), Is(404)]),
         r("POST", "/api/v1/alarms/{id}/acknowledge", "/api/v1/alarms/999999/acknowledge", Body::None, alarm_staff),
         r("POST", "/api/v1/alarms/{id}/assign", "/api/v1/alarms/999999/assign", Body::Json(json!({"to": "me"})), alarm_staff),
         r("POST", "/api/v1/alarms/{id}/resolve", "/api/v1/alarms/999999/resolve", Body::Json(json!({"outcome": "helped"})), alarm_staff),

@@ -389,6 +389,7 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     assert_eq!(js(&c, "window.__same_device_page = 'yes'; return 1;").await, json!(1));
     let toml = fetch_text(&c, "/devices/home-a2/agent.toml").await;
     assert!(toml.contains("device_id = \"home-a2\""), "{toml}");
+    assert_eq!(fetch_status(&c, "/devices/home-a2/bundle.tar").await, 200, "the provisioning bundle");
     let new_home = Agent::start(dir.path(), AgentOpts::new("home-a2", hub.broker()));
     new_home.intake().accept(r#"{"kind":"position","body":{"lat":64.75,"lon":20.95}}"#);
     eventually(Duration::from_secs(20), "the first event indicator", || async {

@@ -4,15 +4,15 @@
 //! | route | roles |
 //! |---|---|
 //! | `GET /devices`, `GET /devices/{id}` | every role (own teams; unassigned devices for installers and admins) |
-//! | `GET /devices/{id}/agent.toml` | installer, admin |
+//! | `GET /devices/{id}/agent.toml`, `GET /devices/{id}/bundle.tar` | installer, admin |
 //! | `POST /api/v1/registrations` | installer, admin: `{"device", "site", "recipient"?, "camera"?, "gps"?}` → 201 |
 //!
 //! Registering a device records who set it up where (audited) and, with a person, adds the
 //! device to that person's care plan (as their camera when `camera` is true, as the reader of
 //! their GPS tracker when `gps` is), so it belongs to the person's team from then on. The agent
 //! configuration points the agent at this hub's broker and, for the person's GPS device,
-//! carries their safe areas from the care plan; the device's certificate and key are not part
-//! of it yet (device identity is its own piece of work).
+//! carries their safe areas from the care plan. The provisioning bundle adds a new key and
+//! certificate for the device from the hub's device CA (`pki.rs`).
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
@@ -33,6 +33,7 @@ use std::fmt::Write;
 use tracing::{info, warn};
 use vaka_agent::camera::consent::DEFAULT_TIME_ZONE;
 use vaka_agent::gps::config::{RawArea, DEFAULT_GPSD_ADDRESS};
+use vaka_protocol::DeviceId;
 
 /// Where agents reach the hub's broker (for the agent configuration).
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct AgentBroker {
     pub host: Option<String>,
     pub port: u16,
     pub tls: bool,
+    /// The CA of the broker's own certificate (PEM), when the hub was given it.
+    pub ca_pem: Option<String>,
 }
 
 /// A device's health as table cells: online, last heard, outbox depth, supervision.
@@ -177,40 +180,111 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
     if ctx.who.may(Permission::RegisterDevices) {
         let _ = write!(
             body,
-            "<p><a class=\"button\" id=\"download\" href=\"/devices/{}/agent.toml\" download>{}</a></p><p class=\"muted\">{}</p>",
-            esc(&id),
+            "<p><a class=\"button\" id=\"bundle\" href=\"/devices/{id}/bundle.tar\" download>{}</a> <a class=\"button secondary\" id=\"download\" href=\"/devices/{id}/agent.toml\" download>{}</a></p><p class=\"muted\">{}</p>",
+            ctx.t("download_bundle"),
             ctx.t("download_config"),
-            ctx.t("provisioning_note")
+            ctx.t("provisioning_note"),
+            id = esc(&id),
         );
     }
     let attrs = format!(" data-device=\"{}\"", esc(&id));
     Ok(shell(&ctx, Nav::Devices, &id, "device", &attrs, &body).into_response())
 }
 
-/// `GET /devices/{id}/agent.toml`: the agent configuration for this device.
-pub async fn agent_config(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    allow(&who, Permission::RegisterDevices, "download agent configurations")?;
-    let scope = Scope::of(&state, &who).await?;
-    let key = id.clone();
-    let registration = read(&state, move |s| Ok(s.registrations()?.into_iter().find(|r| r.device == key))).await?;
+/// A registered device of the caller's teams, with the person whose home it is in.
+async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>), ApiError> {
+    let scope = Scope::of(state, who).await?;
+    let key = id.to_string();
+    let registration = read(state, move |s| Ok(s.registrations()?.into_iter().find(|r| r.device == key))).await?;
     let Some(r) = registration.filter(|r| scope.sees_device(&r.device)) else {
         return Err(ApiError::not_found(format!("no registered device `{}`", id.chars().take(64).collect::<String>())));
     };
     let person = match r.recipient.clone() {
-        Some(id) => read(&state, move |s| Ok(s.recipients()?.into_iter().find(|p| p.id == id))).await?,
+        Some(id) => read(state, move |s| Ok(s.recipients()?.into_iter().find(|p| p.id == id))).await?,
         None => None,
     };
-    // The host the installer's browser reached the hub at, without its port.
-    let request_host = headers
+    Ok((r, person))
+}
+
+/// The host the installer's browser reached the hub at, without its port.
+fn request_host(headers: &HeaderMap) -> String {
+    headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(h, |(host, _)| host).to_string())
-        .unwrap_or_else(|| "localhost".into());
-    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host, Timestamp::now());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `GET /devices/{id}/agent.toml`: the agent configuration for this device.
+pub async fn agent_config(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::RegisterDevices, "download agent configurations")?;
+    let (r, person) = registered(&state, &who, &id).await?;
+    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host(&headers), Timestamp::now());
     let audit = audit_entry(&who, Timestamp::now(), "agent_config_downloaded", None, Some(&r.device), None);
     write(&state, move |s| s.append_audit(&audit)).await?;
     let disposition = format!("attachment; filename=\"{}-agent.toml\"", r.device);
     Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], toml).into_response())
+}
+
+/// `GET /devices/{id}/bundle.tar`: the provisioning bundle, to unpack into `/etc/vaka` on the
+/// device: `agent.toml`; a new key and certificate for the device from the hub's device CA
+/// (`device.key`, `device.pem`; each download issues a new pair, the earlier ones stay valid
+/// until they expire); `device-ca.pem`, the device CA, for the broker's `cafile` of client
+/// certificates; `ca.pem`, the CA of the broker's own certificate, when the hub has it; and
+/// `README.txt`. Audited with the certificate's serial number.
+pub async fn bundle(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    allow(&who, Permission::RegisterDevices, "download provisioning bundles")?;
+    let (r, person) = registered(&state, &who, &id).await?;
+    let now = Timestamp::now();
+    let device = DeviceId::new(r.device.clone()).map_err(|e| ApiError::unprocessable("bad_device", e.to_string()))?;
+    let ca = state.device_ca.clone();
+    let issued = tokio::task::spawn_blocking(move || ca.issue(&device, now))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host(&headers), now);
+    let readme = format!(
+        "Vaka provisioning bundle for {device}, made {now} by {by}.\n\nUnpack on the device: tar -xf {device}-bundle.tar -C /etc/vaka\n\n\
+         agent.toml     the agent configuration (vaka-agent check-config --config /etc/vaka/agent.toml)\n\
+         device.pem     the device's certificate (common name {device}, serial {serial}, valid until {until})\n\
+         device.key     its private key: keep it readable by the agent's user alone\n\
+         device-ca.pem  the hub's device CA: the broker trusts device certificates signed by it\n{ca_line}",
+        device = r.device,
+        by = who.name,
+        serial = issued.serial,
+        until = issued.not_after,
+        ca_line = if state.agent_broker.ca_pem.is_some() { "ca.pem         the CA of the broker's certificate\n" } else { "" },
+    );
+    let mut files: Vec<(&str, &[u8], u32)> = vec![
+        ("agent.toml", toml.as_bytes(), 0o644),
+        ("device.pem", issued.cert_pem.as_bytes(), 0o644),
+        ("device.key", issued.key_pem.as_bytes(), 0o600),
+        ("device-ca.pem", state.device_ca.ca_pem().as_bytes(), 0o644),
+        ("README.txt", readme.as_bytes(), 0o644),
+    ];
+    if let Some(ca) = &state.agent_broker.ca_pem {
+        files.push(("ca.pem", ca.as_bytes(), 0o644));
+    }
+    let tar = tar_of(&files, now).map_err(|e| ApiError::internal(format!("cannot build the bundle: {e}")))?;
+    let audit = audit_entry(&who, now, "device_certificate_issued", None, Some(&r.device), Some(format!("serial {}, valid until {}", issued.serial, issued.not_after)));
+    write(&state, move |s| s.append_audit(&audit)).await?;
+    info!(device = %r.device, serial = %issued.serial, by = %who.name, "Device certificate issued");
+    let disposition = format!("attachment; filename=\"{}-bundle.tar\"", r.device);
+    Ok(([(header::CONTENT_TYPE, "application/x-tar".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], tar).into_response())
+}
+
+/// A tar archive of `(name, contents, mode)`.
+fn tar_of(files: &[(&str, &[u8], u32)], now: Timestamp) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_mtime(now.as_second().max(0) as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *data)?;
+    }
+    tar.into_inner()
 }
 
 /// The agent configuration for a registered device: its identity, the hub's broker (at
@@ -351,7 +425,7 @@ mod tests {
         plan["gps_device"] = "tracker-1".into();
         let person: Recipient = serde_json::from_value(plan).unwrap();
         assert_eq!(person.validate(), Vec::<String>::new());
-        let broker = AgentBroker { host: None, port: 1883, tls: false };
+        let broker = AgentBroker { host: None, port: 1883, tls: false, ca_pem: None };
 
         let text = agent_toml(&registration("tracker-1"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
         assert!(text.contains("url = \"mqtt://hub.example:1883\""), "{text}");
@@ -364,7 +438,7 @@ mod tests {
         let camera = agent_toml(&registration("home-001"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
         assert!(!camera.contains("[gps"), "{camera}");
         assert!(agent_accepts(&camera).gps.is_none());
-        let alone = agent_toml(&registration("tracker-1"), None, &AgentBroker { host: Some("mqtt.kommun.se".into()), port: 8883, tls: true }, "x", Timestamp::UNIX_EPOCH);
+        let alone = agent_toml(&registration("tracker-1"), None, &AgentBroker { host: Some("mqtt.kommun.se".into()), port: 8883, tls: true, ca_pem: None }, "x", Timestamp::UNIX_EPOCH);
         assert!(alone.contains("mqtts://mqtt.kommun.se:8883") && !alone.contains("[gps"), "{alone}");
     }
 }

@@ -70,6 +70,8 @@ pub struct AppState {
     pub alarm_signal: std::time::Duration,
     /// Where agents reach the broker (for the agent configuration installers download).
     pub agent_broker: AgentBroker,
+    /// Issues each device its certificate (for the provisioning bundle).
+    pub device_ca: Arc<crate::pki::DeviceCa>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::device))
         .route("/devices/{id}/agent.toml", get(devices::agent_config))
+        .route("/devices/{id}/bundle.tar", get(devices::bundle))
         .route("/reports", get(reports::page))
         .route("/admin", get(admin::page))
         .route("/logout", post(login::logout))

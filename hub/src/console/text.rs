@@ -165,8 +165,9 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("first_event_seen", "Händelse sedd", "Event seen"),
     ("test_check", "Kör testkontroll", "Run a test check"),
     ("test_check_sent", "Testkontroll skickad…", "Test check sent…"),
-    ("download_config", "Ladda ner agentkonfiguration", "Download agent configuration"),
-    ("provisioning_note", "Konfigurationen pekar agenten mot den här hubbens broker. Enhetscertifikat läggs till när enheten får sin identitet.", "The configuration points the agent at this hub's broker. Device certificates are added when the device gets its identity."),
+    ("download_bundle", "Ladda ner installationspaket", "Download provisioning bundle"),
+    ("download_config", "Bara agentkonfigurationen", "The agent configuration only"),
+    ("provisioning_note", "Paketet (tar, packas upp i /etc/vaka) innehåller agentkonfigurationen, ett nytt certifikat och en ny nyckel för enheten från hubbens enhets-CA, och CA-certifikatet som brokern ska lita på. Varje nedladdning ger ett nytt certifikat och loggas.", "The bundle (a tar to unpack into /etc/vaka) holds the agent configuration, a new certificate and key for the device from the hub's device CA, and the CA certificate the broker trusts. Each download issues a new certificate and is logged."),
     ("failed", "Misslyckades", "Failed"),
     // Reports
     ("nav_reports", "Rapporter", "Reports"),

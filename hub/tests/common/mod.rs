@@ -19,6 +19,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         broker: BrokerConfig::Embedded {
             listen: "127.0.0.1:0".parse().unwrap(),
         },
+        broker_ca_file: None,
         store_path: db.to_path_buf(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),

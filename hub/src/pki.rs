@@ -1,0 +1,214 @@
+//! The hub's device certificate authority: every device gets its own key and certificate, with
+//! its device id as the certificate's common name (the identity Mosquitto's
+//! `use_identity_as_username` takes as the MQTT user name).
+//!
+//! The CA is made on the hub's first start (rcgen, ECDSA P-256) and kept beside the database:
+//! `ca.pem` (the certificate, handed to brokers and devices) and `ca.key` (readable by the hub
+//! alone). Device certificates are for TLS client authentication only and last
+//! [`DEVICE_CERT_DAYS`]; a new one for the same device does not end the old one (rotation: both
+//! work until the old expires). Revocation lists and certificates issued from a device's own
+//! signing request (so the key never leaves it) are the device-identity work still to come.
+
+use jiff::{SignedDuration, Timestamp};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SerialNumber,
+};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vaka_protocol::DeviceId;
+
+/// The CA certificate's common name. The issuer name of every device certificate must match
+/// it exactly, so it is a constant: the key and this name rebuild the issuer on each start.
+const CA_NAME: &str = "Vaka device CA";
+const CA_YEARS: i64 = 20;
+/// How long a device certificate lasts.
+pub const DEVICE_CERT_DAYS: i64 = 825;
+
+#[derive(Debug, Error)]
+pub enum PkiError {
+    #[error("device CA in {dir}: {message}")]
+    Files { dir: PathBuf, message: String },
+    #[error("cannot make a certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}
+
+/// A device's new certificate and key, PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Hex, as `openssl x509 -serial` prints it (for revocation lists and the audit log).
+    pub serial: String,
+    pub not_after: Timestamp,
+}
+
+pub struct DeviceCa {
+    ca_pem: String,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for DeviceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCa").finish_non_exhaustive()
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, CA_NAME);
+    name.push(DnType::OrganizationName, "Vaka");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+/// Valid from the start of the UTC day before `from` (clock skew) to the start of the UTC day
+/// of `to`, as rcgen takes validity dates; that end.
+fn validity(params: &mut CertificateParams, from: Timestamp, to: Timestamp) -> Timestamp {
+    let utc = jiff::tz::TimeZone::UTC;
+    let day = |t: Timestamp| {
+        let d = t.to_zoned(utc.clone()).date();
+        (rcgen::date_time_ymd(d.year().into(), d.month() as u8, d.day() as u8), d)
+    };
+    params.not_before = day(from - SignedDuration::from_hours(24)).0;
+    let (end, date) = day(to);
+    params.not_after = end;
+    date.to_zoned(utc).map(|z| z.timestamp()).unwrap_or(to)
+}
+
+impl DeviceCa {
+    /// The CA in `dir`, made there (with the directory) if it has none yet.
+    pub fn load_or_create(dir: &Path) -> Result<DeviceCa, PkiError> {
+        let files = |message: String| PkiError::Files { dir: dir.to_path_buf(), message };
+        let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => {
+                let ca_pem = std::fs::read_to_string(&cert_path).map_err(|e| files(format!("cannot read ca.pem: {e}")))?;
+                let key_pem = std::fs::read_to_string(&key_path).map_err(|e| files(format!("cannot read ca.key: {e}")))?;
+                let key = KeyPair::from_pem(&key_pem).map_err(|e| files(format!("ca.key is not a private key: {e}")))?;
+                Ok(DeviceCa { ca_pem, key })
+            }
+            (false, false) => {
+                std::fs::create_dir_all(dir).map_err(|e| files(format!("cannot create: {e}")))?;
+                let key = KeyPair::generate()?;
+                let mut params = ca_params();
+                let now = Timestamp::now();
+                validity(&mut params, now, now + SignedDuration::from_hours(24 * 365 * CA_YEARS));
+                let cert = params.self_signed(&key)?;
+                write_private(&key_path, &key.serialize_pem()).map_err(|e| files(format!("cannot write ca.key: {e}")))?;
+                std::fs::write(&cert_path, cert.pem()).map_err(|e| files(format!("cannot write ca.pem: {e}")))?;
+                tracing::info!(dir = %dir.display(), "Device CA created");
+                Ok(DeviceCa { ca_pem: cert.pem(), key })
+            }
+            (true, false) => Err(files("ca.pem is there but ca.key is missing; restore it or remove both to start a new CA (every device then needs a new certificate)".into())),
+            (false, true) => Err(files("ca.key is there but ca.pem is missing; restore it or remove both to start a new CA (every device then needs a new certificate)".into())),
+        }
+    }
+
+    /// The CA certificate (PEM): what brokers trust for device client certificates.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A new key and certificate for `device`, valid from the day before `now` (clock skew)
+    /// for [`DEVICE_CERT_DAYS`].
+    pub fn issue(&self, device: &DeviceId, now: Timestamp) -> Result<Issued, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, device.as_str());
+        params.distinguished_name = name;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let serial: [u8; 16] = rand_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let not_after = validity(&mut params, now, now + SignedDuration::from_hours(24 * DEVICE_CERT_DAYS));
+        let issuer = Issuer::new(ca_params(), &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial: serial.iter().map(|b| format!("{b:02X}")).collect(), not_after })
+    }
+}
+
+/// 16 random bytes with the top bit clear (a positive serial number, as X.509 asks).
+fn rand_serial() -> [u8; 16] {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[0] &= 0x7f;
+    bytes
+}
+
+/// Writes a private key readable by the hub's user alone.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::RootCertStore;
+    use std::sync::Arc;
+
+    fn verify(ca_pem: &str, issued: &Issued, at: Timestamp) -> Result<(), rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.as_second() as u64));
+        verifier.verify_client_cert(&cert, &[], now).map(|_| ())
+    }
+
+    #[test]
+    fn a_device_certificate_chains_to_the_ca_even_after_a_restart_and_names_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DeviceCa::load_or_create(&dir.path().join("device-ca")).unwrap();
+        let now = Timestamp::now();
+        let device = DeviceId::new("home-042".to_string()).unwrap();
+        let first = ca.issue(&device, now).unwrap();
+        verify(ca.ca_pem(), &first, now).unwrap();
+        assert!(PrivateKeyDer::from_pem_slice(first.key_pem.as_bytes()).is_ok());
+        assert_eq!(first.serial.len(), 32);
+        // The CA read back from its files issues certificates that chain to the same CA.
+        let again = DeviceCa::load_or_create(&dir.path().join("device-ca")).unwrap();
+        assert_eq!(again.ca_pem(), ca.ca_pem());
+        let second = again.issue(&device, now).unwrap();
+        verify(ca.ca_pem(), &second, now).unwrap();
+        assert_ne!(first.serial, second.serial);
+        // Its subject is the device id.
+        let der = CertificateDer::from_pem_slice(second.cert_pem.as_bytes()).unwrap();
+        let needle = b"home-042";
+        assert!(der.windows(needle.len()).any(|w| w == needle));
+        // Expired after its days; refused by another CA.
+        let late = now + SignedDuration::from_hours(24 * (DEVICE_CERT_DAYS + 2));
+        assert!(matches!(verify(ca.ca_pem(), &second, late), Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }))));
+        let other = DeviceCa::load_or_create(&dir.path().join("other")).unwrap();
+        assert!(verify(other.ca_pem(), &second, now).is_err());
+    }
+
+    #[test]
+    fn a_half_present_ca_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("device-ca");
+        DeviceCa::load_or_create(&ca_dir).unwrap();
+        std::fs::remove_file(ca_dir.join("ca.key")).unwrap();
+        let e = DeviceCa::load_or_create(&ca_dir).unwrap_err().to_string();
+        assert!(e.contains("ca.key is missing"), "{e}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let fresh = dir.path().join("fresh");
+            DeviceCa::load_or_create(&fresh).unwrap();
+            assert_eq!(std::fs::metadata(fresh.join("ca.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}
