@@ -365,6 +365,9 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     assert!(js(&c, "return document.querySelectorAll('svg rect').length;").await.as_u64().unwrap_or(0) >= 1, "no bar in the chart");
     let report = text_of(&c, "main").await.unwrap_or_default();
     assert!(report.contains("centrum") && report.contains("Väckningar undvikna"), "{report}");
+    assert!(report.contains("Larm → kvitterat"), "{report}");
+    let response = js(&c, "return document.querySelectorAll('#response-chart, #response-none').length;").await;
+    assert_eq!(response, json!(1), "the response-time chart (or its empty note)");
     shot(&c, "09-reports").await;
     // The language toggle.
     c.goto(&format!("{base}/lang/en")).await.unwrap();

@@ -1,5 +1,6 @@
 //! The reports page (`GET /reports?month=YYYY-MM`, night staff, nurses, admins): the month's
-//! checks per night as a bar chart (settled by camera, by visit, missed), the month's figures
+//! checks per night as a bar chart (settled by camera, by visit, missed) and the response times
+//! per night (escalation → on site, alarm → acknowledged) as another, the month's figures
 //! per team (wake-ups avoided, escalations and how many were on site within their promise,
 //! alarms and their response times: acknowledged, on site, resolved), and links to the CSV
 //! exports of the reports API.
@@ -14,6 +15,8 @@ use super::page::{esc, forbidden, shell, Ctx, Nav};
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::rounds::report::{self, Stats, TeamReport};
+use crate::rounds::state::RoundCheck;
+use crate::store::AlarmRow;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -44,16 +47,20 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
     let period = Period::month(&state, &who, first).await?;
     let ctx = Ctx::new(who, session, &headers);
     let month = report::report("month", (first, last), &period.inputs());
-    // Night by night, for the chart (checks only).
-    let mut nights: BTreeMap<Date, Vec<_>> = BTreeMap::new();
+    // Night by night, for the charts: each night's checks, and the alarms raised in its shift.
+    let mut nights: BTreeMap<Date, (Vec<RoundCheck>, Vec<AlarmRow>)> = BTreeMap::new();
     for c in &period.checks {
-        nights.entry(c.night).or_default().push(c.clone());
+        nights.entry(c.night).or_default().0.push(c.clone());
     }
-    let none = BTreeMap::new();
+    for a in &period.alarms {
+        if let Some(night) = state.shift.night_at(a.raised_at).filter(|n| (first..=last).contains(n)) {
+            nights.entry(night).or_default().1.push(a.clone());
+        }
+    }
     let bars: Vec<(Date, TeamReport)> = nights
         .iter()
-        .map(|(n, cs)| {
-            let inputs = report::Inputs { checks: cs, device_events: &[], alarms: &[], team_of_device: &none };
+        .map(|(n, (checks, alarms))| {
+            let inputs = report::Inputs { checks, device_events: &[], alarms, team_of_device: &period.teams };
             (*n, report::report("night", (*n, *n), &inputs).total)
         })
         .collect();
@@ -66,6 +73,7 @@ pub async fn page(State(state): State<AppState>, Extension(who): Extension<Princ
         ctx.t("csv_month"),
     );
     let _ = write!(body, "<h3>{}</h3>{}", ctx.t("chart_checks"), chart(&ctx, &bars));
+    let _ = write!(body, "<h3>{}</h3>{}", ctx.t("chart_response"), response_chart(&ctx, &bars));
     let _ = write!(
         body,
         "<h3>{}</h3><table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
@@ -152,5 +160,39 @@ fn chart(ctx: &Ctx, bars: &[(Date, TeamReport)]) -> String {
         ctx.t("r_camera"),
         ctx.t("r_visit"),
         ctx.t("r_missed"),
+    )
+}
+
+/// Per night, side by side: the mean minutes from escalation to on site (yellow) and from
+/// alarm to acknowledged (blue); a night without either has no bar.
+fn response_chart(ctx: &Ctx, bars: &[(Date, TeamReport)]) -> String {
+    let series = |t: &TeamReport| [(t.escalation_to_on_site_min.mean, "#ffd27a"), (t.alarm_to_acknowledged_min.mean, "#9cc8ff")];
+    let values: Vec<f64> = bars.iter().flat_map(|(_, t)| series(t)).filter_map(|(v, _)| v).collect();
+    // At least a minute high, so answers within seconds still show as a sliver.
+    let max = values.iter().copied().fold(1.0, f64::max);
+    if values.is_empty() {
+        return format!("<p class=\"muted\" id=\"response-none\">{}</p>", ctx.t("no_response_times"));
+    }
+    let step = 600.0 / bars.len() as f64;
+    let bar = (step * 0.35).clamp(2.0, 20.0);
+    let mut svg = String::new();
+    for (i, (night, t)) in bars.iter().enumerate() {
+        for (j, (value, colour)) in series(t).into_iter().enumerate() {
+            let Some(v) = value else { continue };
+            let h = (v / max * 170.0).max(2.0);
+            let x = i as f64 * step + step / 2.0 - bar + j as f64 * bar;
+            let _ = write!(svg, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{colour}\"><title>{night}: {v:.1} min</title></rect>", 180.0 - h);
+        }
+        if bars.len() <= 16 || i % 5 == 0 {
+            let _ = write!(svg, "<text x=\"{:.1}\" y=\"196\">{}</text>", i as f64 * step + step / 2.0 - bar, night.day());
+        }
+    }
+    let _ = write!(svg, "<text x=\"2\" y=\"12\">{max:.0} min</text>");
+    format!(
+        "<figure><svg class=\"map\" id=\"response-chart\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 600 200\">{svg}</svg>\
+         <figcaption><span style=\"color:#ffd27a\">■</span> {} <span style=\"color:#9cc8ff\">■</span> {}</figcaption></figure>",
+        ctx.t("chart_response"),
+        ctx.t("r_escalation_time"),
+        ctx.t("r_alarm_ack_time"),
     )
 }

@@ -294,8 +294,8 @@ pub struct Format {
 pub(super) struct Period {
     pub checks: Vec<RoundCheck>,
     events: Vec<(String, String, u64)>,
-    alarms: Vec<AlarmRow>,
-    teams: BTreeMap<String, String>,
+    pub alarms: Vec<AlarmRow>,
+    pub teams: BTreeMap<String, String>,
 }
 
 impl Period {

@@ -188,6 +188,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("r_alarm_ack_time", "Larm → kvitterat (medel / max)", "Alarm → acknowledged (mean / max)"),
     ("r_alarm_time", "Larm → på plats (medel / max)", "Alarm → on site (mean / max)"),
     ("r_alarm_resolved_time", "Larm → åtgärdat (medel / max)", "Alarm → resolved (mean / max)"),
+    ("chart_response", "Svarstider per natt (medel, minuter)", "Response times per night (mean, minutes)"),
+    ("no_response_times", "Inga eskaleringar eller kvitterade larm under nattens pass den här månaden.", "No escalations or acknowledged alarms during night shifts this month."),
     ("total", "Totalt", "Total"),
     ("no_rounds", "Inga rundor den här månaden.", "No rounds this month."),
     // Admin
