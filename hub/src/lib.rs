@@ -128,8 +128,7 @@ impl Hub {
             (_, addr) => console::AgentBroker { host: None, port: addr.map_or(1883, |a| a.port()), tls: false, ca_pem: None },
         };
         // The device CA lives beside the database.
-        let ca_dir = config.store_path.parent().unwrap_or(std::path::Path::new(".")).join("device-ca");
-        let device_ca = Arc::new(pki::DeviceCa::load_or_create(&ca_dir).map_err(std::io::Error::other)?);
+        let device_ca = Arc::new(pki::DeviceCa::load_or_create(&pki::ca_dir(&config.store_path)).map_err(std::io::Error::other)?);
 
         let presence = Presence::restore(config.supervision.clone(), devices, Timestamp::now());
         let tick_period = presence.tick_period();

@@ -37,6 +37,25 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Write what a Mosquitto needs to take devices by the hub's device certificates: the
+    /// device CA, a TLS listener that requires client certificates, the per-device ACL and a
+    /// client certificate for the hub itself (see README, "Mosquitto in production").
+    BrokerFiles {
+        /// The hub's config (its database's directory holds the device CA).
+        #[arg(long)]
+        config: PathBuf,
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The listener's port.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+        /// The broker's own certificate and key (PEM).
+        #[arg(long)]
+        server_cert: PathBuf,
+        #[arg(long)]
+        server_key: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +87,21 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::BrokerFiles { config, out, port, server_cert, server_key } => {
+            let listener = vaka_hub::pki::Listener { port, server_cert, server_key };
+            match broker_files(&config, &out, &listener) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vaka-hub broker-files: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { http, mqtt_port, plain_http } => match demo(http, mqtt_port, plain_http) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -83,6 +117,12 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn broker_files(config: &std::path::Path, out: &std::path::Path, listener: &vaka_hub::pki::Listener) -> anyhow::Result<Vec<PathBuf>> {
+    let config = vaka_hub::config::load(config)?;
+    let ca = vaka_hub::pki::DeviceCa::load_or_create(&vaka_hub::pki::ca_dir(&config.store_path))?;
+    Ok(vaka_hub::pki::broker_files(&ca, out, listener, jiff::Timestamp::now())?)
 }
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {

@@ -8,6 +8,12 @@
 //! [`DEVICE_CERT_DAYS`]; a new one for the same device does not end the old one (rotation: both
 //! work until the old expires). Revocation lists and certificates issued from a device's own
 //! signing request (so the key never leaves it) are the device-identity work still to come.
+//!
+//! [`broker_files`] writes what a Mosquitto needs to take devices by these certificates: the
+//! CA, a listener that requires a client certificate and takes its common name as the user
+//! name, an ACL that lets each device publish only to its own `events`, `status` and
+//! `snapshot` topics and read only its own `acks` and `cmd`, and a client certificate for the
+//! hub itself (user [`HUB_USER`], every Vaka topic).
 
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{
@@ -24,6 +30,15 @@ const CA_NAME: &str = "Vaka device CA";
 const CA_YEARS: i64 = 20;
 /// How long a device certificate lasts.
 pub const DEVICE_CERT_DAYS: i64 = 825;
+
+/// The hub's MQTT user name (its client certificate's common name) on a broker that takes
+/// identities from certificates.
+pub const HUB_USER: &str = "vaka-hub";
+
+/// The device CA's directory for a hub whose database is `store_path`: beside it.
+pub fn ca_dir(store_path: &Path) -> PathBuf {
+    store_path.parent().unwrap_or(Path::new(".")).join("device-ca")
+}
 
 #[derive(Debug, Error)]
 pub enum PkiError {
@@ -131,6 +146,77 @@ impl DeviceCa {
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial: serial.iter().map(|b| format!("{b:02X}")).collect(), not_after })
     }
+}
+
+/// Mosquitto's ACL for Vaka: the hub reads and writes every Vaka topic; each device (`%u`, its
+/// certificate's common name) only its own.
+pub fn mosquitto_acl() -> String {
+    use vaka_protocol::topic::ROOT;
+    format!(
+        "# Vaka broker ACL, written by `vaka-hub broker-files`. User names are the common names of\n\
+         # the client certificates (use_identity_as_username): the hub is {HUB_USER}, a device its id.\n\
+         user {HUB_USER}\n\
+         topic readwrite {ROOT}/#\n\
+         \n\
+         # Every other user: only its own device's topics, in any site.\n\
+         pattern write {ROOT}/+/%u/events\n\
+         pattern write {ROOT}/+/%u/status\n\
+         pattern write {ROOT}/+/%u/snapshot\n\
+         pattern read {ROOT}/+/%u/acks\n\
+         pattern read {ROOT}/+/%u/cmd\n"
+    )
+}
+
+/// Where [`broker_files`] puts the listener and what it names.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub port: u16,
+    /// The broker's own certificate and key (from the municipality's PKI, not the device CA).
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// Writes into `out`: `device-ca.pem`, `vaka.acl`, `vaka-hub.pem`/`vaka-hub.key` (the hub's
+/// client certificate) and `vaka.conf`, a Mosquitto listener to include (or run as it is)
+/// that requires device certificates and applies the ACL. Returns the files written.
+pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, now: Timestamp) -> Result<Vec<PathBuf>, PkiError> {
+    let files = |message: String| PkiError::Files { dir: out.to_path_buf(), message };
+    std::fs::create_dir_all(out).map_err(|e| files(format!("cannot create: {e}")))?;
+    let hub = DeviceId::new(HUB_USER.to_string()).map_err(|e| files(e.to_string()))?;
+    let issued = ca.issue(&hub, now)?;
+    let path = |name: &str| out.join(name);
+    let conf = format!(
+        "# Vaka devices on Mosquitto, written by `vaka-hub broker-files` at {now}.\n\
+         # Include it from mosquitto.conf (include_dir) or run it as it is: mosquitto -c {conf}\n\
+         per_listener_settings false\n\
+         listener {port}\n\
+         certfile {cert}\n\
+         keyfile {key}\n\
+         # Clients must present a certificate from the hub's device CA; its common name is the user.\n\
+         cafile {ca}\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         tls_version tlsv1.2\n\
+         allow_anonymous false\n\
+         acl_file {acl}\n",
+        conf = path("vaka.conf").display(),
+        port = listener.port,
+        cert = listener.server_cert.display(),
+        key = listener.server_key.display(),
+        ca = path("device-ca.pem").display(),
+        acl = path("vaka.acl").display(),
+    );
+    let written = [("device-ca.pem", ca.ca_pem().to_string()), ("vaka.acl", mosquitto_acl()), ("vaka-hub.pem", issued.cert_pem), ("vaka.conf", conf)];
+    let mut out_files = Vec::new();
+    for (name, text) in written {
+        std::fs::write(path(name), text).map_err(|e| files(format!("cannot write {name}: {e}")))?;
+        out_files.push(path(name));
+    }
+    let key = path("vaka-hub.key");
+    let _ = std::fs::remove_file(&key);
+    write_private(&key, &issued.key_pem).map_err(|e| files(format!("cannot write vaka-hub.key: {e}")))?;
+    out_files.push(key);
+    Ok(out_files)
 }
 
 /// 16 random bytes with the top bit clear (a positive serial number, as X.509 asks).

@@ -358,6 +358,9 @@ pub async fn register(State(state): State<AppState>, Extension(who): Extension<P
     if !valid_id(&n.device) {
         problems.push(format!("device: `{}` is not 1–64 lowercase letters, digits and -", n.device.chars().take(64).collect::<String>()));
     }
+    if n.device == crate::pki::HUB_USER {
+        problems.push(format!("device: `{}` is the hub's own name on the broker; choose another id", n.device));
+    }
     if !valid_id(&n.site) {
         problems.push(format!("site: `{}` is not 1–64 lowercase letters, digits and -", n.site.chars().take(64).collect::<String>()));
     }
