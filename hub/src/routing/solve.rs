@@ -14,7 +14,7 @@ use super::schedule::{force_in, Job, Matrix, Tour};
 use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassigned, Visit};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use vrp_core::construction::heuristics::{
     BestResultSelector, JobSelector, LegSelection, ResultSelection, RouteSelector, UnassignmentInfo,
 };
@@ -218,7 +218,16 @@ const FAR_ALONE_S: i64 = 30 * 60;
 /// Share of the first restart's time spent routing the far visits alone.
 const FAR_FIRST_SHARE: f64 = 0.1;
 
-/// Racing: with `budget.restarts` > 1, that many short probes, then the best continued.
+/// [`solve`] `budget.restarts` times, each with an equal share of the time left, keeping the
+/// best (fewest unassigned, then least travel). The search settles within seconds in a local
+/// optimum that depends on its early moves, so independent starts beat one long run.
+///
+/// The first run is "far visits first" (when there are at least two): vrp-core routes only
+/// the far visits for a tenth of the run, then the whole night starting from those village
+/// trips. Measured on night-200 (`BENCHMARKS.md`): vrp-core on its own lands anywhere between
+/// 51 k and 68 k s of driving from run to run, depending mostly on how it first splits the
+/// village visits over patrols; started from village trips it lands at 57–58 k every time.
+/// The other runs stay free, as they sometimes find the better village split.
 fn solve_restarting(
     m: &Matrix,
     table: &[Job],
@@ -227,109 +236,32 @@ fn solve_restarting(
     budget: &Budget,
     started: Instant,
 ) -> Result<Solved, RoutingError> {
-    let knob = |name: &str, default: f64| {
-        std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(default)
-    };
-    let debug = std::env::var("VAKA_RACE_DEBUG").is_ok();
-    let probe_share = knob("VAKA_PROBE_SHARE", 0.6);
-    let min_probe = Duration::from_secs_f64(knob("VAKA_MIN_PROBE", 1.5));
-    let finalists = knob("VAKA_FINALISTS", 1.0) as usize;
-    let factor = knob("VAKA_PENALTY", 2.0);
-    let far_probe = knob("VAKA_FAR_PROBE", 1.0) > 0.0;
-    if which.is_empty() {
-        return Ok(Solved { routes: vec![Vec::new(); tours.len()], unassigned: vec![] });
-    }
-    let problem = Arc::new(model(m, table, which, tours).map_err(solver_error)?);
+    let runs = budget.restarts.max(1);
     let far = far_jobs(m, table, which, tours);
-    let far_first_ok = far.len() >= 2 && far.len() < which.len();
-    let far_first = |time: Duration| -> Result<Solution, RoutingError> {
+    let mut best: Option<((usize, i64), Solved)> = None;
+    for run in 0..runs {
+        let left = budget.time.saturating_sub(started.elapsed());
+        let share = Budget { time: left / (runs - run), ..budget.clone() };
         let t0 = Instant::now();
-        let villages = Budget { time: time.mul_f64(FAR_FIRST_SHARE), ..budget.clone() };
-        let seed = solve(m, table, &far, tours, &villages, t0)?;
-        run(&problem, table, &Budget { time, ..budget.clone() }, t0, Start::Replay(&seed.routes))
-    };
-    let fresh = |time: Duration| {
-        run(&problem, table, &Budget { time, ..budget.clone() }, Instant::now(), Start::Fresh)
-    };
-    let left = || budget.time.saturating_sub(started.elapsed());
-    let alone = |j: usize| {
-        tours.iter().map(|t| m[t.from_loc][table[j].loc] + m[table[j].loc][t.end_loc]).min().unwrap_or(0)
-    };
-    let scored = |solution: Solution| {
-        let solved = solved(&solution, tours.len());
+        let solved = if run == 0 && far.len() >= 2 && far.len() < which.len() {
+            let villages = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
+            let seed = solve(m, table, &far, tours, &villages, t0)?;
+            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes))?
+        } else {
+            solve(m, table, which, tours, &share, t0)?
+        };
         let travel: i64 = solved
             .routes
             .iter()
             .zip(tours)
             .map(|(jobs, t)| Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m).travel)
             .sum();
-        let penalty: f64 = solved.unassigned.iter().map(|&(j, _)| factor * alone(j) as f64).sum();
-        Run { key: (solved.unassigned.len(), travel), race: travel + penalty as i64, solved, solution: Some(solution) }
-    };
-    let runs = budget.restarts.max(1) as usize;
-    if runs == 1 {
-        let solution = if far_first_ok { far_first(left())? } else { fresh(left())? };
-        return Ok(solved(&solution, tours.len()));
-    }
-    if std::env::var("VAKA_BASELINE").is_ok() {
-        let mut all: Vec<Run> = Vec::new();
-        for r in 0..runs {
-            let share = left() / (runs - r) as u32;
-            let solution = if r == 0 && far_first_ok { far_first(share)? } else { fresh(share)? };
-            let run = scored(solution);
-            if debug {
-                let out: Vec<usize> = run.solved.unassigned.iter().map(|u| u.0).collect();
-                eprintln!("baseline run {r}: travel {} out {:?}", run.key.1, out);
-            }
-            all.push(run);
+        let key = (solved.unassigned.len(), travel);
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, solved));
         }
-        return all.into_iter().min_by_key(|r| r.key).map(|r| r.solved).ok_or_else(|| RoutingError::Solver("no run".into()));
     }
-    let probe_time = left().mul_f64(probe_share) / runs as u32;
-    let probes = if probe_time < min_probe {
-        ((left().mul_f64(probe_share).as_secs_f64() / min_probe.as_secs_f64()) as usize).max(1)
-    } else {
-        runs
-    };
-    let probe_time = left().mul_f64(probe_share) / probes as u32;
-    let mut all: Vec<Run> = Vec::new();
-    for k in 0..probes {
-        let t0 = Instant::now();
-        let solution = if k == 0 && far_probe && far_first_ok { far_first(probe_time)? } else { fresh(probe_time)? };
-        let run = scored(solution);
-        if debug {
-            let out: Vec<usize> = run.solved.unassigned.iter().map(|u| u.0).collect();
-            eprintln!("probe {k}: {:.2} s travel {} out {:?} race {}", t0.elapsed().as_secs_f64(), run.key.1, out, run.race);
-        }
-        all.push(run);
-    }
-    let mut order: Vec<usize> = (0..all.len()).collect();
-    order.sort_by_key(|&i| (all[i].race, i));
-    let chosen: Vec<usize> = order.into_iter().take(finalists.max(1)).collect();
-    for (n, &i) in chosen.iter().enumerate() {
-        let t0 = Instant::now();
-        let share = Budget { time: left() / (chosen.len() - n) as u32, ..budget.clone() };
-        let Some(from) = all[i].solution.take() else { continue };
-        let solution = run(&problem, table, &share, t0, Start::Continue(from))?;
-        let run = scored(solution);
-        if debug {
-            let out: Vec<usize> = run.solved.unassigned.iter().map(|u| u.0).collect();
-            eprintln!("continue probe {i}: {:.2} s travel {} out {:?}", t0.elapsed().as_secs_f64(), run.key.1, out);
-        }
-        all.push(run);
-    }
-    if debug {
-        eprintln!("total {:.2} s", started.elapsed().as_secs_f64());
-    }
-    all.into_iter().min_by_key(|r| r.key).map(|r| r.solved).ok_or_else(|| RoutingError::Solver("no run".into()))
-}
-
-/// One run's answer with its strict key (unassigned, travel) and its racing cost.
-struct Run {
-    key: (usize, i64),
-    race: i64,
-    solved: Solved,
-    solution: Option<Solution>,
+    best.map(|(_, s)| s).ok_or_else(|| RoutingError::Solver("no run".into()))
 }
 
 /// Runs vrp-core on jobs `which` for vehicles that start as `tours` do (their jobs are
@@ -358,37 +290,11 @@ fn solve_seeded(
     started: Instant,
     seed: Option<&[Vec<usize>]>,
 ) -> Result<Solved, RoutingError> {
+    let mut routes = vec![Vec::new(); tours.len()];
     if which.is_empty() {
-        return Ok(Solved { routes: vec![Vec::new(); tours.len()], unassigned: vec![] });
+        return Ok(Solved { routes, unassigned: vec![] });
     }
     let problem = Arc::new(model(m, table, which, tours).map_err(solver_error)?);
-    let start = match seed {
-        Some(seed) => Start::Replay(seed),
-        None => Start::Fresh,
-    };
-    let solution = run(&problem, table, budget, started, start)?;
-    Ok(solved(&solution, tours.len()))
-}
-
-/// How a vrp-core run starts.
-enum Start<'a> {
-    /// vrp-core's own initial population.
-    Fresh,
-    /// The first initial solution replayed from routes (see [`solve_seeded`]).
-    Replay(&'a [Vec<usize>]),
-    /// From an earlier run's solution of the same problem, as it is: the population holds only
-    /// it, so the search goes on from there (its unassigned jobs still to be inserted).
-    Continue(Solution),
-}
-
-/// One vrp-core run on `problem` within what is left of `budget` since `started`.
-fn run(
-    problem: &Arc<Problem>,
-    table: &[Job],
-    budget: &Budget,
-    started: Instant,
-    start: Start,
-) -> Result<Solution, RoutingError> {
     let left = budget.time.saturating_sub(started.elapsed()).as_secs_f64().max(0.05);
     let quiet: InfoLogger = Arc::new(|_: &str| {});
     let environment = Arc::new(Environment::new(
@@ -403,34 +309,21 @@ fn run(
         .set_telemetry_mode(TelemetryMode::None)
         .prebuild()
         .map_err(solver_error)?;
-    match start {
-        Start::Fresh => {}
-        Start::Replay(seed) => {
-            // vrp-core builds its initial solutions with these operators in order (4 of them
-            // by default), so the replayed seed is always the first.
-            let replay: Box<InitialOp> =
-                Box::new(RecreateInitialOperator::new(Arc::new(replay(table, seed))));
-            let mut operators = create_default_init_operators(problem.clone(), environment);
-            operators.insert(0, (replay, 1));
-            config = config.with_initial(4, 0.05, operators);
-        }
-        Start::Continue(solution) => {
-            let from = InsertionContext::new_from_solution(problem.clone(), (solution, None), environment);
-            let size = std::env::var("VAKA_CONT_POP").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-            config = config.with_init_solutions(vec![from], Some(size));
-        }
+    if let Some(seed) = seed {
+        // vrp-core builds its initial solutions with these operators in order (4 of them by
+        // default), so the replayed seed is always the first.
+        let replay: Box<InitialOp> = Box::new(RecreateInitialOperator::new(Arc::new(replay(table, seed))));
+        let mut operators = create_default_init_operators(problem.clone(), environment);
+        operators.insert(0, (replay, 1));
+        config = config.with_initial(4, 0.05, operators);
     }
     let config = config
         .with_max_time(Some(left.ceil() as usize))
         .with_max_generations(budget.generations)
         .build()
         .map_err(solver_error)?;
-    Solver::new(problem.clone(), config).solve().map_err(solver_error)
-}
+    let solution = Solver::new(problem, config).solve().map_err(solver_error)?;
 
-/// A vrp-core solution as job table indices per tour (`n_tours` of them) and the jobs left out.
-fn solved(solution: &Solution, n_tours: usize) -> Solved {
-    let mut routes = vec![Vec::new(); n_tours];
     let index = |id: Option<&String>| id.and_then(|s| s.parse::<usize>().ok());
     for route in &solution.routes {
         let Some(v) = index(route.actor.vehicle.dimens.get_vehicle_id()) else { continue };
@@ -442,7 +335,7 @@ fn solved(solution: &Solution, n_tours: usize) -> Solved {
         .iter()
         .filter_map(|(job, info)| Some((index(job.dimens().get_job_id())?, reason(info))))
         .collect();
-    Solved { routes, unassigned }
+    Ok(Solved { routes, unassigned })
 }
 
 type InitialOp = dyn InitialOperator<Context = RefinementContext, Objective = GoalContext, Solution = InsertionContext>
