@@ -350,10 +350,15 @@ async fn night_staff_checks_a_home_gets_the_answer_and_sees_its_snapshot_exactly
         let b64 = base64_of(&snapshot(&check_id, (160, 120), picture.clone()));
         needles.push(b64.as_bytes()[b64.len() / 2..b64.len() / 2 + 64].to_vec());
     }
+    // Every file under the hub's directory (the database, its WAL, the device CA).
     let scan = |dir: &Path| {
         let mut scanned = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        let mut paths: Vec<std::path::PathBuf> = vec![dir.to_path_buf()];
+        while let Some(path) = paths.pop() {
+            if path.is_dir() {
+                paths.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
             let bytes = std::fs::read(&path).unwrap();
             for needle in &needles {
                 assert!(
