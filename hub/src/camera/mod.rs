@@ -125,7 +125,7 @@ impl Snapshots {
             calibration::Answer::Refused { refusal, .. } => refusal.as_str(),
         };
         match self.calibrations(|v| v.insert(now, &device, &request, c.answer)) {
-            Ok(()) => info!(%device, request_id = %request, answer = what, "Calibration answer received; a picture is held in memory for its span"),
+            Ok(()) => info!(%device, request_id = %request, answer = what, "Calibration answer received (a picture is held in memory only, for its span)"),
             Err(e) => warn!(%device, request_id = %request, "Calibration answer dropped: {e}"),
         }
     }
