@@ -324,16 +324,11 @@ fn agent_toml(r: &Registration, person: Option<&Recipient>, zone: Option<&BedZon
             areas: &'a [RawArea],
         }
         let gps = Gps { source: "gpsd", address: DEFAULT_GPSD_ADDRESS, time_zone: DEFAULT_TIME_ZONE, areas: &p.safe_areas };
-        match toml::to_string(&Section { gps }) {
-            Ok(section) => {
-                let _ = write!(
-                    toml,
-                    "\n# {name}'s GPS tracker, read through gpsd (for a receiver on a serial line: source = \"nmea\",\n# path = \"/dev/ttyACM0\"). The safe areas are the care plan's, as of {now}.\n{section}",
-                    name = p.name.replace('\n', " "),
-                );
-            }
-            Err(e) => warn!(device = %r.device, error = %e, "Safe areas left out of the agent configuration"),
-        }
+        let comment = format!(
+            "{name}'s GPS tracker, read through gpsd (for a receiver on a serial line: source = \"nmea\",\n# path = \"/dev/ttyACM0\"). The safe areas are the care plan's, as of {now}.",
+            name = p.name.replace('\n', " "),
+        );
+        append_section(&mut toml, &r.device, "Safe areas", &comment, &Section { gps });
     }
     if let Some(zone) = zone {
         camera_section(&mut toml, r, person, zone);
@@ -360,16 +355,21 @@ fn camera_section(toml: &mut String, r: &Registration, person: Option<&Recipient
     }
     let consent = person.filter(|p| p.camera_device.as_deref() == Some(r.device.as_str())).and_then(|p| p.consent.as_ref());
     let camera = Camera { source: "v4l2", device: "/dev/video0", reference: "/var/lib/vaka/camera-reference.png", bed_zone: &zone.corners, snapshot_filter: "blur", consent };
-    match toml::to_string(&Section { camera }) {
+    let comment = format!(
+        "The camera. The bed zone was drawn by {by} at {at} on the calibration picture; save the\n# empty-bed reference at installation: vaka-agent camera calibrate --save-reference.",
+        by = zone.set_by.replace('\n', " "),
+        at = zone.set_at,
+    );
+    append_section(toml, &r.device, "Bed zone", &comment, &Section { camera });
+}
+
+/// Appends `section` under a `# comment`, or logs that `what` was left out.
+fn append_section(toml: &mut String, device: &str, what: &str, comment: &str, section: &impl Serialize) {
+    match toml::to_string(section) {
         Ok(section) => {
-            let _ = write!(
-                toml,
-                "\n# The camera. The bed zone was drawn by {by} at {at} on the calibration picture; save the\n# empty-bed reference at installation: vaka-agent camera calibrate --save-reference.\n{section}",
-                by = zone.set_by.replace('\n', " "),
-                at = zone.set_at,
-            );
+            let _ = write!(toml, "\n# {comment}\n{section}");
         }
-        Err(e) => warn!(device = %r.device, error = %e, "Bed zone left out of the agent configuration"),
+        Err(e) => warn!(device, error = %e, "{what} left out of the agent configuration"),
     }
 }
 
