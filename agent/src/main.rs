@@ -134,10 +134,20 @@ fn camera(action: CameraCmd) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(settings) = config.camera else {
+    let data_dir = config.data_dir();
+    let Some(mut settings) = config.camera else {
         eprintln!("{}: this config has no [camera] section", path.display());
         return ExitCode::from(2);
     };
+    // The zone the running agent uses: one the hub sent wins over the config's.
+    match vaka_agent::camera::calibration::saved_zone(&data_dir) {
+        Ok(Some(zone)) => {
+            eprintln!("Using the bed zone the hub sent (kept in {}).", data_dir.display());
+            settings.bed_zone = Some(zone);
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("Kept bed zone unusable, the config's is used: {e}"),
+    }
     if installer_present {
         eprintln!(
             "Installer present: the consent lock is bypassed for this one capture. The person \
