@@ -173,6 +173,15 @@ impl AgentConfig {
         problems
     }
 
+    /// Where the agent keeps its state beside the outbox: installer mode and the bed zone the
+    /// hub sent (`camera::calibration`).
+    pub fn data_dir(&self) -> PathBuf {
+        match self.outbox.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     /// The home's time zone for local times (the simulated dispenser's dose hours): the GPS
     /// section's, else Europe/Stockholm.
     pub fn time_zone(&self) -> jiff::tz::TimeZone {

@@ -74,7 +74,8 @@ pub async fn run(
         clock::system_clock(),
         handle.clone(),
         snapshot_tx,
-    );
+    )
+    .with_data_dir(config.data_dir());
     tasks.push(tokio::spawn(service.run(camera_rx)));
     if let Some(gps) = &config.gps {
         let clock = clock::system_clock();

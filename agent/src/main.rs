@@ -59,6 +59,15 @@ enum CameraCmd {
         #[arg(long)]
         installer_present: bool,
     },
+    /// Let the hub ask for calibration pictures for the next --minutes (1–240): run at the
+    /// device, by the installer, with the person present. Records the expiry in the agent's
+    /// data directory and tells the hub through the intake socket (an info event).
+    InstallerMode {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        minutes: u32,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<AgentConfig, ExitCode> {
@@ -119,15 +128,26 @@ fn camera(action: CameraCmd) -> ExitCode {
     let (path, installer_present) = match &action {
         CameraCmd::Calibrate { config, installer_present, .. }
         | CameraCmd::Test { config, installer_present } => (config, *installer_present),
+        CameraCmd::InstallerMode { config, minutes } => return installer_mode(config, *minutes),
     };
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(settings) = config.camera else {
+    let data_dir = config.data_dir();
+    let Some(mut settings) = config.camera else {
         eprintln!("{}: this config has no [camera] section", path.display());
         return ExitCode::from(2);
     };
+    // The zone the running agent uses: one the hub sent wins over the config's.
+    match vaka_agent::camera::calibration::saved_zone(&data_dir) {
+        Ok(Some(zone)) => {
+            eprintln!("Using the bed zone the hub sent (kept in {}).", data_dir.display());
+            settings.bed_zone = Some(zone);
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("Kept bed zone unusable, the config's is used: {e}"),
+    }
     if installer_present {
         eprintln!(
             "Installer present: the consent lock is bypassed for this one capture. The person \
@@ -156,6 +176,7 @@ fn camera(action: CameraCmd) -> ExitCode {
                 }
             }
         }
+        CameraCmd::InstallerMode { .. } => ExitCode::SUCCESS,
         CameraCmd::Test { .. } => match installer::test_check(&settings, now, installer_present) {
             Ok(r) => {
                 let a = &r.analysis;
@@ -182,6 +203,59 @@ fn camera(action: CameraCmd) -> ExitCode {
             }
         },
     }
+}
+
+fn installer_mode(path: &std::path::Path, minutes: u32) -> ExitCode {
+    use vaka_agent::camera::calibration;
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.camera.is_none() {
+        eprintln!("{}: this config has no [camera] section", path.display());
+        return ExitCode::from(2);
+    }
+    let until = match calibration::expiry(jiff::Timestamp::now(), minutes) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = config.data_dir();
+    match calibration::switch_on(&dir, until) {
+        Ok(file) => println!(
+            "installer mode on until {until} ({}): the hub may ask for calibration pictures.              The person must know the camera can be opened.",
+            file.display()
+        ),
+        Err(e) => {
+            eprintln!("cannot switch installer mode on in {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    }
+    match &config.intake_socket {
+        Some(socket) => match tell_intake(socket, until) {
+            Ok(answer) => println!("hub informed through the agent: {answer}"),
+            Err(e) => eprintln!(
+                "note: the running agent was not told ({}: {e}); installer mode is on anyway",
+                socket.display()
+            ),
+        },
+        None => println!("note: no intake socket configured; the hub is not told"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Offers the `installer_mode` info event through the intake socket; the agent's answer.
+fn tell_intake(socket: &std::path::Path, until: jiff::Timestamp) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let line = serde_json::json!({"kind": "installer_mode", "body": {"until": until}});
+    writeln!(stream, "{line}")?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    Ok(answer.trim().to_string())
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {

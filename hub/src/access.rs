@@ -10,7 +10,8 @@
 //! - care plans and patrols are changed by nurses and administrators; round checks are decided
 //!   and recorded by care staff; reports are for everyone but installers;
 //! - alarms are handled (acknowledged, assigned, resolved) by care staff; devices are
-//!   registered in homes by installers and administrators;
+//!   registered in homes, and cameras calibrated (the calibration picture, the bed zone), by
+//!   installers and administrators;
 //! - anything not listed in [`Permission`] (reading devices, events, checks) is open to every
 //!   authenticated role;
 //! - but only for the homes of the caller's [`Teams`]: a night nurse of one area does not see
@@ -53,6 +54,9 @@ pub enum Permission {
     /// Draw a person's safe areas for their GPS tracker (the installer fits the tracker; the
     /// nurse keeps the plan).
     EditSafeAreas,
+    /// Ask a camera for a calibration picture (only granted by the device while installer mode
+    /// is on there), look at it, and set the camera's bed zone.
+    CalibrateCamera,
 }
 
 impl Role {
@@ -90,6 +94,7 @@ impl Role {
             Permission::HandleAlarms => self.is_care_staff(),
             Permission::RegisterDevices => matches!(self, Role::Installer | Role::Admin),
             Permission::EditSafeAreas => self != Role::NightStaff,
+            Permission::CalibrateCamera => matches!(self, Role::Installer | Role::Admin),
         }
     }
 }

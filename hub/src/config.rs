@@ -91,6 +91,7 @@ pub struct RawToken {
 pub struct RawCameras {
     pub check_open: Option<SignedDuration>,
     pub snapshot_view_span: Option<SignedDuration>,
+    pub calibration_span: Option<SignedDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,6 +147,9 @@ pub struct CameraConfig {
     /// A snapshot that arrived is kept in memory this long, and the console may show it this
     /// long once it is fetched.
     pub snapshot_view_span: Duration,
+    /// An installer's calibration picture is kept in memory this long after it arrives (or
+    /// the request, if none came), for the installer to draw the bed zone on.
+    pub calibration_span: Duration,
 }
 
 pub const CHECK_OPEN_DEFAULT: Duration = Duration::from_secs(5 * 60);
@@ -160,11 +164,16 @@ pub const VIEW_SPAN_DEFAULT: Duration = Duration::from_secs(30);
 pub const VIEW_SPAN_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(5), Duration::from_secs(5 * 60));
 
+pub const CALIBRATION_SPAN_DEFAULT: Duration = Duration::from_secs(10 * 60);
+pub const CALIBRATION_SPAN_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(5), Duration::from_secs(30 * 60));
+
 impl Default for CameraConfig {
     fn default() -> Self {
         CameraConfig {
             check_open: CHECK_OPEN_DEFAULT,
             snapshot_view_span: VIEW_SPAN_DEFAULT,
+            calibration_span: CALIBRATION_SPAN_DEFAULT,
         }
     }
 }
@@ -369,6 +378,13 @@ impl RawConfig {
                 self.cameras.snapshot_view_span,
                 VIEW_SPAN_DEFAULT,
                 VIEW_SPAN_BOUNDS,
+                &mut problems,
+            ),
+            calibration_span: bounded(
+                "cameras.calibration_span",
+                self.cameras.calibration_span,
+                CALIBRATION_SPAN_DEFAULT,
+                CALIBRATION_SPAN_BOUNDS,
                 &mut problems,
             ),
         };

@@ -149,7 +149,7 @@ impl Hub {
             .name("vaka-store-writer".into())
             .spawn(move || writer.run(writer_rx))?;
         let ticker = tokio::spawn(tick(writer_tx.clone(), tick_period, shutdown_rx.clone()));
-        let snapshots = Snapshots::new(config.cameras.snapshot_view_span, stats.clone());
+        let snapshots = Snapshots::new(config.cameras.snapshot_view_span, config.cameras.calibration_span, stats.clone());
         let vault_sweeper = tokio::spawn(snapshots.clone().sweep_until(shutdown_rx.clone()));
         let session = spawn_session(
             options,

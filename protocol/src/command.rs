@@ -7,7 +7,7 @@
 //! A device answers a command with events (e.g. a `camera_check` event carrying the same
 //! `check_id`), which travel through its outbox like any other event. The one exception is
 //! `snapshot`: its answer is an image, which must never reach a disk, so it travels on the
-//! `snapshot` topic at QoS 0 and never through the outbox.
+//! `snapshot` topic at QoS 0 and never through the outbox; so is the answer to `calibrate`.
 
 use crate::error::{decode_versioned, DecodeError};
 use crate::ids::CheckId;
@@ -29,6 +29,14 @@ pub enum CommandBody {
     /// topic. Ignored (and logged) if that check is not open on the device, was refused, or
     /// already gave its one snapshot.
     Snapshot { check_id: CheckId },
+    /// Publish one privacy-filtered calibration picture, with the bed zone the device uses
+    /// now, on the `snapshot` topic (a [`crate::CalibrationMessage`] answering `request_id`).
+    /// The device does so only while installer mode is on, which someone switched on at the
+    /// device itself; otherwise it answers with a refusal and the camera stays closed.
+    Calibrate { request_id: CheckId },
+    /// Use this bed zone (corners in picture coordinates 0..1) from the next check on. The
+    /// device judges it with its own rules, keeps it on its disk, and logs a refusal.
+    SetBedZone { bed_zone: Vec<[f64; 2]> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +79,24 @@ mod tests {
         let bytes = c.encode();
         assert!(String::from_utf8_lossy(&bytes).contains(r#""cmd":"camera_check""#));
         assert_eq!(Command::decode(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn calibration_commands_round_trip() {
+        for body in [
+            CommandBody::Calibrate { request_id: CheckId::new("r-1").unwrap() },
+            CommandBody::SetBedZone { bed_zone: vec![[0.2, 0.15], [0.75, 0.15], [0.75, 0.9]] },
+        ] {
+            let c = Command::new(Uuid::now_v7(), "2026-11-23T14:00:00Z".parse().unwrap(), body);
+            let bytes = c.encode();
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            assert!(
+                text.contains(r#""cmd":"calibrate","args":{"request_id":"r-1"}"#)
+                    || text.contains(r#""cmd":"set_bed_zone","args":{"bed_zone":[[0.2,0.15],"#),
+                "{text}"
+            );
+            assert_eq!(Command::decode(&bytes).unwrap(), c);
+        }
     }
 
     #[test]

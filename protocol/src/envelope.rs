@@ -167,6 +167,17 @@ mod tests {
         assert_eq!(decoded.severity, Severity::Alarm);
     }
 
+    #[test]
+    fn installer_mode_event_round_trips_as_info_with_its_end() {
+        let until = "2026-11-23T14:30:00Z".parse().unwrap();
+        let e = sample(EventBody::InstallerMode(crate::kinds::InstallerMode { until }));
+        let bytes = e.encode();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""kind":"installer_mode","body":{"until":"2026-11-23T14:30:00Z"}"#));
+        let decoded = Envelope::decode(&bytes).unwrap();
+        assert_eq!((decoded.kind(), decoded.severity), ("installer_mode", Severity::Info));
+        assert_eq!(decoded, e);
+    }
+
     fn with(mut v: serde_json::Value, f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
         f(&mut v);
         serde_json::to_vec(&v).unwrap()

@@ -43,6 +43,9 @@ pub enum EventBody {
     OutboxOverflow(OutboxOverflow),
     /// An alarm raised on purpose by an installer to prove the path end to end.
     TestAlarm(TestAlarm),
+    /// Someone at the device switched installer mode on: until `until` the hub may ask for a
+    /// calibration picture.
+    InstallerMode(InstallerMode),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -246,6 +249,12 @@ pub struct TestAlarm {
     pub note: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallerMode {
+    pub until: Timestamp,
+}
+
 impl EventBody {
     /// The `kind` string on the wire.
     pub fn kind(&self) -> &'static str {
@@ -269,6 +278,7 @@ impl EventBody {
             EventBody::BatteryLow(_) => "battery_low",
             EventBody::OutboxOverflow(_) => "outbox_overflow",
             EventBody::TestAlarm(_) => "test_alarm",
+            EventBody::InstallerMode(_) => "installer_mode",
         }
     }
 
@@ -299,7 +309,8 @@ impl EventBody {
             | EventBody::DoseTaken(_)
             | EventBody::DoseSkipped(_)
             | EventBody::Position(_)
-            | EventBody::GeofenceReturned(_) => Severity::Info,
+            | EventBody::GeofenceReturned(_)
+            | EventBody::InstallerMode(_) => Severity::Info,
         }
     }
 
@@ -430,7 +441,8 @@ impl EventBody {
             | EventBody::Tamper(_)
             | EventBody::PowerLost(_)
             | EventBody::DispenserOffline(_)
-            | EventBody::GpsNoFix(_) => {}
+            | EventBody::GpsNoFix(_)
+            | EventBody::InstallerMode(_) => {}
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! rejected payload. `protocol/README.md` documents the same contract for third parties.
 
 pub mod ack;
+pub mod calibration;
 pub mod command;
 pub mod envelope;
 mod error;
@@ -20,6 +21,7 @@ pub mod status;
 pub mod topic;
 
 pub use ack::{Ack, Rejection};
+pub use calibration::{CalibrationMessage, CalibrationPicture, CalibrationRefusal, PictureMessage};
 pub use command::{Command, CommandBody};
 pub use envelope::{Envelope, Severity};
 pub use error::DecodeError;

@@ -94,24 +94,33 @@ impl SnapshotMessage {
     }
 
     fn validate(&self) -> Result<(), DecodeError> {
-        if self.width == 0 || self.height == 0 || self.width > MAX_WIDTH || self.height > MAX_HEIGHT
-        {
-            return Err(DecodeError::invalid(
-                "width",
-                format!(
-                    "{}×{} is not within 1×1..={MAX_WIDTH}×{MAX_HEIGHT}",
-                    self.width, self.height
-                ),
-            ));
-        }
-        if !self.jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            return Err(DecodeError::invalid("jpeg", "is not a JPEG (no start-of-image marker)"));
-        }
-        Ok(())
+        check_picture((self.width, self.height), &self.jpeg, "")
     }
 }
 
-mod base64_bytes {
+/// The declared size is within 1×1..=160×120 and the bytes start like a JPEG. Field names
+/// get `prefix` (e.g. `picture.`).
+pub(crate) fn check_picture(
+    (width, height): (u32, u32),
+    jpeg: &[u8],
+    prefix: &str,
+) -> Result<(), DecodeError> {
+    if width == 0 || height == 0 || width > MAX_WIDTH || height > MAX_HEIGHT {
+        return Err(DecodeError::invalid(
+            format!("{prefix}width"),
+            format!("{width}×{height} is not within 1×1..={MAX_WIDTH}×{MAX_HEIGHT}"),
+        ));
+    }
+    if !jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(DecodeError::invalid(
+            format!("{prefix}jpeg"),
+            "is not a JPEG (no start-of-image marker)",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) mod base64_bytes {
     use super::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -112,3 +112,36 @@ pub fn temp_dir(name: &str) -> tempfile::TempDir {
         .tempdir()
         .unwrap_or_else(|e| panic!("no temp dir: {e}"))
 }
+
+/// A consent window of `hours` either side of the local time `offset_h` hours from now.
+pub fn window_around(offset_h: i64, hours: i64) -> String {
+    let now = jiff::Timestamp::now().in_tz("Europe/Stockholm").unwrap();
+    let at = |h: i64| (now.clone() + jiff::SignedDuration::from_hours(offset_h + h)).strftime("%H:%M").to_string();
+    format!("{}-{}", at(-hours), at(hours))
+}
+
+/// JPEG start-of-image marker and PNG signature.
+pub const JPEG_SOI: &[u8] = &[0xFF, 0xD8, 0xFF];
+pub const PNG_SIG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+/// Every file under `dir` that holds image bytes (SQLite files, WAL, logs, anything).
+pub fn files_with_image_bytes(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            for (name, sig) in [("JPEG", JPEG_SOI), ("PNG", PNG_SIG)] {
+                if bytes.windows(sig.len()).any(|w| w == sig) {
+                    found.push(format!("{name} bytes in {}", path.display()));
+                }
+            }
+        }
+    }
+    found
+}

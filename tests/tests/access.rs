@@ -107,6 +107,11 @@ fn rows() -> Vec<Row> {
         r("GET", "/api/v1/checks/{check_id}", "/api/v1/checks/0192e000-0000-7000-8000-000000000000", Body::None, all(404)),
         r("POST", "/api/v1/checks/{check_id}/snapshot", "/api/v1/checks/0192e000-0000-7000-8000-000000000000/snapshot", Body::None, [Is(401), Is(404), Is(404), Is(403), Is(403)]),
         r("GET", "/api/v1/checks/{check_id}/snapshot", "/api/v1/checks/0192e000-0000-7000-8000-000000000000/snapshot", Body::None, [Is(401), Is(404), Is(404), Is(403), Is(403)]),
+        // Calibrating a camera: installers and admins; a device nobody registered or heard is 404.
+        r("POST", "/api/v1/devices/{id}/calibration", "/api/v1/devices/no-such-home/calibration", Body::None, [Is(401), Is(403), Is(403), Is(404), Is(404)]),
+        r("GET", "/api/v1/devices/{id}/calibration", "/api/v1/devices/no-such-home/calibration", Body::None, [Is(401), Is(403), Is(403), Is(404), Is(404)]),
+        r("GET", "/api/v1/devices/{id}/calibration/picture", "/api/v1/devices/no-such-home/calibration/picture", Body::None, [Is(401), Is(403), Is(403), Is(404), Is(404)]),
+        r("PUT", "/api/v1/devices/{id}/bed-zone", "/api/v1/devices/no-such-home/bed-zone", Body::Json(json!([[0.2, 0.2], [0.8, 0.2], [0.8, 0.9]])), [Is(401), Is(403), Is(403), Is(404), Is(404)]),
         r("GET", "/api/v1/audit", "/api/v1/audit", Body::None, admin(200)),
         r("GET", "/api/v1/audit/verify", "/api/v1/audit/verify", Body::None, admin(200)),
         r("GET", "/api/v1/care/recipients", "/api/v1/care/recipients", Body::None, all(200)),

@@ -13,13 +13,6 @@ const STAFF: &str = "staff-token-0123456789abcdef";
 const INSTALLER: &str = "installer-token-0123456789abcdef";
 const VIEW_SPAN_S: u64 = 5;
 
-/// A consent window of `hours` either side of the local time `offset_h` hours from now.
-fn window_around(offset_h: i64, hours: i64) -> String {
-    let now = jiff::Timestamp::now().in_tz("Europe/Stockholm").unwrap();
-    let at = |h: i64| (now.clone() + jiff::SignedDuration::from_hours(offset_h + h)).strftime("%H:%M").to_string();
-    format!("{}-{}", at(-hours), at(hours))
-}
-
 fn camera_section(window: &str) -> String {
     format!(
         "[camera]\nsource = \"simulator\"\nscenario = \"lying_still\"\nseed = 4\nframes = 4\nspan = \"1s\"\nwidth = 320\nheight = 240\n\n[camera.consent]\nwindows = [\"{window}\"]\n[camera.consent.record]\ngiven = 2026-09-14\nbasis = \"samtycke\"\n"
@@ -54,32 +47,6 @@ fn check_now(hub: &Hub, device: &str) -> Value {
 
 fn snapshot_state(hub: &Hub, check_id: &str) -> String {
     hub.get(&format!("/api/v1/checks/{check_id}"))["snapshot"].as_str().unwrap_or_default().to_string()
-}
-
-/// JPEG start-of-image marker and PNG signature.
-const JPEG_SOI: &[u8] = &[0xFF, 0xD8, 0xFF];
-const PNG_SIG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-
-/// Every file under `dir` that holds image bytes (SQLite files, WAL, logs, anything).
-fn files_with_image_bytes(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else { continue };
-            for (name, sig) in [("JPEG", JPEG_SOI), ("PNG", PNG_SIG)] {
-                if bytes.windows(sig.len()).any(|w| w == sig) {
-                    found.push(format!("{name} bytes in {}", path.display()));
-                }
-            }
-        }
-    }
-    found
 }
 
 #[test]

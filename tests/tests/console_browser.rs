@@ -8,11 +8,13 @@
 //! snapshot in tonight's round and sees it removed after the viewing span; the month's report
 //! counts the alarm with its response times. An installer registers a device for a person and
 //! sees its first event arrive live, then draws the person's safe areas and finds them in the
-//! device's agent configuration. The text of the dark
+//! device's agent configuration, and calibrates a camera's bed zone: refused until installer
+//! mode is on at the device, then drags a corner over the calibration picture, moves another
+//! with the arrow keys and saves; the running agent keeps the zone. The text of the dark
 //! theme is checked for contrast. A screenshot of each main view is saved in
 //! `target/console-screenshots/` (kept as CI artefacts).
 
-use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -463,6 +465,56 @@ async fn night_staff_and_installer_work_the_console_in_a_real_browser() {
     assert!(audit.iter().any(|d| d.contains("safe areas [Hemma, Kvarteret]")), "{audit:?}");
     assert_eq!(fetch_status(&c, "/people/person-b").await, 404);
     assert_eq!(fetch_status(&c, "/admin").await, 403);
+
+    // 8c. The installer calibrates Astrid's camera: refused until installer mode is switched
+    // on at the device; then a corner of the bed zone is dragged over the calibration picture,
+    // another moved with the keyboard, and the zone saved reaches the running agent.
+    c.goto(&format!("{base}/devices/home-a")).await.unwrap();
+    find(&c, "#calibrate").await.click().await.unwrap();
+    eventually(Duration::from_secs(30), "the device's refusal", || async {
+        text_of(&c, "#cal-status").await.filter(|t| t.contains("installer-mode")).map(|_| ())
+    })
+    .await;
+    let config = home_a.config.display().to_string();
+    let out = std::process::Command::new(bin("vaka-agent")).args(["camera", "installer-mode", "--config", &config, "--minutes", "5"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    find(&c, "#calibrate").await.click().await.unwrap();
+    eventually(Duration::from_secs(30), "the calibration picture with the zone", || async {
+        let shown = js(&c, "return !document.getElementById('cal-editor').hidden && !!document.getElementById('cal-img').getAttribute('href') && document.querySelectorAll('.cal-corner').length;").await;
+        (shown.as_i64().unwrap_or(0) >= 3).then_some(())
+    })
+    .await;
+    let points = || async { js(&c, "return document.getElementById('cal-poly').getAttribute('points');").await };
+    let before = points().await;
+    let corner = find(&c, ".cal-corner[data-index='0']").await;
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement { element: corner, duration: None, x: 0.0, y: 0.0 })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(300)), x: 40.0, y: 30.0 })
+        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    c.perform_actions(drag).await.unwrap();
+    let dragged = points().await;
+    assert_ne!(before, dragged, "the drag moved the corner");
+    js(&c, "document.querySelector('.cal-corner[data-index=\"2\"]').focus(); return 1;").await;
+    for _ in 0..3 {
+        press(&c, Key::Left).await;
+    }
+    assert_ne!(points().await, dragged, "the arrow keys moved a corner");
+    shot(&c, "13-calibration").await;
+    find(&c, "#cal-save").await.click().await.unwrap();
+    eventually(Duration::from_secs(10), "the zone saved", || async {
+        text_of(&c, "#cal-status").await.filter(|t| t.contains("sparad")).map(|_| ())
+    })
+    .await;
+    let kept = home_a.outbox.parent().unwrap().join("bed-zone.json");
+    let device_zone = hub.get("/api/v1/devices/home-a/calibration")["device_zone"].clone();
+    let kept: Value = eventually(Duration::from_secs(20), "the zone kept by the agent", || async {
+        serde_json::from_str(&std::fs::read_to_string(&kept).ok()?).ok()
+    })
+    .await;
+    assert_eq!(kept.as_array().map(Vec::len), device_zone.as_array().map(Vec::len), "{kept} {device_zone}");
+    assert_ne!(kept[0], device_zone[0], "corner 0 was dragged: {kept} {device_zone}");
+    assert_ne!(kept[2], device_zone[2], "corner 2 was moved: {kept} {device_zone}");
 
     // 9. The administrator adds an account on the admin page.
     logout(&c).await;

@@ -96,21 +96,34 @@ pub enum ZoneError {
 impl BedZone {
     /// Checks the installer's corners (normalised: 0,0 top left, 1,1 bottom right).
     pub fn new(points: &[(f64, f64)]) -> Result<Self, ZoneError> {
+        match BedZone::problems(points).into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(BedZone { points: points.to_vec() }),
+        }
+    }
+
+    /// Every problem of the corners, in order (each corner outside the picture, then the
+    /// area); empty when they make a zone. For editors that show them all at once.
+    pub fn problems(points: &[(f64, f64)]) -> Vec<ZoneError> {
         if points.len() < 3 {
-            return Err(ZoneError::TooFewPoints(points.len()));
+            return vec![ZoneError::TooFewPoints(points.len())];
         }
-        for (index, &(x, y)) in points.iter().enumerate() {
-            // `contains` is false for NaN, so NaN and infinities are refused here too.
-            if !(0.0..=1.0).contains(&x) || !(0.0..=1.0).contains(&y) {
-                return Err(ZoneError::OutOfRange { index, x, y });
-            }
+        // `contains` is false for NaN, so NaN and infinities are refused here too.
+        let inside = |v: f64| (0.0..=1.0).contains(&v);
+        let outside: Vec<ZoneError> = points
+            .iter()
+            .enumerate()
+            .filter(|(_, &(x, y))| !inside(x) || !inside(y))
+            .map(|(index, &(x, y))| ZoneError::OutOfRange { index, x, y })
+            .collect();
+        if !outside.is_empty() {
+            return outside;
         }
-        let zone = BedZone { points: points.to_vec() };
-        let area = zone.area();
+        let area = BedZone { points: points.to_vec() }.area();
         if area < MIN_ZONE_AREA {
-            return Err(ZoneError::TooSmall { area });
+            return vec![ZoneError::TooSmall { area }];
         }
-        Ok(zone)
+        Vec::new()
     }
 
     pub fn points(&self) -> &[(f64, f64)] {
@@ -615,6 +628,19 @@ mod tests {
 
     fn square() -> BedZone {
         BedZone::new(&[(0.2, 0.2), (0.7, 0.2), (0.7, 0.8), (0.2, 0.8)]).unwrap()
+    }
+
+    #[test]
+    fn every_corner_outside_the_picture_is_listed_not_only_the_first() {
+        let problems = BedZone::problems(&[(0.1, 0.1), (1.2, 0.1), (0.5, -0.3), (0.2, 0.9)]);
+        assert_eq!(
+            problems,
+            [
+                ZoneError::OutOfRange { index: 1, x: 1.2, y: 0.1 },
+                ZoneError::OutOfRange { index: 2, x: 0.5, y: -0.3 }
+            ]
+        );
+        assert!(BedZone::problems(square().points()).is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use super::analysis::{Analysis, Analyzer, BedZone};
 use super::config::CameraSettings;
 use super::consent::ConsentDecision;
-use super::service::{analyzer_for, capture, open_source};
+use super::service::{analyzer_for, capture, open_source, zone_for};
 use image::{GrayImage, Rgb, RgbImage};
 use imageproc::drawing::draw_line_segment_mut;
 use jiff::Timestamp;
@@ -103,10 +103,7 @@ pub fn calibrate(
         .map_err(InstallerError::Capture)?
         .pop()
         .ok_or_else(|| InstallerError::Capture("no frame".into()))?;
-    let zone = match source.own_calibration() {
-        Some((_, points)) => BedZone::new(&points).ok(),
-        None => settings.bed_zone.clone(),
-    };
+    let zone = zone_for(settings, source.as_ref(), None).ok().flatten();
     let report = measure(&camera, &frame, zone.as_ref());
     annotate(&frame, zone.as_ref())
         .save_with_format(out, image::ImageFormat::Png)
@@ -146,7 +143,7 @@ pub fn test_check(
     consent(settings, now, installer_present)?;
     let mut source = open_source(settings).map_err(|e| InstallerError::Capture(e.to_string()))?;
     let analyzer: Analyzer =
-        analyzer_for(settings, source.as_ref()).map_err(InstallerError::Calibration)?;
+        analyzer_for(settings, source.as_ref(), None).map_err(InstallerError::Calibration)?;
     let started = Instant::now();
     let frames = capture(source.as_mut(), settings.frames, settings.span)
         .map_err(InstallerError::Capture)?;

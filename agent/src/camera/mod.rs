@@ -7,6 +7,7 @@
 //! the length of a check and are never written to disk by these modules.
 
 pub mod analysis;
+pub mod calibration;
 pub mod checks;
 pub mod config;
 pub mod consent;

@@ -8,6 +8,14 @@
 //! JPEG in memory and hands it to the uplink, which publishes it on the `snapshot` topic at
 //! QoS 0. Nothing here writes a frame or an image to disk.
 //!
+//! A calibration request ([`Request::Calibrate`]) is answered only while installer mode is on
+//! at the device ([`super::calibration`]): then the camera opens for one frame whatever the
+//! consent windows say (an installer is at work, with the person present, as for
+//! `vaka-agent camera calibrate --installer-present`), and the answer is the same
+//! privacy-filtered picture as a snapshot, with the bed zone in use. Otherwise the answer is a
+//! refusal and the camera stays closed. A bed zone from the hub ([`Request::SetBedZone`]) is
+//! judged by the config's rules, kept in the data directory and used from the next check.
+//!
 //! Invariants:
 //! - Every check request that the book does not drop (expired or duplicate) ends with exactly
 //!   one `camera_check` event: a verdict, `camera_fault` (no camera configured, no usable
@@ -20,6 +28,7 @@
 //!   handed it to the MQTT client.
 
 use super::analysis::{Analyzer, BedZone};
+use super::calibration;
 use super::checks::{CheckBook, Start};
 use super::config::{CameraSettings, SourceSettings};
 use super::consent::{Consent, RefusalReason};
@@ -30,12 +39,16 @@ use super::source::{CameraSource, SourceError};
 use crate::outbox::{NewEvent, OutboxHandle};
 use image::GrayImage;
 use jiff::Timestamp;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use vaka_protocol::kinds::{CameraCheck, ConsentRefusal, Verdict};
-use vaka_protocol::{CheckId, EventBody, SnapshotFilter, SnapshotMessage};
+use vaka_protocol::{
+    CalibrationMessage, CalibrationPicture, CalibrationRefusal, CheckId, EventBody, PictureMessage,
+    SnapshotFilter, SnapshotMessage,
+};
 
 /// How long past its planned span a capture may take before it is given up as hung.
 pub const HANG_MARGIN: Duration = Duration::from_secs(10);
@@ -60,12 +73,20 @@ impl CheckRequest {
 }
 
 /// What the uplink hands to the camera service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Check(CheckRequest),
     /// One privacy-filtered snapshot of an open check.
     Snapshot {
         check_id: CheckId,
+    },
+    /// One calibration picture with the bed zone, if installer mode is on.
+    Calibrate {
+        request_id: CheckId,
+    },
+    /// Use this bed zone from the next check on.
+    SetBedZone {
+        corners: Vec<[f64; 2]>,
     },
 }
 
@@ -95,7 +116,14 @@ pub struct CameraService {
     book: CheckBook,
     clock: Clock,
     outbox: OutboxHandle,
-    snapshots: mpsc::UnboundedSender<SnapshotMessage>,
+    snapshots: mpsc::UnboundedSender<PictureMessage>,
+    /// The camera settings, to set the analysis up again when the bed zone changes.
+    settings: Option<CameraSettings>,
+    /// The bed zone the checks use now.
+    zone: Option<BedZone>,
+    /// Where installer mode and the hub's bed zone are kept; `None`: installer mode is never
+    /// on (tests, or an agent without a data directory).
+    data_dir: Option<PathBuf>,
 }
 
 /// Builds the configured source. V4L2 is only compiled in with the `camera-v4l2` feature;
@@ -138,27 +166,42 @@ pub fn open_source(settings: &CameraSettings) -> Result<Box<dyn CameraSource>, S
     }
 }
 
+/// The bed zone checks use: one kept from the hub (`kept`), else the source's own (the
+/// simulator), else the config's.
+pub fn zone_for(
+    settings: &CameraSettings,
+    source: &dyn CameraSource,
+    kept: Option<&BedZone>,
+) -> Result<Option<BedZone>, String> {
+    if let Some(zone) = kept {
+        return Ok(Some(zone.clone()));
+    }
+    match source.own_calibration() {
+        Some((_, points)) => BedZone::new(&points)
+            .map(Some)
+            .map_err(|e| format!("simulated bed zone: {e}")),
+        None => Ok(settings.bed_zone.clone()),
+    }
+}
+
 /// The analyzer for `source` under `settings`: the source's own calibration (the simulator),
-/// else the reference file and bed zone of the config.
+/// else the reference file of the config, with the zone of [`zone_for`].
 pub fn analyzer_for(
     settings: &CameraSettings,
     source: &dyn CameraSource,
+    kept: Option<&BedZone>,
 ) -> Result<Analyzer, String> {
-    let (reference, zone) = match source.own_calibration() {
-        Some((reference, points)) => (
-            reference,
-            BedZone::new(&points).map_err(|e| format!("simulated bed zone: {e}"))?,
-        ),
+    let zone = zone_for(settings, source, kept)?.ok_or("no bed zone configured")?;
+    let reference = match source.own_calibration() {
+        Some((reference, _)) => reference,
         None => {
             let path = settings
                 .reference
                 .as_ref()
                 .ok_or("no reference frame configured")?;
-            let reference = image::open(path)
+            image::open(path)
                 .map_err(|e| format!("reference frame {}: {e}", path.display()))?
-                .into_luma8();
-            let zone = settings.bed_zone.clone().ok_or("no bed zone configured")?;
-            (reference, zone)
+                .into_luma8()
         }
     };
     Analyzer::new(&reference, &zone).map_err(|e| format!("calibration unusable: {e}"))
@@ -170,7 +213,7 @@ impl CameraService {
         settings: Option<&CameraSettings>,
         clock: Clock,
         outbox: OutboxHandle,
-        snapshots: mpsc::UnboundedSender<SnapshotMessage>,
+        snapshots: mpsc::UnboundedSender<PictureMessage>,
     ) -> Self {
         let Some(settings) = settings else {
             return CameraService {
@@ -185,6 +228,9 @@ impl CameraService {
                 clock,
                 outbox,
                 snapshots,
+                settings: None,
+                zone: None,
+                data_dir: None,
             };
         };
         match open_source(settings) {
@@ -194,6 +240,7 @@ impl CameraService {
                 let mut service = Self::new(None, clock, outbox, snapshots);
                 service.analyzer = Err(e.to_string());
                 service.consent = settings.consent.clone();
+                service.zone = settings.bed_zone.clone();
                 service
             }
         }
@@ -205,9 +252,10 @@ impl CameraService {
         source: Box<dyn CameraSource>,
         clock: Clock,
         outbox: OutboxHandle,
-        snapshots: mpsc::UnboundedSender<SnapshotMessage>,
+        snapshots: mpsc::UnboundedSender<PictureMessage>,
     ) -> Self {
-        let analyzer = analyzer_for(settings, source.as_ref()).map(Arc::new);
+        let analyzer = analyzer_for(settings, source.as_ref(), None).map(Arc::new);
+        let zone = zone_for(settings, source.as_ref(), None).unwrap_or_default();
         if let Err(e) = &analyzer {
             error!(camera = %source.describe(), "Camera checks will report camera_fault: {e}");
         }
@@ -223,7 +271,25 @@ impl CameraService {
             clock,
             outbox,
             snapshots,
+            settings: Some(settings.clone()),
+            zone,
+            data_dir: None,
         }
+    }
+
+    /// Keeps installer mode and the hub's bed zone in `dir`, and uses a bed zone kept there
+    /// earlier from now on.
+    pub fn with_data_dir(mut self, dir: PathBuf) -> Self {
+        match calibration::saved_zone(&dir) {
+            Ok(Some(zone)) => {
+                info!(corners = zone.points().len(), "Using the bed zone the hub sent earlier");
+                self.use_zone(zone);
+            }
+            Ok(None) => {}
+            Err(e) => error!("Kept bed zone unusable, the config's is used: {e}"),
+        }
+        self.data_dir = Some(dir);
+        self
     }
 
     /// Serves requests until the channel closes.
@@ -232,6 +298,8 @@ impl CameraService {
             match request {
                 Request::Check(check) => self.check(check).await,
                 Request::Snapshot { check_id } => self.snapshot(check_id).await,
+                Request::Calibrate { request_id } => self.calibrate(request_id).await,
+                Request::SetBedZone { corners } => self.set_bed_zone(&corners),
             }
         }
     }
@@ -312,28 +380,96 @@ impl CameraService {
                 return;
             }
         };
-        let filter = self.filter;
-        let frame = self
-            .with_camera(span, |source| capture(source, 1, Duration::ZERO))
-            .await;
-        let made = frame.and_then(|mut frames| {
-            let frame = frames.pop().ok_or("the camera gave no frame")?;
-            snapshot::snapshot(&frame, filter).map_err(|e| e.to_string())
-        });
-        match made {
+        match self.one_picture(span).await {
             Ok(s) => {
                 info!(%check_id, width = s.width, height = s.height, bytes = s.jpeg.len(), "Snapshot taken for staff");
                 let message = SnapshotMessage::new(
                     check_id,
                     (self.clock)(),
                     (s.width, s.height),
-                    wire_filter(filter),
+                    wire_filter(self.filter),
                     s.jpeg,
                 );
-                let _ = self.snapshots.send(message);
+                let _ = self.snapshots.send(PictureMessage::Snapshot(message));
             }
             Err(why) => warn!(%check_id, "Snapshot failed: {why}"),
         }
+    }
+
+    /// One frame through the privacy filter, JPEG in memory.
+    async fn one_picture(&mut self, span: Duration) -> Result<snapshot::Snapshot, String> {
+        let filter = self.filter;
+        let frame = self
+            .with_camera(span, |source| capture(source, 1, Duration::ZERO))
+            .await;
+        frame.and_then(|mut frames| {
+            let frame = frames.pop().ok_or("the camera gave no frame")?;
+            snapshot::snapshot(&frame, filter).map_err(|e| e.to_string())
+        })
+    }
+
+    async fn calibrate(&mut self, request_id: CheckId) {
+        let now = (self.clock)();
+        let until = self.data_dir.as_deref().and_then(calibration::recorded_until);
+        let refuse = |refusal: CalibrationRefusal, why: String| {
+            warn!(%request_id, refusal = refusal.as_str(), "Calibration picture refused: {why}");
+            CalibrationMessage::refused(request_id.clone(), now, refusal, text(&why))
+        };
+        let answer = match calibration::decide(now, until) {
+            Err(closed) => refuse(CalibrationRefusal::InstallerModeOff, closed.explain()),
+            Ok(_) if self.frames == 0 => refuse(
+                CalibrationRefusal::NoCamera,
+                "no camera is configured on this device".into(),
+            ),
+            Ok(until) => match self.one_picture(Duration::ZERO).await {
+                Err(why) => refuse(CalibrationRefusal::CameraFault, why),
+                Ok(s) => {
+                    info!(%request_id, %until, width = s.width, height = s.height, "Calibration picture taken in installer mode");
+                    let bed_zone = self
+                        .zone
+                        .as_ref()
+                        .map(|z| z.points().iter().map(|&(x, y)| [x, y]).collect());
+                    let picture = CalibrationPicture {
+                        width: s.width,
+                        height: s.height,
+                        filter: wire_filter(self.filter),
+                        jpeg: s.jpeg,
+                        bed_zone,
+                    };
+                    CalibrationMessage::picture(request_id.clone(), (self.clock)(), picture)
+                }
+            },
+        };
+        let _ = self.snapshots.send(PictureMessage::Calibration(answer));
+    }
+
+    fn set_bed_zone(&mut self, corners: &[[f64; 2]]) {
+        let zone = match calibration::zone_from_wire(corners) {
+            Ok(zone) => zone,
+            Err(e) => {
+                warn!("Bed zone from the hub refused, the old one stays: {e}");
+                return;
+            }
+        };
+        if let Some(dir) = &self.data_dir {
+            match calibration::save_zone(dir, &zone) {
+                Ok(path) => info!(path = %path.display(), "Bed zone from the hub kept for the next start"),
+                Err(e) => error!("Bed zone from the hub could not be kept on disk (used until the agent restarts): {e}"),
+            }
+        }
+        info!(corners = corners.len(), area = zone.area(), "Bed zone from the hub used from the next check");
+        self.use_zone(zone);
+    }
+
+    /// Sets the analysis up again with `zone`.
+    fn use_zone(&mut self, zone: BedZone) {
+        if let (Some(settings), Camera::Ready(source)) = (&self.settings, &self.camera) {
+            self.analyzer = analyzer_for(settings, source.as_ref(), Some(&zone)).map(Arc::new);
+            if let Err(e) = &self.analyzer {
+                error!("Camera checks will report camera_fault: {e}");
+            }
+        }
+        self.zone = Some(zone);
     }
 
     /// Runs `f` with the camera on a blocking thread, giving up after `span` + the hang margin.

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vaka_protocol::{
-    Ack, Channel, Command, CommandBody, DeviceId, SiteId, SnapshotMessage, Status, Topic,
+    Ack, Channel, Command, CommandBody, DeviceId, PictureMessage, SiteId, Status, Topic,
 };
 
 /// What the driver reports to the session task.
@@ -48,8 +48,9 @@ pub struct Channels {
     pub publishes: mpsc::UnboundedReceiver<Publish>,
     /// Camera requests from the hub's commands, to the camera service.
     pub camera: mpsc::UnboundedSender<CameraRequest>,
-    /// Snapshots from the camera service, to publish at QoS 0 and forget.
-    pub snapshots: mpsc::UnboundedReceiver<SnapshotMessage>,
+    /// Snapshots and calibration pictures from the camera service, to publish at QoS 0 and
+    /// forget.
+    pub snapshots: mpsc::UnboundedReceiver<PictureMessage>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -185,10 +186,14 @@ impl Uplink {
         }
     }
 
-    /// A snapshot goes out at QoS 0 or not at all: it is never queued, stored or resent
-    /// (a broker would otherwise keep it for an absent hub, possibly on disk).
-    fn publish_snapshot(&mut self, snapshot: SnapshotMessage) {
-        let check_id = snapshot.check_id.clone();
+    /// A snapshot (or calibration picture) goes out at QoS 0 or not at all: it is never
+    /// queued, stored or resent (a broker would otherwise keep it for an absent hub, possibly
+    /// on disk).
+    fn publish_snapshot(&mut self, snapshot: PictureMessage) {
+        let check_id = match &snapshot {
+            PictureMessage::Snapshot(s) => s.check_id.clone(),
+            PictureMessage::Calibration(c) => c.request_id.clone(),
+        };
         if !self.connected {
             self.counters.snapshots_dropped += 1;
             warn!(%check_id, "Snapshot dropped: not connected to the broker");
@@ -273,6 +278,12 @@ impl Uplink {
             }
             CommandBody::Snapshot { check_id } => {
                 self.to_camera(CameraRequest::Snapshot { check_id })
+            }
+            CommandBody::Calibrate { request_id } => {
+                self.to_camera(CameraRequest::Calibrate { request_id })
+            }
+            CommandBody::SetBedZone { bed_zone } => {
+                self.to_camera(CameraRequest::SetBedZone { corners: bed_zone })
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The pure check of a message on a `snapshot` topic, before it may enter the vault.
+//! The pure check of a message on a `snapshot` topic, before it may enter the vault (a check's
+//! snapshot) or the calibration desk (an installer's calibration picture, or its refusal).
 //!
 //! A snapshot is accepted only if it was not retained by the broker (a retained picture would
 //! be an old one, and one the broker keeps), its topic is a valid Vaka snapshot topic, its payload
@@ -14,7 +15,9 @@ use image::{ImageFormat, ImageReader};
 use std::fmt;
 use std::io::Cursor;
 use vaka_protocol::snapshot::{MAX_HEIGHT, MAX_WIDTH};
-use vaka_protocol::{CheckId, DecodeError, SnapshotMessage, Topic};
+use super::calibration::Answer;
+use vaka_protocol::{CheckId, DecodeError, PictureMessage, SnapshotFilter, Topic};
+use jiff::Timestamp;
 
 /// A snapshot that passed every check except the vault's (was it asked for?).
 #[derive(Debug)]
@@ -22,6 +25,21 @@ pub struct Verified {
     pub topic: Topic,
     pub check_id: CheckId,
     pub picture: Picture,
+}
+
+/// A calibration answer that passed every check except the desk's (was it asked for?).
+#[derive(Debug)]
+pub struct VerifiedCalibration {
+    pub topic: Topic,
+    pub request_id: CheckId,
+    pub answer: Answer,
+}
+
+/// What a verified message on a snapshot topic is.
+#[derive(Debug)]
+pub enum Arrival {
+    Snapshot(Verified),
+    Calibration(VerifiedCalibration),
 }
 
 /// Why a snapshot message was dropped before the vault.
@@ -94,41 +112,74 @@ fn jpeg_dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
-pub fn verify(topic_text: &str, payload: &[u8], retained: bool) -> Result<Verified, Refused> {
-    if retained {
-        return Err(Refused::Retained);
-    }
-    let topic = match Topic::parse(topic_text) {
-        Ok(t) if t.channel == vaka_protocol::Channel::Snapshot => t,
-        Ok(t) => return Err(Refused::Topic(format!("channel `{}`", t.channel.as_str()))),
-        Err(e) => return Err(Refused::Topic(e.to_string())),
-    };
-    let m = SnapshotMessage::decode(payload).map_err(|e| Refused::Decode {
-        label: e.label(),
-        reason: safe_reason(&e),
-    })?;
-    let declared = (m.width, m.height);
-    let real = jpeg_dimensions(&m.jpeg).ok_or(Refused::NotJpeg)?;
+/// A picture whose real size (read from the JPEG) is at most 160×120 and as declared.
+fn picture(
+    declared: (u32, u32),
+    filter: SnapshotFilter,
+    captured_at: Timestamp,
+    jpeg: Vec<u8>,
+) -> Result<Picture, Refused> {
+    let real = jpeg_dimensions(&jpeg).ok_or(Refused::NotJpeg)?;
     if real != declared || real.0 > MAX_WIDTH || real.1 > MAX_HEIGHT {
         return Err(Refused::Dimensions { declared, real });
     }
-    Ok(Verified {
-        topic,
-        check_id: m.check_id.clone(),
-        picture: Picture {
-            width: m.width,
-            height: m.height,
-            filter: m.filter,
-            captured_at: m.ts,
-            jpeg: m.jpeg,
-        },
-    })
+    Ok(Picture { width: real.0, height: real.1, filter, captured_at, jpeg })
+}
+
+/// Verifies a message on a snapshot topic: a snapshot, or a calibration answer.
+pub fn verify_any(topic_text: &str, payload: &[u8], retained: bool) -> Result<Arrival, Refused> {
+    let topic = snapshot_topic(topic_text, retained)?;
+    let decoded = PictureMessage::decode(payload).map_err(|e| Refused::Decode {
+        label: e.label(),
+        reason: safe_reason(&e),
+    })?;
+    match decoded {
+        PictureMessage::Snapshot(m) => Ok(Arrival::Snapshot(Verified {
+            topic,
+            check_id: m.check_id.clone(),
+            picture: picture((m.width, m.height), m.filter, m.ts, m.jpeg)?,
+        })),
+        PictureMessage::Calibration(m) => {
+            let answer = match (m.picture, m.refusal) {
+                (Some(p), _) => Answer::Picture {
+                    picture: picture((p.width, p.height), p.filter, m.ts, p.jpeg)?,
+                    bed_zone: p.bed_zone,
+                },
+                (None, Some(refusal)) => Answer::Refused { refusal, detail: m.detail },
+                // Decoding refuses an answer with neither.
+                (None, None) => return Err(Refused::NotJpeg),
+            };
+            Ok(Arrival::Calibration(VerifiedCalibration { topic, request_id: m.request_id, answer }))
+        }
+    }
+}
+
+fn snapshot_topic(topic_text: &str, retained: bool) -> Result<Topic, Refused> {
+    if retained {
+        return Err(Refused::Retained);
+    }
+    match Topic::parse(topic_text) {
+        Ok(t) if t.channel == vaka_protocol::Channel::Snapshot => Ok(t),
+        Ok(t) => Err(Refused::Topic(format!("channel `{}`", t.channel.as_str()))),
+        Err(e) => Err(Refused::Topic(e.to_string())),
+    }
+}
+
+/// Verifies a check's snapshot (a calibration answer is refused here).
+pub fn verify(topic_text: &str, payload: &[u8], retained: bool) -> Result<Verified, Refused> {
+    match verify_any(topic_text, payload, retained)? {
+        Arrival::Snapshot(v) => Ok(v),
+        Arrival::Calibration(_) => Err(Refused::Decode {
+            label: "malformed",
+            reason: "a calibration answer, not a snapshot".into(),
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vaka_protocol::SnapshotFilter;
+    use vaka_protocol::SnapshotMessage;
 
     const TOPIC: &str = "vaka/v1/skelleftea/home-1/snapshot";
 
@@ -227,5 +278,58 @@ mod tests {
         v["v"] = v["jpeg"].clone();
         let err = verify(TOPIC, &serde_json::to_vec(&v).unwrap(), false).unwrap_err();
         assert!(!err.to_string().contains(&b64[..12]), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod calibration_tests {
+    use super::*;
+    use vaka_protocol::{CalibrationMessage, CalibrationPicture, CalibrationRefusal};
+
+    const TOPIC: &str = "vaka/v1/skelleftea/home-1/snapshot";
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = image::GrayImage::new(width, height);
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    fn answer(declared: (u32, u32), jpeg: Vec<u8>) -> Vec<u8> {
+        let picture = CalibrationPicture {
+            width: declared.0,
+            height: declared.1,
+            filter: SnapshotFilter::Silhouette,
+            jpeg,
+            bed_zone: Some(vec![[0.2, 0.2], [0.8, 0.2], [0.8, 0.9]]),
+        };
+        CalibrationMessage::picture(CheckId::new("r-1").unwrap(), Timestamp::UNIX_EPOCH, picture)
+            .encode()
+    }
+
+    #[test]
+    fn a_calibration_picture_is_verified_like_a_snapshot_and_keeps_its_zone() {
+        let Arrival::Calibration(v) = verify_any(TOPIC, &answer((80, 60), jpeg(80, 60)), false).unwrap() else {
+            panic!("not a calibration")
+        };
+        assert_eq!(v.request_id.as_str(), "r-1");
+        let Answer::Picture { picture, bed_zone } = v.answer else { panic!("no picture") };
+        assert_eq!((picture.width, picture.height), (80, 60));
+        assert_eq!(bed_zone.map(|z| z.len()), Some(3));
+        let err = verify_any(TOPIC, &answer((80, 60), jpeg(320, 240)), false).unwrap_err();
+        assert_eq!(err.label(), "dimensions");
+        assert_eq!(verify(TOPIC, &answer((80, 60), jpeg(80, 60)), false).unwrap_err().label(), "malformed");
+    }
+
+    #[test]
+    fn a_refusal_arrives_with_its_reason() {
+        let m = CalibrationMessage::refused(
+            CheckId::new("r-2").unwrap(),
+            Timestamp::UNIX_EPOCH,
+            CalibrationRefusal::InstallerModeOff,
+            "installer mode is off".into(),
+        );
+        let Arrival::Calibration(v) = verify_any(TOPIC, &m.encode(), false).unwrap() else { panic!() };
+        assert!(matches!(v.answer, Answer::Refused { refusal: CalibrationRefusal::InstallerModeOff, .. }));
     }
 }

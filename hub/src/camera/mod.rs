@@ -17,13 +17,22 @@
 //!   attempt to fetch one is written to the audit log before anything is shown;
 //! - it is dropped, its bytes zeroed, at `received_at + snapshot_view_span` if nobody fetched it.
 //!
+//! An installer's calibration picture travels the same way (the device's snapshot topic, QoS 0)
+//! and is kept the same way, in memory only, in the [`CalibrationVault`]: for installers and
+//! admins of the home's team, shown as often as needed for `cameras.calibration_span` (10 min)
+//! after it arrived, each view audited, then dropped and zeroed.
+//!
 //! Files: [`checks`] (pure rules of a check's life), [`intake`] (pure check of an incoming
-//! snapshot), [`vault`] (pure in-memory store of pictures); [`Snapshots`] below is the thin
-//! shell that shares the vault between the MQTT session, the HTTP API and a sweeping ticker.
+//! snapshot or calibration answer), [`vault`] (pure in-memory store of pictures),
+//! [`calibration`] (the same for calibration pictures); [`Snapshots`] below is the thin shell
+//! that shares both between the MQTT session, the HTTP API and a sweeping ticker.
 
+pub mod calibration;
 pub mod checks;
 pub mod intake;
 pub mod vault;
+
+pub use calibration::{CalibrationStatus, CalibrationVault};
 
 pub use vault::{NotAvailable, Picture, SnapshotState, SnapshotVault};
 
@@ -42,14 +51,16 @@ pub const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Snapshots {
     vault: Arc<Mutex<SnapshotVault>>,
+    calibrations: Arc<Mutex<CalibrationVault>>,
     stats: Arc<Stats>,
     view_span: Duration,
 }
 
 impl Snapshots {
-    pub fn new(view_span: Duration, stats: Arc<Stats>) -> Snapshots {
+    pub fn new(view_span: Duration, calibration_span: Duration, stats: Arc<Stats>) -> Snapshots {
         Snapshots {
             vault: Arc::new(Mutex::new(SnapshotVault::new(view_span))),
+            calibrations: Arc::new(Mutex::new(CalibrationVault::new(calibration_span))),
             stats,
             view_span,
         }
@@ -67,12 +78,19 @@ impl Snapshots {
         f(&mut vault)
     }
 
+    /// Runs `f` on the calibration vault (poisoning ignored, as for [`Snapshots::with`]).
+    pub fn calibrations<R>(&self, f: impl FnOnce(&mut CalibrationVault) -> R) -> R {
+        let mut vault = self.calibrations.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut vault)
+    }
+
     /// Takes a message from a `snapshot` topic: verifies it and puts it in the vault, or drops
     /// it with a WARN that gives the reason (never the payload).
     pub fn receive(&self, now: Timestamp, topic: &str, payload: &[u8], retained: bool) {
         self.stats.snapshots_received.fetch_add(1, Relaxed);
-        let verified = match intake::verify(topic, payload, retained) {
-            Ok(v) => v,
+        let verified = match intake::verify_any(topic, payload, retained) {
+            Ok(intake::Arrival::Snapshot(v)) => v,
+            Ok(intake::Arrival::Calibration(c)) => return self.receive_calibration(now, c),
             Err(e) => {
                 self.stats.snapshots_dropped.fetch_add(1, Relaxed);
                 let topic: String = topic.chars().take(200).collect();
@@ -100,6 +118,18 @@ impl Snapshots {
         }
     }
 
+    fn receive_calibration(&self, now: Timestamp, c: intake::VerifiedCalibration) {
+        let (device, request) = (c.topic.device, c.request_id);
+        let what = match &c.answer {
+            calibration::Answer::Picture { .. } => "picture",
+            calibration::Answer::Refused { refusal, .. } => refusal.as_str(),
+        };
+        match self.calibrations(|v| v.insert(now, &device, &request, c.answer)) {
+            Ok(()) => info!(%device, request_id = %request, answer = what, "Calibration answer received (a picture is held in memory only, for its span)"),
+            Err(e) => warn!(%device, request_id = %request, "Calibration answer dropped: {e}"),
+        }
+    }
+
     /// Sweeps the vault every [`SWEEP_PERIOD`] until `shutdown`.
     pub async fn sweep_until(self, mut shutdown: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(SWEEP_PERIOD);
@@ -113,6 +143,9 @@ impl Snapshots {
     }
 
     fn sweep(&self, now: Timestamp) {
+        for device in self.calibrations(|v| v.sweep(now)) {
+            info!(%device, "Calibration picture's span ended; dropped");
+        }
         let swept = self.with(|v| v.sweep(now));
         for check in &swept.unviewed {
             self.stats.snapshots_expired.fetch_add(1, Relaxed);

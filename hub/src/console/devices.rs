@@ -5,14 +5,17 @@
 //! |---|---|
 //! | `GET /devices`, `GET /devices/{id}` | every role (own teams; unassigned devices for installers and admins) |
 //! | `GET /devices/{id}/agent.toml`, `GET /devices/{id}/bundle.tar` | installer, admin |
+//! | the bed zone editor on `/devices/{id}` | installer, admin (routes in `calibration.rs`) |
 //! | `POST /api/v1/registrations` | installer, admin: `{"device", "site", "recipient"?, "camera"?, "gps"?}` → 201 |
 //!
 //! Registering a device records who set it up where (audited) and, with a person, adds the
 //! device to that person's care plan (as their camera when `camera` is true, as the reader of
 //! their GPS tracker when `gps` is), so it belongs to the person's team from then on. The agent
 //! configuration points the agent at this hub's broker and, for the person's GPS device,
-//! carries their safe areas from the care plan. The provisioning bundle adds a new key and
-//! certificate for the device from the hub's device CA (`pki.rs`).
+//! carries their safe areas from the care plan, and for a camera whose bed zone was drawn on its
+//! calibration picture, a `[camera]` section with that zone (and the person's consent). The
+//! provisioning bundle adds a new key and certificate for the device from the hub's device CA
+//! (`pki.rs`).
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
@@ -22,7 +25,7 @@ use super::scope::Scope;
 use super::AppState;
 use crate::access::{Permission, Principal};
 use crate::rounds::plan::Recipient;
-use crate::store::{DeviceRow, Registration};
+use crate::store::{BedZoneRow, DeviceRow, Registration};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -136,9 +139,9 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
     let scope = Scope::of(&state, &who).await?;
     let ctx = Ctx::new(who, session, &headers);
     let key = id.clone();
-    let (row, registration, latest) = read(&state, move |s| {
+    let (row, registration, latest, zone) = read(&state, move |s| {
         let reg = s.registrations()?.into_iter().find(|r| r.device == key);
-        Ok((s.device(&key)?, reg, s.events(Some(&key), 1)?.into_iter().next()))
+        Ok((s.device(&key)?, reg, s.events(Some(&key), 1)?.into_iter().next(), s.bed_zone(&key)?))
     })
     .await?;
     if !scope.sees_device(&id) || (row.is_none() && registration.is_none()) {
@@ -187,12 +190,15 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
             id = esc(&id),
         );
     }
+    if ctx.who.may(Permission::CalibrateCamera) {
+        body.push_str(&super::calibration::section(&ctx, &id, zone.as_ref()));
+    }
     let attrs = format!(" data-device=\"{}\"", esc(&id));
     Ok(shell(&ctx, Nav::Devices, &id, "device", &attrs, &body).into_response())
 }
 
 /// A registered device of the caller's teams, with the person whose home it is in.
-async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>), ApiError> {
+async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>, Option<BedZoneRow>), ApiError> {
     let scope = Scope::of(state, who).await?;
     let key = id.to_string();
     let registration = read(state, move |s| Ok(s.registrations()?.into_iter().find(|r| r.device == key))).await?;
@@ -203,7 +209,9 @@ async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Regi
         Some(id) => read(state, move |s| Ok(s.recipients()?.into_iter().find(|p| p.id == id))).await?,
         None => None,
     };
-    Ok((r, person))
+    let key = r.device.clone();
+    let zone = read(state, move |s| s.bed_zone(&key)).await?;
+    Ok((r, person, zone))
 }
 
 /// The host the installer's browser reached the hub at, without its port.
@@ -218,8 +226,8 @@ fn request_host(headers: &HeaderMap) -> String {
 /// `GET /devices/{id}/agent.toml`: the agent configuration for this device.
 pub async fn agent_config(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     allow(&who, Permission::RegisterDevices, "download agent configurations")?;
-    let (r, person) = registered(&state, &who, &id).await?;
-    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host(&headers), Timestamp::now());
+    let (r, person, zone) = registered(&state, &who, &id).await?;
+    let toml = agent_toml(&r, person.as_ref(), zone.as_ref(), &state.agent_broker, &request_host(&headers), Timestamp::now());
     let audit = audit_entry(&who, Timestamp::now(), "agent_config_downloaded", None, Some(&r.device), None);
     write(&state, move |s| s.append_audit(&audit)).await?;
     let disposition = format!("attachment; filename=\"{}-agent.toml\"", r.device);
@@ -234,7 +242,7 @@ pub async fn agent_config(State(state): State<AppState>, Extension(who): Extensi
 /// `README.txt`. Audited with the certificate's serial number.
 pub async fn bundle(State(state): State<AppState>, Extension(who): Extension<Principal>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     allow(&who, Permission::RegisterDevices, "download provisioning bundles")?;
-    let (r, person) = registered(&state, &who, &id).await?;
+    let (r, person, zone) = registered(&state, &who, &id).await?;
     let now = Timestamp::now();
     let device = DeviceId::new(r.device.clone()).map_err(|e| ApiError::unprocessable("bad_device", e.to_string()))?;
     let ca = state.device_ca.clone();
@@ -242,7 +250,7 @@ pub async fn bundle(State(state): State<AppState>, Extension(who): Extension<Pri
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let toml = agent_toml(&r, person.as_ref(), &state.agent_broker, &request_host(&headers), now);
+    let toml = agent_toml(&r, person.as_ref(), zone.as_ref(), &state.agent_broker, &request_host(&headers), now);
     let readme = format!(
         "Vaka provisioning bundle for {device}, made {now} by {by}.\n\nUnpack on the device: tar -xf {device}-bundle.tar -C /etc/vaka\n\n\
          agent.toml     the agent configuration (vaka-agent check-config --config /etc/vaka/agent.toml)\n\
@@ -290,8 +298,8 @@ fn tar_of(files: &[(&str, &[u8], u32)], now: Timestamp) -> std::io::Result<Vec<u
 /// The agent configuration for a registered device: its identity, the hub's broker (at
 /// `request_host` for the embedded broker), the outbox and intake, and, when it reads the
 /// person's GPS tracker, their safe areas (gpsd as the source; the installer changes that for
-/// a receiver on a serial line).
-fn agent_toml(r: &Registration, person: Option<&Recipient>, b: &AgentBroker, request_host: &str, now: Timestamp) -> String {
+/// a receiver on a serial line), and with a bed zone drawn for it, its `[camera]` section.
+fn agent_toml(r: &Registration, person: Option<&Recipient>, zone: Option<&BedZoneRow>, b: &AgentBroker, request_host: &str, now: Timestamp) -> String {
     let host = b.host.as_deref().unwrap_or(request_host);
     let mqtt = match b.tls {
         true => format!("url = \"mqtts://{host}:{}\"\nallow_plaintext = false\nca_file = \"/etc/vaka/ca.pem\"\nclient_cert_file = \"/etc/vaka/device.pem\"\nclient_key_file = \"/etc/vaka/device.key\"\n", b.port),
@@ -316,18 +324,53 @@ fn agent_toml(r: &Registration, person: Option<&Recipient>, b: &AgentBroker, req
             areas: &'a [RawArea],
         }
         let gps = Gps { source: "gpsd", address: DEFAULT_GPSD_ADDRESS, time_zone: DEFAULT_TIME_ZONE, areas: &p.safe_areas };
-        match toml::to_string(&Section { gps }) {
-            Ok(section) => {
-                let _ = write!(
-                    toml,
-                    "\n# {name}'s GPS tracker, read through gpsd (for a receiver on a serial line: source = \"nmea\",\n# path = \"/dev/ttyACM0\"). The safe areas are the care plan's, as of {now}.\n{section}",
-                    name = p.name.replace('\n', " "),
-                );
-            }
-            Err(e) => warn!(device = %r.device, error = %e, "Safe areas left out of the agent configuration"),
-        }
+        let comment = format!(
+            "{name}'s GPS tracker, read through gpsd (for a receiver on a serial line: source = \"nmea\",\n# path = \"/dev/ttyACM0\"). The safe areas are the care plan's, as of {now}.",
+            name = p.name.replace('\n', " "),
+        );
+        append_section(&mut toml, &r.device, "Safe areas", &comment, &Section { gps });
+    }
+    if let Some(zone) = zone {
+        camera_section(&mut toml, r, person, zone);
     }
     toml
+}
+
+/// `[camera]` with the bed zone drawn on the calibration picture and, when the person's care
+/// plan has this device as their camera, their consent (without it every check is refused).
+fn camera_section(toml: &mut String, r: &Registration, person: Option<&Recipient>, zone: &BedZoneRow) {
+    #[derive(Serialize)]
+    struct Section<'a> {
+        camera: Camera<'a>,
+    }
+    #[derive(Serialize)]
+    struct Camera<'a> {
+        source: &'a str,
+        device: &'a str,
+        reference: &'a str,
+        bed_zone: &'a [[f64; 2]],
+        snapshot_filter: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        consent: Option<&'a crate::rounds::plan::ConsentPlan>,
+    }
+    let consent = person.filter(|p| p.camera_device.as_deref() == Some(r.device.as_str())).and_then(|p| p.consent.as_ref());
+    let camera = Camera { source: "v4l2", device: "/dev/video0", reference: "/var/lib/vaka/camera-reference.png", bed_zone: &zone.corners, snapshot_filter: "blur", consent };
+    let comment = format!(
+        "The camera. The bed zone was drawn by {by} at {at} on the calibration picture; save the\n# empty-bed reference at installation: vaka-agent camera calibrate --save-reference.",
+        by = zone.set_by.replace('\n', " "),
+        at = zone.set_at,
+    );
+    append_section(toml, &r.device, "Bed zone", &comment, &Section { camera });
+}
+
+/// Appends `section` under a `# comment`, or logs that `what` was left out.
+fn append_section(toml: &mut String, device: &str, what: &str, comment: &str, section: &impl Serialize) {
+    match toml::to_string(section) {
+        Ok(section) => {
+            let _ = write!(toml, "\n# {comment}\n{section}");
+        }
+        Err(e) => warn!(device, error = %e, "{what} left out of the agent configuration"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -430,7 +473,7 @@ mod tests {
         assert_eq!(person.validate(), Vec::<String>::new());
         let broker = AgentBroker { host: None, port: 1883, tls: false, ca_pem: None };
 
-        let text = agent_toml(&registration("tracker-1"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
+        let text = agent_toml(&registration("tracker-1"), Some(&person), None, &broker, "hub.example", Timestamp::UNIX_EPOCH);
         assert!(text.contains("url = \"mqtt://hub.example:1883\""), "{text}");
         let config = agent_accepts(&text);
         let gps = config.gps.expect("a [gps] section");
@@ -438,10 +481,29 @@ mod tests {
         assert_eq!(names, ["Hemma", "Kvarteret"]);
 
         // The camera in the same home gets no [gps]; nor does a device of nobody's plan.
-        let camera = agent_toml(&registration("home-001"), Some(&person), &broker, "hub.example", Timestamp::UNIX_EPOCH);
+        let camera = agent_toml(&registration("home-001"), Some(&person), None, &broker, "hub.example", Timestamp::UNIX_EPOCH);
         assert!(!camera.contains("[gps"), "{camera}");
         assert!(agent_accepts(&camera).gps.is_none());
-        let alone = agent_toml(&registration("tracker-1"), None, &AgentBroker { host: Some("mqtt.kommun.se".into()), port: 8883, tls: true, ca_pem: None }, "x", Timestamp::UNIX_EPOCH);
+        let alone = agent_toml(&registration("tracker-1"), None, None, &AgentBroker { host: Some("mqtt.kommun.se".into()), port: 8883, tls: true, ca_pem: None }, "x", Timestamp::UNIX_EPOCH);
         assert!(alone.contains("mqtts://mqtt.kommun.se:8883") && !alone.contains("[gps"), "{alone}");
+    }
+
+    #[test]
+    fn a_drawn_bed_zone_reaches_the_camera_in_a_configuration_the_agent_accepts() {
+        let person: Recipient = serde_json::from_value(anna()).unwrap();
+        let zone = BedZoneRow { device: "home-001".into(), corners: vec![[0.2, 0.15], [0.75, 0.15], [0.75, 0.9], [0.2, 0.9]], set_by: "ivar".into(), set_at: Timestamp::UNIX_EPOCH };
+        let broker = AgentBroker { host: None, port: 1883, tls: false, ca_pem: None };
+        let text = agent_toml(&registration("home-001"), Some(&person), Some(&zone), &broker, "hub.example", Timestamp::UNIX_EPOCH);
+        assert!(text.contains("bed_zone = [[0.2, 0.15], [0.75, 0.15], [0.75, 0.9], [0.2, 0.9]]"), "{text}");
+        let raw: RawConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        match raw.validate() {
+            Ok(config) => {
+                let camera = config.camera.expect("a [camera] section");
+                assert_eq!(camera.bed_zone.unwrap().points(), &[(0.2, 0.15), (0.75, 0.15), (0.75, 0.9), (0.2, 0.9)]);
+                assert_eq!(camera.consent.record().is_some(), person.consent.is_some(), "the care plan's consent");
+            }
+            // An agent built without V4L2 (a plain `cargo test -p vaka-hub`) refuses only that.
+            Err(problems) => assert!(problems.iter().all(|p| p.contains("camera-v4l2")), "{problems:#?}\n{text}"),
+        }
     }
 }

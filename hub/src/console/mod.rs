@@ -7,7 +7,7 @@
 //! API routes answer 401 JSON without one; the console page redirects a browser to `/login`.
 //! The middleware puts the caller's [`crate::access::Principal`] in the request;
 //! handlers that need a role check it with [`crate::access::Role::may`] and answer 403 JSON.
-//! The roles of the camera routes are listed in `checks.rs`.
+//! The roles of the camera routes are listed in `checks.rs` and `calibration.rs`.
 //!
 //! Store access goes to the console's own SQLite connection on a blocking thread, so a slow
 //! query never holds up ingest (WAL lets it and the writer run together). That connection
@@ -18,6 +18,7 @@ mod api;
 mod areas;
 mod audit;
 mod auth;
+mod calibration;
 mod checks;
 mod devices;
 mod login;
@@ -106,6 +107,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/camera-check",
             post(checks::request_check),
         )
+        .route("/api/v1/devices/{id}/calibration", post(calibration::request).get(calibration::status))
+        .route("/api/v1/devices/{id}/calibration/picture", get(calibration::picture))
+        .route("/api/v1/devices/{id}/bed-zone", put(calibration::put_bed_zone))
         .route("/api/v1/checks/{check_id}", get(checks::get_check))
         .route(
             "/api/v1/checks/{check_id}/snapshot",

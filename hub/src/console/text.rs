@@ -228,6 +228,22 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("shift_start", "Passet börjar", "Shift starts"),
     ("shift_end", "Passet slutar", "Shift ends"),
     ("edit", "Ändra", "Edit"),
+    // Calibrating a camera's bed zone
+    ("cal_title", "Sängzon", "Bed zone"),
+    ("cal_button", "Kalibrera bädd", "Calibrate bed"),
+    ("cal_hint", "Enheten skickar en suddig kalibreringsbild bara när installatörsläget är på vid enheten (vaka-agent camera installer-mode --minutes 30). Bilden sparas aldrig och varje visning loggas.", "The device sends a blurred calibration picture only while installer mode is on at the device (vaka-agent camera installer-mode --minutes 30). The picture is never stored and every view is logged."),
+    ("cal_no_zone", "Ingen sängzon sparad i navet.", "No bed zone stored at the hub."),
+    ("cal_set_by", "satt av", "set by"),
+    ("cal_drag", "Dra hörnen till sängens hörn, eller välj ett hörn med Tab och flytta det med piltangenterna (Skift: större steg).", "Drag the corners to the bed's corners, or pick a corner with Tab and move it with the arrow keys (Shift: bigger steps)."),
+    ("cal_save", "Spara sängzonen", "Save the bed zone"),
+    ("cal_waiting", "Väntar på kalibreringsbilden…", "Waiting for the calibration picture…"),
+    ("cal_refused", "Enheten nekade", "The device refused"),
+    ("cal_ready", "Bilden visas till", "The picture is shown until"),
+    ("cal_expired", "Ingen kalibreringsbild (tiden gick ut).", "No calibration picture (its time ran out)."),
+    ("cal_saved", "Sängzonen är sparad och skickad till enheten.", "The bed zone is saved and sent to the device."),
+    ("cal_saved_config", "Sängzonen är sparad; enheten får den med sin konfiguration.", "The bed zone is saved; the device gets it with its configuration."),
+    ("cal_corner", "Hörn", "Corner"),
+    ("kind_installer_mode", "Installatörsläge på", "Installer mode on"),
 ];
 
 /// Words the page script needs.

@@ -524,6 +524,12 @@ mod tests {
         fn registrations(&self) -> Result<Vec<crate::store::Registration>, StoreError> {
             unimplemented!()
         }
+        fn set_bed_zone(&mut self, _: &crate::store::BedZoneRow, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn bed_zone(&self, _: &str) -> Result<Option<crate::store::BedZoneRow>, StoreError> {
+            unimplemented!()
+        }
     }
 
     /// The writer never touches accounts.

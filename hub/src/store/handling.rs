@@ -9,7 +9,9 @@
 //!
 //! A registration is an installer's record of a device set up in a home: its id, site, the
 //! person it belongs to, who registered it and when. The device itself appears in `devices`
-//! when it first talks to the hub.
+//! when it first talks to the hub. A camera's bed zone, drawn by an installer on the
+//! calibration picture, is kept per device (schema 8) with who set it and when, and goes into
+//! the device's agent configuration; the picture it was drawn on is never stored.
 
 use super::{sqlite::insert_audit, AlarmRow, AuditEntry, SqliteStore, StoreError};
 use jiff::Timestamp;
@@ -34,6 +36,24 @@ CREATE TABLE registrations (
     registered_at INTEGER NOT NULL
 );
 ";
+
+pub(super) const SCHEMA_V8: &str = "
+CREATE TABLE bed_zones (
+    device  TEXT PRIMARY KEY,
+    corners TEXT NOT NULL,
+    set_by  TEXT NOT NULL,
+    set_at  INTEGER NOT NULL
+);
+";
+
+/// A camera's bed zone as an installer drew it: corners in picture coordinates 0..1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BedZoneRow {
+    pub device: String,
+    pub corners: Vec<[f64; 2]>,
+    pub set_by: String,
+    pub set_at: Timestamp,
+}
 
 /// How an alarm ended, as staff record it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +121,9 @@ pub trait HandlingStore {
     /// Creates or replaces a registration, with its audit line.
     fn register_device(&mut self, r: &Registration, audit: &AuditEntry) -> Result<(), StoreError>;
     fn registrations(&self) -> Result<Vec<Registration>, StoreError>;
+    /// Creates or replaces a device's bed zone, with its audit line.
+    fn set_bed_zone(&mut self, zone: &BedZoneRow, audit: &AuditEntry) -> Result<(), StoreError>;
+    fn bed_zone(&self, device: &str) -> Result<Option<BedZoneRow>, StoreError>;
 }
 
 impl HandlingStore for SqliteStore {
@@ -176,6 +199,37 @@ impl HandlingStore for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
+
+    fn set_bed_zone(&mut self, zone: &BedZoneRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        let corners = serde_json::to_string(&zone.corners).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO bed_zones (device, corners, set_by, set_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device) DO UPDATE SET corners = excluded.corners, set_by = excluded.set_by,
+               set_at = excluded.set_at",
+            params![zone.device, corners, zone.set_by, zone.set_at.as_microsecond()],
+        )?;
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn bed_zone(&self, device: &str) -> Result<Option<BedZoneRow>, StoreError> {
+        let row: Option<(String, String, i64)> = self
+            .conn
+            .query_row("SELECT corners, set_by, set_at FROM bed_zones WHERE device = ?1", params![device], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((corners, set_by, set_at)) = row else { return Ok(None) };
+        let corrupt = |e: String| StoreError::Corrupt(format!("bed zone of {device}: {e}"));
+        Ok(Some(BedZoneRow {
+            device: device.to_string(),
+            corners: serde_json::from_str(&corners).map_err(|e| corrupt(e.to_string()))?,
+            set_by,
+            set_at: Timestamp::from_microsecond(set_at).map_err(|e| corrupt(e.to_string()))?,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -231,5 +285,20 @@ mod tests {
         r.recipient = Some("person-9".into());
         store.register_device(&r, &entry("device_registered")).unwrap();
         assert_eq!(store.registrations().unwrap(), [r]);
+    }
+
+    #[test]
+    fn a_bed_zone_is_stored_replaced_and_audited() {
+        let (_dir, mut store, _) = store_with_alarm();
+        assert_eq!(store.bed_zone("home-9").unwrap(), None);
+        let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
+        let mut zone = BedZoneRow { device: "home-9".into(), corners: vec![[0.2, 0.15], [0.75, 0.15], [0.75, 0.9]], set_by: "ivar".into(), set_at: at };
+        store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
+        zone.corners.push([0.2, 0.9]);
+        store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
+        assert_eq!(store.bed_zone("home-9").unwrap(), Some(zone));
+        assert_eq!(store.bed_zone("home-1").unwrap(), None);
+        let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
+        assert_eq!(actions, ["bed_zone_set", "bed_zone_set"]);
     }
 }

@@ -28,7 +28,7 @@ mod rounds;
 mod sqlite;
 mod users;
 
-pub use handling::{AlarmAction, AlarmOutcome, HandlingRefused, HandlingStore, Registration};
+pub use handling::{AlarmAction, AlarmOutcome, BedZoneRow, HandlingRefused, HandlingStore, Registration};
 pub use rounds::{RoundStore, RoundWrite};
 pub use users::{SessionRow, UserRow, UserStore};
 pub use sqlite::SqliteStore;

@@ -6,7 +6,7 @@
 //! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
 //! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
 //! already there; 6: console users and sessions, see `users.rs`; 7: staff's handling of alarms and the device
-//! registrations of installers, see `handling.rs`). A database written by a newer
+//! registrations of installers, see `handling.rs`; 8: cameras' bed zones, ibid.). A database written by a newer
 //! hub is refused rather than misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -181,6 +181,9 @@ impl SqliteStore {
             }
             if found < 7 {
                 tx.execute_batch(super::handling::SCHEMA_V7)?;
+            }
+            if found < 8 {
+                tx.execute_batch(super::handling::SCHEMA_V8)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;

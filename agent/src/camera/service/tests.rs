@@ -18,7 +18,7 @@ use vaka_protocol::{DeviceId, Envelope};
 /// A running service with its outbox, the camera's counters and a settable clock.
 struct Rig {
     requests: mpsc::UnboundedSender<Request>,
-    snapshots: mpsc::UnboundedReceiver<SnapshotMessage>,
+    snapshots: mpsc::UnboundedReceiver<PictureMessage>,
     publishes: mpsc::UnboundedReceiver<Publish>,
     counts: Counts,
     now: Arc<Mutex<Timestamp>>,
@@ -57,7 +57,8 @@ impl Rig {
                 };
                 CameraService::with_source(&settings, Box::new(source), clock, handle, snap_tx)
             }
-        };
+        }
+        .with_data_dir(dir.path().to_path_buf());
         let (requests, rx) = mpsc::unbounded_channel();
         tokio::spawn(service.run(rx));
         Rig {
@@ -257,7 +258,9 @@ async fn one_privacy_filtered_snapshot_per_open_check_and_none_after_its_deadlin
             })
             .unwrap();
     }
-    let snap = rig.snapshots.recv().await.unwrap();
+    let Some(PictureMessage::Snapshot(snap)) = rig.snapshots.recv().await else {
+        panic!("no snapshot")
+    };
     assert_eq!(snap.check_id, id);
     assert!(snap.width <= 160 && snap.height <= 120);
     assert_eq!(snap.filter, SnapshotFilter::Blur);
@@ -369,4 +372,82 @@ fn capture_discards_the_warm_up_frames_of_a_real_camera() {
     let frames = capture(&mut Settling(0), 3, Duration::ZERO).unwrap();
     let levels: Vec<u8> = frames.iter().map(|f| f.get_pixel(0, 0).0[0]).collect();
     assert_eq!(levels, [3, 4, 5]);
+}
+
+impl Rig {
+    fn calibrate(&self, id: &str) {
+        let request_id = CheckId::new(id).unwrap();
+        self.requests.send(Request::Calibrate { request_id }).unwrap();
+    }
+
+    async fn calibration(&mut self) -> CalibrationMessage {
+        match self.snapshots.recv().await {
+            Some(PictureMessage::Calibration(c)) => c,
+            other => panic!("no calibration answer: {other:?}"),
+        }
+    }
+}
+
+/// Daytime, outside the night's consented windows: installation time.
+fn afternoon() -> Timestamp {
+    local("2026-11-23T14:00")
+}
+
+#[tokio::test]
+async fn calibration_outside_installer_mode_is_refused_and_the_camera_stays_closed() {
+    let mut rig = Rig::with_consent(Scenario::LyingStill);
+    rig.set_now(afternoon());
+    rig.calibrate("r-1");
+    let answer = rig.calibration().await;
+    assert_eq!(answer.refusal, Some(CalibrationRefusal::InstallerModeOff));
+    assert!(answer.detail.unwrap().contains("installer-mode"));
+    assert!(answer.picture.is_none());
+
+    // Installer mode that has run out is refused the same way.
+    calibration::switch_on(rig._dir.path(), local("2026-11-23T13:30")).unwrap();
+    rig.calibrate("r-2");
+    let answer = rig.calibration().await;
+    assert_eq!(answer.refusal, Some(CalibrationRefusal::InstallerModeOff));
+    assert!(answer.detail.unwrap().contains("ended"));
+    assert_eq!(rig.counts.opened(), 0, "the camera never opened");
+}
+
+#[tokio::test]
+async fn calibration_in_installer_mode_sends_one_filtered_picture_with_the_zone_in_use() {
+    let mut rig = Rig::with_consent(Scenario::LyingStill);
+    rig.set_now(afternoon());
+    calibration::switch_on(rig._dir.path(), local("2026-11-23T14:30")).unwrap();
+    rig.calibrate("r-1");
+    let answer = rig.calibration().await;
+    assert_eq!(answer.request_id.as_str(), "r-1");
+    let picture = answer.picture.expect("a picture");
+    assert!(picture.width <= 160 && picture.height <= 120);
+    assert_eq!(picture.filter, SnapshotFilter::Blur);
+    let decoded =
+        image::load_from_memory_with_format(&picture.jpeg, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::L8, "greyscale");
+    let zone = picture.bed_zone.expect("the simulator's own zone");
+    assert!(zone.len() >= 3 && zone.iter().flatten().all(|c| (0.0..=1.0).contains(c)));
+    assert_eq!((rig.counts.opened(), rig.counts.open_now()), (1, 0));
+}
+
+#[tokio::test]
+async fn bed_zone_from_the_hub_is_kept_and_used_and_a_bad_one_changes_nothing() {
+    let mut rig = Rig::with_consent(Scenario::LyingStill);
+    rig.set_now(afternoon());
+    calibration::switch_on(rig._dir.path(), local("2026-11-23T14:30")).unwrap();
+    let new = vec![[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]];
+    rig.requests.send(Request::SetBedZone { corners: vec![[0.1, 0.1], [0.2, 0.1]] }).unwrap();
+    rig.requests.send(Request::SetBedZone { corners: new.clone() }).unwrap();
+    rig.requests.send(Request::SetBedZone { corners: vec![[0.1, 0.1], [1.5, 0.1], [0.5, 0.9]] }).unwrap();
+    rig.calibrate("r-1");
+    let answer = rig.calibration().await;
+    assert_eq!(answer.picture.unwrap().bed_zone, Some(new.clone()));
+    let kept = calibration::saved_zone(rig._dir.path()).unwrap().unwrap();
+    assert_eq!(kept.points(), &[(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9)]);
+    // The next check runs with it (a verdict, not a calibration fault).
+    rig.set_now(local("2026-11-23T02:00"));
+    rig.check("z-1", SignedDuration::from_mins(5));
+    let check = rig.next_check().await;
+    assert_ne!(check.verdict, vaka_protocol::kinds::Verdict::CameraFault, "{check:?}");
 }
