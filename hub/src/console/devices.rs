@@ -199,18 +199,15 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
 
 /// A registered device of the caller's teams, with the person whose home it is in.
 async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>, Option<BedZoneRow>), ApiError> {
-    let scope = Scope::of(state, who).await?;
+    // One read: the registration, the care plans (for the team scope and the person), the zone.
     let key = id.to_string();
-    let registration = read(state, move |s| Ok(s.registrations()?.into_iter().find(|r| r.device == key))).await?;
+    let (registration, recipients, zone) =
+        read(state, move |s| Ok((s.registrations()?.into_iter().find(|r| r.device == key), s.recipients()?, s.bed_zone(&key)?))).await?;
+    let scope = Scope::with(who, &recipients);
     let Some(r) = registration.filter(|r| scope.sees_device(&r.device)) else {
         return Err(ApiError::not_found(format!("no registered device `{}`", id.chars().take(64).collect::<String>())));
     };
-    let person = match r.recipient.clone() {
-        Some(id) => read(state, move |s| Ok(s.recipients()?.into_iter().find(|p| p.id == id))).await?,
-        None => None,
-    };
-    let key = r.device.clone();
-    let zone = read(state, move |s| s.bed_zone(&key)).await?;
+    let person = r.recipient.as_ref().and_then(|p| recipients.into_iter().find(|x| &x.id == p));
     Ok((r, person, zone))
 }
 
