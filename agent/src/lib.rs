@@ -12,6 +12,7 @@ pub mod config;
 pub mod decisions;
 pub mod dispenser;
 pub mod gps;
+pub mod identity;
 pub mod intake;
 pub mod lines;
 pub mod link;

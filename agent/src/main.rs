@@ -32,6 +32,29 @@ enum Cmd {
         #[command(subcommand)]
         action: CameraCmd,
     },
+    /// The device's key and certificate.
+    Identity {
+        #[command(subcommand)]
+        action: IdentityCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCmd {
+    /// Make a certificate signing request for this device, with the key at --key (made there
+    /// first if it does not exist; it never leaves the device). Send the request to the hub:
+    /// POST /api/v1/devices/{device}/certificate, and install the answer as
+    /// mqtt.client_cert_file, with --key as mqtt.client_key_file.
+    Request {
+        /// The device id, as registered at the hub.
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        key: PathBuf,
+        /// Write the request here instead of to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +122,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Camera { action } => camera(action),
+        Cmd::Identity { action: IdentityCmd::Request { device, key, out } } => identity_request(&device, &key, out.as_deref()),
         Cmd::Run { config } => {
             vaka_agent::link::install_crypto_provider();
             tracing_subscriber::fmt()
@@ -119,6 +143,40 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+fn identity_request(device: &str, key: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let device = match vaka_protocol::DeviceId::new(device.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("--device: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (csr, created) = match vaka_agent::identity::signing_request(&device, key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vaka-agent identity request: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("{} key {}", if created { "made a new" } else { "using the existing" }, key.display());
+    match out {
+        Some(path) => match std::fs::write(path, &csr) {
+            Ok(()) => {
+                eprintln!("signing request for {device} written to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vaka-agent identity request: {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        },
+        None => {
+            print!("{csr}");
+            ExitCode::SUCCESS
         }
     }
 }

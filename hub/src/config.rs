@@ -29,6 +29,8 @@ const MIN_TOKEN_LEN: usize = 16;
 pub struct RawConfig {
     pub mqtt: Option<RawMqtt>,
     pub embedded_broker: Option<RawEmbeddedBroker>,
+    #[serde(default)]
+    pub device_ca: RawDeviceCa,
     pub store: RawStore,
     pub http: RawHttp,
     #[serde(default)]
@@ -43,6 +45,19 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawEmbeddedBroker {
     pub listen: String,
+    /// Where devices connect with TLS and their device certificate (see `broker/gateway.rs`);
+    /// needs `device_tls_cert` and `device_tls_key`.
+    pub device_listen: Option<String>,
+    pub device_tls_cert: Option<PathBuf>,
+    pub device_tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeviceCa {
+    /// A command (program and arguments) run after each change of the revocation list, so the
+    /// broker reads it again, e.g. `["systemctl", "reload", "mosquitto"]`.
+    pub crl_reload: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,10 +120,20 @@ pub struct RawSupervision {
 /// Where the hub's MQTT client connects.
 #[derive(Debug, Clone)]
 pub enum BrokerConfig {
-    /// Run rumqttd inside the hub, listening here; the hub connects to it on loopback.
-    Embedded { listen: SocketAddr },
+    /// Run rumqttd inside the hub, listening here; the hub connects to it on loopback. With
+    /// `devices`, devices also connect with their certificates through the device listener.
+    Embedded { listen: SocketAddr, devices: Option<DeviceListener> },
     /// Connect to an external broker (Mosquitto in production).
     External { link: MqttLink, client_id: String },
+}
+
+/// The embedded broker's TLS listener for devices (`embedded_broker.device_*`).
+#[derive(Debug, Clone)]
+pub struct DeviceListener {
+    pub listen: SocketAddr,
+    /// The listener's own certificate and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +229,8 @@ pub struct HubConfig {
     pub cameras: CameraConfig,
     /// The night rounds (`[rounds]`).
     pub rounds: RoundsConfig,
+    /// `device_ca.crl_reload`: run after each change of the device revocation list.
+    pub crl_reload: Option<Vec<String>>,
 }
 
 /// Every problem found in a config file, one line each.
@@ -302,6 +329,31 @@ fn positive(field: &str, d: SignedDuration, problems: &mut Vec<String>) -> Durat
     }
 }
 
+impl RawEmbeddedBroker {
+    fn device_listener(&self, problems: &mut Vec<String>) -> Option<DeviceListener> {
+        let (listen, cert, key) = match (&self.device_listen, &self.device_tls_cert, &self.device_tls_key) {
+            (None, None, None) => return None,
+            (Some(l), Some(c), Some(k)) => (l, c, k),
+            _ => {
+                problems.push("embedded_broker.device_listen, device_tls_cert and device_tls_key come together".to_string());
+                return None;
+            }
+        };
+        for (field, path) in [("embedded_broker.device_tls_cert", cert), ("embedded_broker.device_tls_key", key)] {
+            if !path.is_file() {
+                problems.push(format!("{field}: {} is not a readable file", path.display()));
+            }
+        }
+        match listen.parse::<SocketAddr>() {
+            Ok(listen) => Some(DeviceListener { listen, cert: cert.clone(), key: key.clone() }),
+            Err(e) => {
+                problems.push(format!("embedded_broker.device_listen: `{listen}` is not an address like 0.0.0.0:8883: {e}"));
+                None
+            }
+        }
+    }
+}
+
 impl RawConfig {
     /// Checks everything and returns the typed config, or every problem at once.
     pub fn validate(&self) -> Result<HubConfig, ConfigReport> {
@@ -323,8 +375,9 @@ impl RawConfig {
                     .embedded_broker
                     .as_ref()
                     .map_or("127.0.0.1:1883", |e| e.listen.as_str());
+                let devices = self.embedded_broker.as_ref().and_then(|e| e.device_listener(&mut problems));
                 match listen.parse::<SocketAddr>() {
-                    Ok(listen) => Some(BrokerConfig::Embedded { listen }),
+                    Ok(listen) => Some(BrokerConfig::Embedded { listen, devices }),
                     Err(e) => {
                         problems.push(format!(
                             "embedded_broker.listen: `{listen}` is not an address like 127.0.0.1:1883: {e}"
@@ -397,6 +450,10 @@ impl RawConfig {
         };
         let alarm_signal = bounded("http.alarm_signal", self.http.alarm_signal, ALARM_SIGNAL_DEFAULT, ALARM_SIGNAL_BOUNDS, &mut problems);
         let rounds = self.rounds.validate(&mut problems);
+        let crl_reload = self.device_ca.crl_reload.clone();
+        if crl_reload.as_ref().is_some_and(|argv| argv.first().is_none_or(|p| p.is_empty())) {
+            problems.push("device_ca.crl_reload: name a program, e.g. [\"systemctl\", \"reload\", \"mosquitto\"]".to_string());
+        }
         match (broker, http_listen, problems.is_empty()) {
             (Some(broker), Some(http_listen), true) => Ok(HubConfig {
                 broker,
@@ -414,6 +471,7 @@ impl RawConfig {
                 },
                 cameras,
                 rounds,
+                crl_reload,
             }),
             _ => Err(ConfigReport { problems }),
         }
@@ -504,7 +562,7 @@ mod tests {
     #[test]
     fn minimal_config_runs_the_embedded_broker_with_t4_supervision() {
         let c = parse(MINIMAL).unwrap();
-        assert!(matches!(c.broker, BrokerConfig::Embedded { listen } if listen.port() == 1883));
+        assert!(matches!(c.broker, BrokerConfig::Embedded { listen, devices: None } if listen.port() == 1883));
         assert_eq!(c.supervision.default_interval, Duration::from_secs(180));
     }
 

@@ -217,7 +217,7 @@ impl Demo {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         let config = HubConfig {
-            broker: BrokerConfig::Embedded { listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)) },
+            broker: BrokerConfig::Embedded { listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)), devices: None },
             broker_ca_file: None,
             store_path: data.path().join("hub.db"),
             http_listen: http,
@@ -229,6 +229,7 @@ impl Demo {
             supervision: SupervisionConfig::default(),
             cameras: Default::default(),
             rounds: night_rounds(jiff::Timestamp::now()),
+            crl_reload: None,
         };
         let password = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         seed_plans(&config.store_path, &password)?;

@@ -20,6 +20,7 @@ pub mod camera;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod identity;
 pub mod ingest;
 pub mod pki;
 pub mod presence;
@@ -67,6 +68,7 @@ pub enum HubError {
 pub struct Hub {
     http_addr: SocketAddr,
     broker_addr: Option<SocketAddr>,
+    device_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
     session: SessionHandles,
@@ -105,7 +107,7 @@ impl Hub {
         info!(store = %config.store_path.display(), devices = devices.len(), "Store opened");
 
         let (options, broker_addr) = match &config.broker {
-            BrokerConfig::Embedded { listen } => {
+            BrokerConfig::Embedded { listen, .. } => {
                 let listen = *listen;
                 let b = tokio::task::spawn_blocking(move || broker::start(listen))
                     .await
@@ -127,12 +129,40 @@ impl Hub {
             (BrokerConfig::External { link, .. }, _) => console::AgentBroker { host: Some(link.host.clone()), port: link.port, tls: link.tls.is_some(), ca_pem: broker_ca },
             (_, addr) => console::AgentBroker { host: None, port: addr.map_or(1883, |a| a.port()), tls: false, ca_pem: None },
         };
-        // The device CA lives beside the database.
-        let device_ca = Arc::new(pki::DeviceCa::load_or_create(&pki::ca_dir(&config.store_path)).map_err(std::io::Error::other)?);
+        let stats = Arc::new(Stats::default());
+        // The device CA lives beside the database, with its revocation list, written now so
+        // that brokers and the device listener start with the current one.
+        let ca_dir = pki::ca_dir(&config.store_path);
+        let device_ca = Arc::new(pki::DeviceCa::load_or_create(&ca_dir).map_err(std::io::Error::other)?);
+        let external = match &config.broker {
+            BrokerConfig::External { link, .. } => Some(link.clone()),
+            BrokerConfig::Embedded { .. } => None,
+        };
+        let identity = Arc::new(identity::Identity::new(device_ca.clone(), ca_dir, config.crl_reload.clone(), external));
+        let crl_pem = {
+            let path = config.store_path.clone();
+            let identity = identity.clone();
+            tokio::task::spawn_blocking(move || {
+                let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+                identity.publish_crl(&store, Timestamp::now()).map(|(pem, _)| pem)
+            })
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| std::io::Error::other(format!("device revocation list: {e}")))?
+        };
+        if let (BrokerConfig::Embedded { devices: Some(d), .. }, Some(upstream)) = (&config.broker, broker_addr) {
+            let upstream = match upstream.ip() {
+                ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), upstream.port()),
+                _ => upstream,
+            };
+            let gateway = broker::gateway::Gateway::start(d.listen, &d.cert, &d.key, device_ca.ca_pem(), &crl_pem, upstream, stats.clone())
+                .await
+                .map_err(std::io::Error::other)?;
+            identity.set_gateway(gateway);
+        }
 
         let presence = Presence::restore(config.supervision.clone(), devices, Timestamp::now());
         let tick_period = presence.tick_period();
-        let stats = Arc::new(Stats::default());
         let (feed, _) = broadcast::channel::<Feed>(FEED_BUFFER);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer_tx, writer_rx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
@@ -201,8 +231,10 @@ impl Hub {
             sessions: config.sessions,
             alarm_signal: config.alarm_signal,
             agent_broker,
-            device_ca,
+            identity: identity.clone(),
         };
+        tokio::spawn(identity.clone().refresh_until(state.store.clone(), shutdown_rx.clone()));
+        let device_addr = identity.gateway().map(|g| g.addr);
         let http_addr = http.local_addr()?;
         let app = console::router(state);
         let scheme = if config.https.is_some() { "https" } else { "http" };
@@ -217,6 +249,7 @@ impl Hub {
         Ok(Hub {
             http_addr,
             broker_addr,
+            device_addr,
             stats,
             shutdown,
             session,
@@ -231,6 +264,11 @@ impl Hub {
     /// The address the HTTP API and console answer on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The embedded broker's device listener (TLS, device certificates), when configured.
+    pub fn device_listener_addr(&self) -> Option<SocketAddr> {
+        self.device_addr
     }
 
     /// The embedded broker's address (with its real port), or `None` with an external broker.

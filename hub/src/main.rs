@@ -121,8 +121,17 @@ fn main() -> ExitCode {
 
 fn broker_files(config: &std::path::Path, out: &std::path::Path, listener: &vaka_hub::pki::Listener) -> anyhow::Result<Vec<PathBuf>> {
     let config = vaka_hub::config::load(config)?;
-    let ca = vaka_hub::pki::DeviceCa::load_or_create(&vaka_hub::pki::ca_dir(&config.store_path))?;
-    Ok(vaka_hub::pki::broker_files(&ca, out, listener, jiff::Timestamp::now())?)
+    let dir = vaka_hub::pki::ca_dir(&config.store_path);
+    let ca = vaka_hub::pki::DeviceCa::load_or_create(&dir)?;
+    // The revocation list as the database has it now; the running hub keeps it current.
+    let store = vaka_hub::store::SqliteStore::open(&config.store_path)?;
+    let revoked = vaka_hub::identity::revoked_list(&vaka_hub::store::CertStore::certificates(&store, None)?);
+    let now = jiff::Timestamp::now();
+    let crl = ca.write_crl(&dir, &revoked, now)?;
+    let crl = std::path::absolute(&crl)?;
+    let mut files = vaka_hub::pki::broker_files(&ca, out, listener, &crl, now)?;
+    files.push(crl);
+    Ok(files)
 }
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {

@@ -6,8 +6,11 @@
 //! `ca.pem` (the certificate, handed to brokers and devices) and `ca.key` (readable by the hub
 //! alone). Device certificates are for TLS client authentication only and last
 //! [`DEVICE_CERT_DAYS`]; a new one for the same device does not end the old one (rotation: both
-//! work until the old expires). Revocation lists and certificates issued from a device's own
-//! signing request (so the key never leaves it) are the device-identity work still to come.
+//! work until the old expires or is revoked). A device that can make its own key sends a
+//! signing request ([`DeviceCa::issue_for_csr`]) so the key never leaves it; only its public
+//! key is taken from the request, the name and uses are the hub's. Revoked certificates go
+//! into a revocation list signed by the CA ([`DeviceCa::crl`]), kept as `crl.pem` beside the
+//! CA for the brokers' `crlfile` and for the hub's own device listener.
 //!
 //! [`broker_files`] writes what a Mosquitto needs to take devices by these certificates: the
 //! CA, a listener that requires a client certificate and takes its common name as the user
@@ -17,7 +20,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevocationReason, RevokedCertParams,
     SerialNumber,
 };
 use std::path::{Path, PathBuf};
@@ -30,6 +34,12 @@ const CA_NAME: &str = "Vaka device CA";
 const CA_YEARS: i64 = 20;
 /// How long a device certificate lasts.
 pub const DEVICE_CERT_DAYS: i64 = 825;
+/// How long a revocation list is valid: brokers refuse every device once it has expired, so
+/// the hub writes a new one each day ([`CRL_REFRESH`]) and at each revocation.
+pub const CRL_DAYS: i64 = 7;
+pub const CRL_REFRESH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The revocation list's file name in the CA's directory.
+pub const CRL_FILE: &str = "crl.pem";
 
 /// The hub's MQTT user name (its client certificate's common name) on a broker that takes
 /// identities from certificates.
@@ -46,13 +56,14 @@ pub enum PkiError {
     Files { dir: PathBuf, message: String },
     #[error("cannot make a certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("not a usable certificate signing request: {0}")]
+    BadRequest(String),
 }
 
-/// A device's new certificate and key, PEM.
+/// A device's new certificate, PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {
     pub cert_pem: String,
-    pub key_pem: String,
     /// Hex, as `openssl x509 -serial` prints it (for revocation lists and the audit log).
     pub serial: String,
     pub not_after: Timestamp,
@@ -128,10 +139,29 @@ impl DeviceCa {
         &self.ca_pem
     }
 
-    /// A new key and certificate for `device`, valid from the day before `now` (clock skew)
-    /// for [`DEVICE_CERT_DAYS`].
-    pub fn issue(&self, device: &DeviceId, now: Timestamp) -> Result<Issued, PkiError> {
+    /// A new certificate for `device` and its new private key (PEM), valid from the day
+    /// before `now` (clock skew) for [`DEVICE_CERT_DAYS`].
+    pub fn issue(&self, device: &DeviceId, now: Timestamp) -> Result<(Issued, String), PkiError> {
         let key = KeyPair::generate()?;
+        Ok((self.sign(device, &key, now)?, key.serialize_pem()))
+    }
+
+    /// A certificate for `device` for the public key of a signing request the device made
+    /// (PEM). The request's signature must hold (it proves the device has the key); its name
+    /// and requested extensions are ignored: the certificate names `device` and allows TLS
+    /// client authentication only, as [`DeviceCa::issue`]'s.
+    pub fn issue_for_csr(&self, device: &DeviceId, csr_pem: &str, now: Timestamp) -> Result<Issued, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::BadRequest(match e {
+                rcgen::Error::InvalidCertificationRequestSignature => "its signature does not match its public key".to_string(),
+                rcgen::Error::CouldNotParseCertificationRequest => "it is not a PEM certificate signing request (-----BEGIN CERTIFICATE REQUEST-----)".to_string(),
+                other => other.to_string(),
+            })
+        })?;
+        self.sign(device, &csr.public_key, now)
+    }
+
+    fn sign(&self, device: &DeviceId, public_key: &impl PublicKeyData, now: Timestamp) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, device.as_str());
@@ -143,9 +173,57 @@ impl DeviceCa {
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let not_after = validity(&mut params, now, now + SignedDuration::from_hours(24 * DEVICE_CERT_DAYS));
         let issuer = Issuer::new(ca_params(), &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial: serial.iter().map(|b| format!("{b:02X}")).collect(), not_after })
+        let cert = params.signed_by(public_key, &issuer)?;
+        Ok(Issued { cert_pem: cert.pem(), serial: serial.iter().map(|b| format!("{b:02X}")).collect(), not_after })
     }
+
+    /// The revocation list (PEM) of `revoked` (serial as [`Issued::serial`], when), issued
+    /// `now` and valid for [`CRL_DAYS`]. Its number is `now` in microseconds, so a newer list
+    /// always has the higher number.
+    pub fn crl(&self, revoked: &[(String, Timestamp)], now: Timestamp) -> Result<String, PkiError> {
+        let time = |t: Timestamp| {
+            time::OffsetDateTime::from_unix_timestamp(t.as_second()).map_err(|e| PkiError::BadRequest(format!("time {t} out of range: {e}")))
+        };
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for (serial, at) in revoked {
+            let bytes = hex_bytes(serial).ok_or_else(|| PkiError::Files { dir: PathBuf::new(), message: format!("serial {serial:?} in the database is not hex") })?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: time(*at)?,
+                reason_code: Some(RevocationReason::CessationOfOperation),
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update: time(now - SignedDuration::from_mins(5))?,
+            next_update: time(now + SignedDuration::from_hours(24 * CRL_DAYS))?,
+            crl_number: SerialNumber::from_slice(&now.as_microsecond().max(0).to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::new(ca_params(), &self.key);
+        Ok(params.signed_by(&issuer)?.pem()?)
+    }
+
+    /// Writes [`DeviceCa::crl`] to `crl.pem` in `dir` (the CA's directory), replacing the old
+    /// list in one rename so a broker never reads half a file.
+    pub fn write_crl(&self, dir: &Path, revoked: &[(String, Timestamp)], now: Timestamp) -> Result<PathBuf, PkiError> {
+        let pem = self.crl(revoked, now)?;
+        let path = dir.join(CRL_FILE);
+        let tmp = dir.join(format!(".{CRL_FILE}.tmp"));
+        let files = |message: String| PkiError::Files { dir: dir.to_path_buf(), message };
+        std::fs::write(&tmp, pem).map_err(|e| files(format!("cannot write {CRL_FILE}: {e}")))?;
+        std::fs::rename(&tmp, &path).map_err(|e| files(format!("cannot replace {CRL_FILE}: {e}")))?;
+        Ok(path)
+    }
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || hex.is_empty() {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Mosquitto's ACL for Vaka: the hub reads and writes every Vaka topic; each device (`%u`, its
@@ -178,12 +256,13 @@ pub struct Listener {
 
 /// Writes into `out`: `device-ca.pem`, `vaka.acl`, `vaka-hub.pem`/`vaka-hub.key` (the hub's
 /// client certificate) and `vaka.conf`, a Mosquitto listener to include (or run as it is)
-/// that requires device certificates and applies the ACL. Returns the files written.
-pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, now: Timestamp) -> Result<Vec<PathBuf>, PkiError> {
+/// that requires device certificates, checks them against the revocation list at `crl` (the
+/// hub's own `crl.pem`, which it keeps current) and applies the ACL. Returns the files written.
+pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, crl: &Path, now: Timestamp) -> Result<Vec<PathBuf>, PkiError> {
     let files = |message: String| PkiError::Files { dir: out.to_path_buf(), message };
     std::fs::create_dir_all(out).map_err(|e| files(format!("cannot create: {e}")))?;
     let hub = DeviceId::new(HUB_USER.to_string()).map_err(|e| files(e.to_string()))?;
-    let issued = ca.issue(&hub, now)?;
+    let (issued, key_pem) = ca.issue(&hub, now)?;
     let path = |name: &str| out.join(name);
     let conf = format!(
         "# Vaka devices on Mosquitto, written by `vaka-hub broker-files` at {now}.\n\
@@ -195,6 +274,9 @@ pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, now: Timesta
          # Clients must present a certificate from the hub's device CA; its common name is the user.\n\
          cafile {ca}\n\
          require_certificate true\n\
+         # Revoked device certificates; the hub rewrites it, then Mosquitto reads it on SIGHUP\n\
+         # (set the hub's device_ca.crl_reload, e.g. [\"systemctl\", \"reload\", \"mosquitto\"]).\n\
+         crlfile {crl}\n\
          use_identity_as_username true\n\
          tls_version tlsv1.2\n\
          allow_anonymous false\n\
@@ -205,6 +287,7 @@ pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, now: Timesta
         key = listener.server_key.display(),
         ca = path("device-ca.pem").display(),
         acl = path("vaka.acl").display(),
+        crl = crl.display(),
     );
     let written = [("device-ca.pem", ca.ca_pem().to_string()), ("vaka.acl", mosquitto_acl()), ("vaka-hub.pem", issued.cert_pem), ("vaka.conf", conf)];
     let mut out_files = Vec::new();
@@ -214,7 +297,7 @@ pub fn broker_files(ca: &DeviceCa, out: &Path, listener: &Listener, now: Timesta
     }
     let key = path("vaka-hub.key");
     let _ = std::fs::remove_file(&key);
-    write_private(&key, &issued.key_pem).map_err(|e| files(format!("cannot write vaka-hub.key: {e}")))?;
+    write_private(&key, &key_pem).map_err(|e| files(format!("cannot write vaka-hub.key: {e}")))?;
     out_files.push(key);
     Ok(out_files)
 }
@@ -260,14 +343,14 @@ mod tests {
         let ca = DeviceCa::load_or_create(&dir.path().join("device-ca")).unwrap();
         let now = Timestamp::now();
         let device = DeviceId::new("home-042".to_string()).unwrap();
-        let first = ca.issue(&device, now).unwrap();
+        let (first, first_key) = ca.issue(&device, now).unwrap();
         verify(ca.ca_pem(), &first, now).unwrap();
-        assert!(PrivateKeyDer::from_pem_slice(first.key_pem.as_bytes()).is_ok());
+        assert!(PrivateKeyDer::from_pem_slice(first_key.as_bytes()).is_ok());
         assert_eq!(first.serial.len(), 32);
         // The CA read back from its files issues certificates that chain to the same CA.
         let again = DeviceCa::load_or_create(&dir.path().join("device-ca")).unwrap();
         assert_eq!(again.ca_pem(), ca.ca_pem());
-        let second = again.issue(&device, now).unwrap();
+        let (second, _) = again.issue(&device, now).unwrap();
         verify(ca.ca_pem(), &second, now).unwrap();
         assert_ne!(first.serial, second.serial);
         // Its subject is the device id.
@@ -279,6 +362,55 @@ mod tests {
         assert!(matches!(verify(ca.ca_pem(), &second, late), Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }))));
         let other = DeviceCa::load_or_create(&dir.path().join("other")).unwrap();
         assert!(verify(other.ca_pem(), &second, now).is_err());
+    }
+
+    fn verify_with_crl(ca_pem: &str, crl_pem: &str, cert_pem: &str, at: Timestamp) -> Result<(), rustls::Error> {
+        use rustls::pki_types::CertificateRevocationListDer;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+        let crl = CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).with_crls([crl]).build().unwrap();
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.as_second() as u64));
+        verifier.verify_client_cert(&cert, &[], now).map(|_| ())
+    }
+
+    #[test]
+    fn a_signing_request_gets_a_certificate_for_the_registered_device_and_revocation_lists_refuse_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DeviceCa::load_or_create(&dir.path().join("device-ca")).unwrap();
+        let now = Timestamp::now();
+        let device = DeviceId::new("home-7".to_string()).unwrap();
+        // The device names itself something else in its request: the certificate names the
+        // registered device all the same, for the request's own key.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "vaka-hub");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let issued = ca.issue_for_csr(&device, &csr, now).unwrap();
+        verify(ca.ca_pem(), &issued, now).unwrap();
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        assert!(der.windows(6).any(|w| w == b"home-7"));
+        assert!(!der.windows(8).any(|w| w == b"vaka-hub"), "the request's name was taken");
+        assert!(der.windows(key.public_key_raw().len()).any(|w| w == key.public_key_raw()), "not the request's key");
+        // A request whose signature does not hold, or that is no request, is refused.
+        let mut broken = csr.clone().into_bytes();
+        let mid = broken.len() / 2;
+        broken[mid] = if broken[mid] == b'A' { b'B' } else { b'A' };
+        assert!(matches!(ca.issue_for_csr(&device, std::str::from_utf8(&broken).unwrap(), now), Err(PkiError::BadRequest(_))));
+        assert!(ca.issue_for_csr(&device, "hello", now).unwrap_err().to_string().contains("signing request"));
+
+        // A list revoking one certificate: that one is refused, another of the device is not.
+        let (other, _) = ca.issue(&device, now).unwrap();
+        let crl = ca.crl(&[(issued.serial.clone(), now)], now).unwrap();
+        assert!(matches!(verify_with_crl(ca.ca_pem(), &crl, &issued.cert_pem, now), Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked))));
+        verify_with_crl(ca.ca_pem(), &crl, &other.cert_pem, now).unwrap();
+        // An empty list refuses nothing; the file is replaced whole.
+        let path = ca.write_crl(&dir.path().join("device-ca"), &[], now).unwrap();
+        verify_with_crl(ca.ca_pem(), &std::fs::read_to_string(&path).unwrap(), &issued.cert_pem, now).unwrap();
+        assert!(hex_bytes("0A1").is_none() && hex_bytes("zz").is_none());
+        assert_eq!(hex_bytes("0aFF"), Some(vec![0x0a, 0xff]));
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct HubOpts {
     pub extra: String,
     /// Extra keys of the `[http]` section (e.g. `session_idle = "10s"`).
     pub http: String,
+    /// Extra keys of the `[embedded_broker]` section (e.g. its device listener).
+    pub embedded_extra: String,
 }
 
 impl Default for HubOpts {
@@ -239,6 +241,7 @@ impl Default for HubOpts {
             supervision_interval: "180s".into(),
             extra: String::new(),
             http: String::new(),
+            embedded_extra: String::new(),
         }
     }
 }
@@ -264,7 +267,7 @@ impl Hub {
             Some(b) => (b.mqtt_section(opts.client_cert.as_ref()) + "client_id = \"vaka-hub-test\"\n", None),
             None => {
                 let port = free_port();
-                (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n"), Some(port))
+                (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}", opts.embedded_extra), Some(port))
             }
         };
         let config = format!(
@@ -366,6 +369,20 @@ impl Hub {
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
         (status, body)
+    }
+
+    /// A POST with a text body (e.g. a PEM signing request): status and the answer as text.
+    pub fn post_text(&self, path: &str, token: &str, body: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut resp = agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/pkcs10")
+            .send(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
     }
 
     pub fn device(&self, id: &str) -> Option<Value> {

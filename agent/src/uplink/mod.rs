@@ -334,6 +334,7 @@ async fn drive(
 ) {
     let mut online = false;
     let mut outage_logged = false;
+    let mut last_failure: Option<String> = None;
     let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         match eventloop.poll().await {
@@ -363,7 +364,13 @@ async fn drive(
                         warn!(reason = %e, "Cannot connect to broker; events wait in the outbox");
                     }
                     outage_logged = true;
+                    last_failure = Some(e.to_string());
                     down_since.get_or_insert_with(tokio::time::Instant::now);
+                } else if last_failure.as_deref() != Some(e.to_string().as_str()) {
+                    // A new reason is worth a line (e.g. the broker now refuses the
+                    // certificate); the same one again is not.
+                    warn!(reason = %e, "Reconnect attempt failed");
+                    last_failure = Some(e.to_string());
                 } else {
                     debug!(reason = %e, "Reconnect attempt failed");
                 }

@@ -101,5 +101,7 @@ pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
     Ok(EmbeddedBroker { addr })
 }
 
+pub mod gateway;
+
 #[cfg(test)]
 mod tests;

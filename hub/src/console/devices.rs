@@ -15,7 +15,8 @@
 //! carries their safe areas from the care plan, and for a camera whose bed zone was drawn on its
 //! calibration picture, a `[camera]` section with that zone (and the person's consent). The
 //! provisioning bundle adds a new key and certificate for the device from the hub's device CA
-//! (`pki.rs`).
+//! (`pki.rs`), recorded with the device's other certificates (`certs.rs`: signing requests,
+//! revocation).
 
 use super::api::{allow, read, write, ApiError};
 use super::auth::Session;
@@ -198,7 +199,7 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
 }
 
 /// A registered device of the caller's teams, with the person whose home it is in.
-async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>, Option<BedZoneRow>), ApiError> {
+pub(super) async fn registered(state: &AppState, who: &Principal, id: &str) -> Result<(Registration, Option<Recipient>, Option<BedZoneRow>), ApiError> {
     // One read: the registration, the care plans (for the team scope and the person), the zone.
     let key = id.to_string();
     let (registration, recipients, zone) =
@@ -242,11 +243,13 @@ pub async fn bundle(State(state): State<AppState>, Extension(who): Extension<Pri
     let (r, person, zone) = registered(&state, &who, &id).await?;
     let now = Timestamp::now();
     let device = DeviceId::new(r.device.clone()).map_err(|e| ApiError::unprocessable("bad_device", e.to_string()))?;
-    let ca = state.device_ca.clone();
-    let issued = tokio::task::spawn_blocking(move || ca.issue(&device, now))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
+    let identity = state.identity.clone();
+    let audit = audit_entry(&who, now, "device_certificate_issued", None, Some(&r.device), None);
+    let by = who.name.clone();
+    let (issued, key_pem) = write(&state, move |s| Ok(identity.issue(s, &device, None, &by, &audit)))
+        .await?
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    let key_pem = key_pem.ok_or_else(|| ApiError::internal("the hub made no key for the bundle"))?;
     let toml = agent_toml(&r, person.as_ref(), zone.as_ref(), &state.agent_broker, &request_host(&headers), now);
     let readme = format!(
         "Vaka provisioning bundle for {device}, made {now} by {by}.\n\nUnpack on the device: tar -xf {device}-bundle.tar -C /etc/vaka\n\n\
@@ -263,16 +266,14 @@ pub async fn bundle(State(state): State<AppState>, Extension(who): Extension<Pri
     let mut files: Vec<(&str, &[u8], u32)> = vec![
         ("agent.toml", toml.as_bytes(), 0o644),
         ("device.pem", issued.cert_pem.as_bytes(), 0o644),
-        ("device.key", issued.key_pem.as_bytes(), 0o600),
-        ("device-ca.pem", state.device_ca.ca_pem().as_bytes(), 0o644),
+        ("device.key", key_pem.as_bytes(), 0o600),
+        ("device-ca.pem", state.identity.ca().ca_pem().as_bytes(), 0o644),
         ("README.txt", readme.as_bytes(), 0o644),
     ];
     if let Some(ca) = &state.agent_broker.ca_pem {
         files.push(("ca.pem", ca.as_bytes(), 0o644));
     }
     let tar = tar_of(&files, now).map_err(|e| ApiError::internal(format!("cannot build the bundle: {e}")))?;
-    let audit = audit_entry(&who, now, "device_certificate_issued", None, Some(&r.device), Some(format!("serial {}, valid until {}", issued.serial, issued.not_after)));
-    write(&state, move |s| s.append_audit(&audit)).await?;
     info!(device = %r.device, serial = %issued.serial, by = %who.name, "Device certificate issued");
     let disposition = format!("attachment; filename=\"{}-bundle.tar\"", r.device);
     Ok(([(header::CONTENT_TYPE, "application/x-tar".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], tar).into_response())

@@ -19,6 +19,7 @@ mod areas;
 mod audit;
 mod auth;
 mod calibration;
+mod certs;
 mod checks;
 mod devices;
 mod login;
@@ -72,7 +73,8 @@ pub struct AppState {
     /// Where agents reach the broker (for the agent configuration installers download).
     pub agent_broker: AgentBroker,
     /// Issues each device its certificate (for the provisioning bundle).
-    pub device_ca: Arc<crate::pki::DeviceCa>,
+    /// The device CA, issued certificates and revocation.
+    pub identity: Arc<crate::identity::Identity>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -110,6 +112,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/calibration", post(calibration::request).get(calibration::status))
         .route("/api/v1/devices/{id}/calibration/picture", get(calibration::picture))
         .route("/api/v1/devices/{id}/bed-zone", put(calibration::put_bed_zone))
+        .route("/api/v1/devices/{id}/certificate", post(certs::sign))
+        .route("/api/v1/devices/{id}/certificates", get(certs::list))
+        .route("/api/v1/devices/{id}/revoke", post(certs::revoke))
         .route("/api/v1/checks/{check_id}", get(checks::get_check))
         .route(
             "/api/v1/checks/{check_id}/snapshot",

@@ -101,6 +101,9 @@ pub struct Stats {
     /// to the HTTPS port, a client refusing the certificate, a timeout).
     pub tls_handshakes: AtomicU64,
     pub tls_handshakes_failed: AtomicU64,
+    /// Device connections the embedded broker's device listener refused: a handshake without
+    /// a valid, unrevoked device certificate, or a packet outside the device's own topics.
+    pub identity_refused: AtomicU64,
     pub mqtt_connected: AtomicBool,
     /// The broker confirmed the subscriptions of the current connection.
     pub mqtt_subscribed: AtomicBool,
@@ -124,6 +127,7 @@ pub struct StatsSnapshot {
     pub snapshots_expired: u64,
     pub tls_handshakes: u64,
     pub tls_handshakes_failed: u64,
+    pub identity_refused: u64,
     pub mqtt_connected: bool,
     pub mqtt_subscribed: bool,
 }
@@ -147,6 +151,7 @@ impl Stats {
             snapshots_expired: self.snapshots_expired.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
+            identity_refused: self.identity_refused.load(Relaxed),
             mqtt_connected: self.mqtt_connected.load(Relaxed),
             mqtt_subscribed: self.mqtt_subscribed.load(Relaxed),
         }

@@ -532,6 +532,19 @@ mod tests {
         }
     }
 
+    /// The writer never issues certificates.
+    impl crate::store::CertStore for FlakyStore {
+        fn record_certificate(&mut self, _: &crate::store::CertRow, _: &AuditEntry) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn certificates(&self, _: Option<&str>) -> Result<Vec<crate::store::CertRow>, StoreError> {
+            unimplemented!()
+        }
+        fn revoke_certificates(&mut self, _: &str, _: Option<&str>, _: &str, _: &str, _: &AuditEntry) -> Result<Vec<crate::store::CertRow>, StoreError> {
+            unimplemented!()
+        }
+    }
+
     /// The writer never touches accounts.
     impl crate::store::UserStore for FlakyStore {
         fn put_user(&mut self, _: &crate::store::UserRow, _: &AuditEntry) -> Result<(), StoreError> {

@@ -23,11 +23,13 @@
 //!
 //! Never stored anywhere: camera pictures. They live only in memory (`camera/`).
 
+mod certs;
 mod handling;
 mod rounds;
 mod sqlite;
 mod users;
 
+pub use certs::{CertOrigin, CertRow, CertStore};
 pub use handling::{AlarmAction, AlarmOutcome, BedZoneRow, HandlingRefused, HandlingStore, Registration};
 pub use rounds::{RoundStore, RoundWrite};
 pub use users::{SessionRow, UserRow, UserStore};
@@ -395,8 +397,9 @@ pub enum Inserted {
 pub const SUPERVISION_LOST: &str = "supervision_lost";
 
 /// Care plans and rounds are in [`RoundStore`], console accounts in [`UserStore`], alarm
-/// handling and device registrations in [`HandlingStore`]; every store implements all three.
-pub trait Store: RoundStore + UserStore + HandlingStore + Send {
+/// handling and device registrations in [`HandlingStore`], device certificates in
+/// [`CertStore`]; every store implements all four.
+pub trait Store: RoundStore + UserStore + HandlingStore + CertStore + Send {
     /// Writes the batch in one transaction and says what it did. Returns only after the
     /// commit is durable.
     fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;

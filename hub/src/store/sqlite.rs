@@ -6,8 +6,9 @@
 //! events, rejects, alarms; 2: camera checks and the audit log; 3: alarm counts; 4: care plans,
 //! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
 //! already there; 6: console users and sessions, see `users.rs`; 7: staff's handling of alarms and the device
-//! registrations of installers, see `handling.rs`; 8: cameras' bed zones, ibid.). A database written by a newer
-//! hub is refused rather than misread.
+//! registrations of installers, see `handling.rs`; 8: cameras' bed zones, ibid.; 9: issued device certificates and
+//! their revocation, see `certs.rs`). A database written by a newer hub is refused rather than
+//! misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
 //! for readers (the HTTP API); WAL lets them run at the same time.
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -184,6 +185,9 @@ impl SqliteStore {
             }
             if found < 8 {
                 tx.execute_batch(super::handling::SCHEMA_V8)?;
+            }
+            if found < 9 {
+                tx.execute_batch(super::certs::SCHEMA_V9)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;

@@ -18,6 +18,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
     HubConfig {
         broker: BrokerConfig::Embedded {
             listen: "127.0.0.1:0".parse().unwrap(),
+            devices: None,
         },
         broker_ca_file: None,
         store_path: db.to_path_buf(),
@@ -33,6 +34,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         },
         cameras: Default::default(),
         rounds: Default::default(),
+        crl_reload: None,
     }
 }
 
