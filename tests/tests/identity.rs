@@ -181,6 +181,11 @@ fn revocation_on_mosquitto_ends_the_live_session_and_refuses_the_next_handshake(
     assert!(list.iter().all(|c| c["revoked_by"] == "ivar" && c["revoked_at"].is_string()), "{list:?}");
     assert_eq!(list[0]["reason"], "rotated to a new key");
     assert_eq!(list[1]["reason"], "device stolen");
+    // The device page lists both for the installer, revoked, with who and why.
+    let page = hub.request("GET", "/devices/home-r", INSTALLER);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains("id=\"certs\"") && html.matches("spärrat").count() == 2 && html.contains("device stolen"), "{html}");
+    assert!(!html.contains("class=\"secondary revoke\""), "a revoked certificate still offers a revoke button");
     let audit = hub.get("/api/v1/audit");
     let revocations = audit.as_array().unwrap().iter().filter(|a| a["action"] == "device_certificate_revoked").count();
     assert_eq!(revocations, 2, "{audit}");

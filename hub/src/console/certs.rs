@@ -14,6 +14,7 @@
 //! (`identity.rs`). Every step is in the audit log.
 
 use super::api::{allow, read, write, ApiError};
+use super::page::{esc, local, Ctx};
 use super::checks::audit_entry;
 use super::devices::registered;
 use super::AppState;
@@ -25,6 +26,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use jiff::Timestamp;
+use std::fmt::Write;
 use serde::Deserialize;
 use tracing::{info, warn};
 use vaka_protocol::DeviceId;
@@ -105,4 +107,56 @@ pub async fn revoke(State(state): State<AppState>, Extension(who): Extension<Pri
     let done = state.identity.after_revocation(crl_pem, reloaded, &r.device, &client_id, serials).await;
     warn!(device = %r.device, serials = ?done.serials, sessions_ended = done.sessions_ended, broker_reloaded = done.broker_reloaded, by = %who.name, "Device certificates revoked");
     Ok(Json(done).into_response())
+}
+
+/// The device page's certificate table, for installers and admins: every certificate issued to
+/// the device, and revoking one (after a rotation) or all (a stolen or broken device), with a
+/// reason that goes into the audit log.
+pub fn section(ctx: &Ctx, certs: &[CertRow]) -> String {
+    let mut html = format!("<h3>{}</h3>", ctx.t("certificates"));
+    if certs.is_empty() {
+        let _ = write!(html, "<p class=\"muted\">{}</p>", ctx.t("no_certificates"));
+        return html;
+    }
+    let _ = write!(
+        html,
+        "<table id=\"certs\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
+        ctx.t("col_serial"),
+        ctx.t("col_key"),
+        ctx.t("col_issued"),
+        ctx.t("col_valid_until"),
+        ctx.t("col_status"),
+    );
+    for c in certs {
+        let key = match c.origin {
+            crate::store::CertOrigin::Csr => ctx.t("key_on_device"),
+            _ => ctx.t("key_from_hub"),
+        };
+        let (status, action) = match (&c.revoked_at, &c.reason) {
+            (Some(at), reason) => (
+                format!("<span class=\"off\">{}</span> {} ({}, {})", ctx.t("revoked"), local(*at), esc(c.revoked_by.as_deref().unwrap_or("")), esc(reason.as_deref().unwrap_or(""))),
+                String::new(),
+            ),
+            (None, _) => (
+                format!("<span class=\"on\">{}</span>", ctx.t("valid")),
+                format!("<button type=\"button\" class=\"secondary revoke\" data-serial=\"{}\">{}</button>", esc(&c.serial), ctx.t("revoke")),
+            ),
+        };
+        let _ = write!(
+            html,
+            "<tr><td><code>{}…</code></td><td>{key}</td><td>{} {}</td><td>{}</td><td>{status}</td><td>{action}</td></tr>",
+            esc(&c.serial[..c.serial.len().min(12)]),
+            local(c.issued_at),
+            esc(&c.issued_by),
+            local(c.not_after),
+        );
+    }
+    let _ = write!(
+        html,
+        "</tbody></table><p><label for=\"revoke-reason\">{}</label> <input id=\"revoke-reason\" maxlength=\"500\"> <button type=\"button\" id=\"revoke-all\">{}</button> <span id=\"revoke-result\" role=\"status\"></span></p><p class=\"muted\">{}</p>",
+        ctx.t("revoke_reason"),
+        ctx.t("revoke_all"),
+        ctx.t("revoke_note"),
+    );
+    html
 }

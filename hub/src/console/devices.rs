@@ -140,9 +140,9 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
     let scope = Scope::of(&state, &who).await?;
     let ctx = Ctx::new(who, session, &headers);
     let key = id.clone();
-    let (row, registration, latest, zone) = read(&state, move |s| {
+    let (row, registration, latest, zone, certs) = read(&state, move |s| {
         let reg = s.registrations()?.into_iter().find(|r| r.device == key);
-        Ok((s.device(&key)?, reg, s.events(Some(&key), 1)?.into_iter().next(), s.bed_zone(&key)?))
+        Ok((s.device(&key)?, reg, s.events(Some(&key), 1)?.into_iter().next(), s.bed_zone(&key)?, s.certificates(Some(&key))?))
     })
     .await?;
     if !scope.sees_device(&id) || (row.is_none() && registration.is_none()) {
@@ -190,6 +190,9 @@ pub async fn device(State(state): State<AppState>, Extension(who): Extension<Pri
             ctx.t("provisioning_note"),
             id = esc(&id),
         );
+        if registration.is_some() {
+            body.push_str(&super::certs::section(&ctx, &certs));
+        }
     }
     if ctx.who.may(Permission::CalibrateCamera) {
         body.push_str(&super::calibration::section(&ctx, &id, zone.as_ref()));

@@ -169,6 +169,21 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("download_config", "Bara agentkonfigurationen", "The agent configuration only"),
     ("provisioning_note", "Paketet (tar, packas upp i /etc/vaka) innehåller agentkonfigurationen, ett nytt certifikat och en ny nyckel för enheten från hubbens enhets-CA, och CA-certifikatet som brokern ska lita på. Varje nedladdning ger ett nytt certifikat och loggas.", "The bundle (a tar to unpack into /etc/vaka) holds the agent configuration, a new certificate and key for the device from the hub's device CA, and the CA certificate the broker trusts. Each download issues a new certificate and is logged."),
     ("failed", "Misslyckades", "Failed"),
+    ("certificates", "Certifikat", "Certificates"),
+    ("no_certificates", "Inga certifikat utfärdade ännu: ladda ner installationspaketet, eller skicka enhetens certifikatbegäran (vaka-agent identity request) till POST /api/v1/devices/{id}/certificate.", "No certificates issued yet: download the provisioning bundle, or send the device's signing request (vaka-agent identity request) to POST /api/v1/devices/{id}/certificate."),
+    ("col_serial", "Serienummer", "Serial"),
+    ("col_key", "Nyckel", "Key"),
+    ("col_issued", "Utfärdat", "Issued"),
+    ("col_valid_until", "Giltigt till", "Valid until"),
+    ("key_on_device", "gjord på enheten", "made on the device"),
+    ("key_from_hub", "från hubben (paket)", "from the hub (bundle)"),
+    ("valid", "giltigt", "valid"),
+    ("revoked", "spärrat", "revoked"),
+    ("revoke", "Spärra", "Revoke"),
+    ("revoke_all", "Spärra alla enhetens certifikat", "Revoke all of the device's certificates"),
+    ("revoke_reason", "Skäl (loggas)", "Reason (logged)"),
+    ("revoke_note", "Spärren gäller direkt: brokern får en ny spärrlista och enhetens uppkoppling bryts. Spärra ett gammalt certifikat efter byte, eller alla om enheten är stulen eller trasig.", "Revocation takes effect at once: the broker gets a new revocation list and the device's connection is closed. Revoke an old certificate after a change, or all of them when the device is stolen or broken."),
+    ("revoke_needs_reason", "Skriv ett skäl först.", "Give a reason first."),
     // Reports
     ("nav_reports", "Rapporter", "Reports"),
     ("reports_title", "Rapporter", "Reports"),
@@ -249,7 +264,7 @@ const WORDS: &[(&str, &str, &str)] = &[
 /// Words the page script needs.
 const SCRIPT_KEYS: &[&str] = &[
     "live", "offline", "connecting", "snapshot_waiting", "snapshot_removed", "snapshot_failed", "snapshot_alt",
-    "seconds_left", "test_check_sent", "first_event_seen", "failed", "ago", "unacked_banner",
+    "seconds_left", "test_check_sent", "first_event_seen", "failed", "ago", "unacked_banner", "revoke_needs_reason",
 ];
 
 impl Lang {

@@ -189,6 +189,16 @@ function initDevice() {
       if (s.status !== "requested") { out.textContent = `${s.status}: ${s.verdict ?? s.refusal ?? ""}`; return; }
     }
   });
+  // Revoking certificates: one (a data-serial button) or all; the reason goes to the audit log.
+  const revokeOut = document.getElementById("revoke-result");
+  const revoke = serial => {
+    const reason = document.getElementById("revoke-reason").value.trim();
+    if (!reason) { revokeOut.textContent = T.revoke_needs_reason; document.getElementById("revoke-reason").focus(); return; }
+    apiSend("POST", `/api/v1/devices/${encodeURIComponent(id)}/revoke`, serial ? {reason, serial} : {reason}, revokeOut);
+  };
+  for (const b of document.querySelectorAll("button.revoke")) b.addEventListener("click", () => revoke(b.dataset.serial));
+  const all = document.getElementById("revoke-all");
+  if (all) all.addEventListener("click", () => revoke(null));
 }
 
 document.getElementById("conn").textContent = T.connecting;
