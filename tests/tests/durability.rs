@@ -233,10 +233,10 @@ fn micros_now() -> i64 {
 /// events (10 % alarms, 30 % warnings, 60 % info) come in over the intake, paced evenly over
 /// that minute. Timers of the uplink (reconnect back-off, ack timeout) run in real time. Then
 /// the hub comes back: every queued event is stored once, the queued alarms before any
-/// queued warning or info, the agent's peak memory stays within a bound that follows from
-/// the outbox's disk budget, and the outbox file never grows past that budget.
+/// queued warning or info, the agent's memory grows with the queue and nothing else, and the
+/// queued payload and the outbox file stay within the outbox's disk budget.
 #[test]
-#[ignore = "slow: 50,000 events over a minute offline, then their delivery (about 3 min in a debug build); scripts/test runs it after the rest"]
+#[ignore = "slow: 50,000 events over a minute offline, then their delivery (about 1.5 min in a debug build); scripts/test runs it after the rest"]
 fn agent_offline_for_a_simulated_day_with_50000_queued_events_delivers_all_alarms_first_within_bounds() {
     const EVENTS: usize = 50_000;
     const SPEED: f64 = 1440.0;
