@@ -1,13 +1,17 @@
 //! What the fault-suite tests (RELIABILITY.md, R1–R8) need beyond starting processes: a
-//! producer that pipelines and kills the agent at a chosen point ([`Agent::feed`]), and
+//! producer that pipelines and kills the agent at a chosen point ([`Agent::feed`]), a link
+//! between agent and broker that can be cut ([`LinkProxy`]), and
 //! read-only looks straight into the files the processes write (the hub's database, the
 //! agent's outbox), which count everything without the API's page limit and work while the
 //! process is stopped or dead.
 
-use crate::procs::{burst_line, Accepted, Agent, Hub};
+use crate::procs::{burst_line, Accepted, Agent, Broker, Hub};
 use serde_json::Value;
 use std::io::{BufRead, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 impl Hub {
@@ -162,5 +166,74 @@ impl Agent {
                 return fed;
             }
         }
+    }
+}
+
+/// A TCP forwarder on a loopback port in front of a broker, which a test can cut to take a
+/// device offline while the hub and its broker stay up (the hub stays subscribed, so nothing
+/// the device sends after it reconnects can race the hub's subscription). While cut it closes
+/// every connection it carries and closes new ones at once.
+pub struct LinkProxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl LinkProxy {
+    /// Forwards a free loopback port to `127.0.0.1:target`.
+    pub fn start(target: u16) -> LinkProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("proxy bind: {e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        // The thread ends with the test process; it only ever waits in `accept`.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let mut open = open2.lock().unwrap_or_else(|e| e.into_inner());
+                for stream in [&client, &server] {
+                    if let Ok(s) = stream.try_clone() {
+                        open.push(s);
+                    }
+                }
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { continue };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        LinkProxy { port, up, open }
+    }
+
+    /// Takes the link down: open connections are closed, new ones closed at once.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.open.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Brings the link back: new connections are forwarded again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// The embedded-broker address an agent should use to go through this proxy.
+    pub fn broker(&self) -> Broker {
+        Broker::Embedded { port: self.port }
     }
 }

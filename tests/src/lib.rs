@@ -13,7 +13,7 @@ pub mod pki;
 pub mod procs;
 
 pub use pki::Pki;
-pub use faults::{outbox_pending, Fed, StoredEvent};
+pub use faults::{outbox_pending, Fed, LinkProxy, StoredEvent};
 pub use procs::{
     assert_stored_exactly_once, burst_line, wait_for_events, wait_for_stored, Accepted, Agent, AgentOpts,
     Broker, Hub, HubOpts, Intake, Mosquitto, Proc, Response,
