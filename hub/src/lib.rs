@@ -174,6 +174,7 @@ impl Hub {
             stats: stats.clone(),
             acks: acks_tx,
             feed: feed.clone(),
+            abort_after_commit: crate::ingest::fault::AbortAfterCommit::from_env(),
         };
         let writer = std::thread::Builder::new()
             .name("vaka-store-writer".into())

@@ -8,13 +8,15 @@
 //!
 //! Waiting is always for a condition with a deadline ([`wait_until`]), never a bare sleep.
 
+pub mod faults;
 pub mod pki;
 pub mod procs;
 
 pub use pki::Pki;
+pub use faults::{outbox_pending, Fed, LinkProxy, StoredEvent};
 pub use procs::{
-    assert_stored_exactly_once, burst_line, wait_for_events, Accepted, Agent, AgentOpts, Broker, Hub,
-    HubOpts, Intake, Mosquitto, Proc, Response,
+    assert_stored_exactly_once, burst_line, wait_for_events, wait_for_stored, Accepted, Agent, AgentOpts,
+    Broker, Hub, HubOpts, Intake, Mosquitto, Proc, Response,
 };
 
 use std::net::TcpListener;
@@ -70,6 +72,44 @@ fn cargo_build(args: &[&str]) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
     assert!(status.success(), "cargo build {} failed", args.join(" "));
+}
+
+/// Prints a line of a fault-suite test's figures on stderr, past the test harness's output
+/// capture (which takes only `print!`-style macros), so that CI logs show them for passing
+/// tests too.
+pub fn print_figures(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The seed of a test's random choices: `VAKA_FAULT_SEED` when set (to replay a failed run),
+/// else taken from the clock. Tests print it.
+pub fn seed() -> u64 {
+    match std::env::var("VAKA_FAULT_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|e| panic!("VAKA_FAULT_SEED `{s}`: {e}")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default(),
+    }
+}
+
+/// `n` distinct points of `range`, ascending, chosen from `seed` (splitmix64).
+pub fn random_points(seed: u64, n: usize, range: std::ops::Range<usize>) -> Vec<usize> {
+    assert!(range.len() >= n, "cannot choose {n} distinct points of {range:?}");
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut points = std::collections::BTreeSet::new();
+    while points.len() < n {
+        points.insert(range.start + (next() % range.len() as u64) as usize);
+    }
+    points.into_iter().collect()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

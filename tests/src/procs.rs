@@ -16,6 +16,11 @@ pub struct Proc {
     program: PathBuf,
     args: Vec<String>,
     pub log: PathBuf,
+    /// Environment variables set for the process at every (re)start; a test may change them
+    /// between a stop and [`Proc::start`] (e.g. to disarm a test fault point).
+    pub env: Vec<(String, String)>,
+    /// Working directory, where a crashing process would leave a core file.
+    pub dir: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -26,6 +31,23 @@ impl Proc {
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
             log,
+            env: Vec::new(),
+            dir: None,
+            child: None,
+        };
+        p.start();
+        p
+    }
+
+    /// Like [`Proc::spawn`], with environment variables and a working directory.
+    pub fn spawn_in(name: &str, program: impl Into<PathBuf>, args: &[&str], log: PathBuf, env: Vec<(String, String)>, dir: &Path) -> Proc {
+        let mut p = Proc {
+            name: name.to_string(),
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log,
+            env,
+            dir: Some(dir.to_path_buf()),
             child: None,
         };
         p.start();
@@ -41,8 +63,13 @@ impl Proc {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
         let err = out.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("VAKA_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out)
@@ -93,6 +120,37 @@ impl Proc {
 
     pub fn thaw(&self) {
         self.signal("-CONT");
+    }
+
+    /// Waits up to `timeout` for the process to end by itself; returns how it ended, and
+    /// forgets it (so that [`Proc::start`] may start it again). `None` if it is still running
+    /// (it is left running) or was not started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak and current resident memory of the running process in KiB (`VmHWM`, `VmRSS` from
+    /// `/proc/PID/status`); `None` when it is not running.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
     }
 
     /// Whether the process has exited (and reaps it).
@@ -231,6 +289,8 @@ pub struct HubOpts {
     pub http: String,
     /// Extra keys of the `[embedded_broker]` section (e.g. its device listener).
     pub embedded_extra: String,
+    /// Environment of the hub process (e.g. a test fault point).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for HubOpts {
@@ -242,6 +302,7 @@ impl Default for HubOpts {
             extra: String::new(),
             http: String::new(),
             embedded_extra: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -280,7 +341,8 @@ impl Hub {
         let config_path = dir.join("hub.toml");
         write_file(&config_path, &config);
         let config_arg = config_path.display().to_string();
-        let proc = Proc::spawn("vaka-hub", bin("vaka-hub"), &["serve", "--config", &config_arg], dir.join("hub.log"));
+        let args = ["serve", "--config", config_arg.as_str()];
+        let proc = Proc::spawn_in("vaka-hub", bin("vaka-hub"), &args, dir.join("hub.log"), opts.env, &dir);
         let mut hub = Hub { http_port, mqtt_port, token, db, proc };
         hub.wait_ready();
         hub
@@ -385,6 +447,11 @@ impl Hub {
         (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
     }
 
+    /// The hub's ingest counters (`/api/v1/stats`), counted since it last started.
+    pub fn stats(&self) -> Value {
+        self.get("/api/v1/stats")
+    }
+
     pub fn device(&self, id: &str) -> Option<Value> {
         match self.try_get("/api/v1/devices")? {
             Value::Array(a) => a.into_iter().find(|d| d["id"] == id),
@@ -416,6 +483,8 @@ pub struct AgentOpts {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub heartbeat: String,
     pub ack_timeout: String,
+    /// `[outbox] max_bytes`, the outbox's disk budget; the agent's default when `None`.
+    pub outbox_max_bytes: Option<u64>,
     /// Extra TOML appended to the config (e.g. a `[simulator]` section).
     pub extra: String,
 }
@@ -429,6 +498,7 @@ impl AgentOpts {
             client_cert: None,
             heartbeat: "5s".into(),
             ack_timeout: "5s".into(),
+            outbox_max_bytes: None,
             extra: String::new(),
         }
     }
@@ -456,8 +526,9 @@ impl Agent {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let socket = dir.join("intake.sock");
         let outbox = dir.join("outbox.db");
+        let max_bytes = opts.outbox_max_bytes.map(|b| format!("max_bytes = {b}\n")).unwrap_or_default();
         let config = format!(
-            "device_id = \"{}\"\nsite = \"{}\"\n\n{}\n[uplink]\nheartbeat = \"{}\"\nack_timeout = \"{}\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n\n[outbox]\npath = \"{}\"\n\n[intake]\nsocket = \"{}\"\n\n{}\n",
+            "device_id = \"{}\"\nsite = \"{}\"\n\n{}\n[uplink]\nheartbeat = \"{}\"\nack_timeout = \"{}\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n\n[outbox]\npath = \"{}\"\n{max_bytes}\n[intake]\nsocket = \"{}\"\n\n{}\n",
             opts.device,
             opts.site,
             opts.broker.mqtt_section(opts.client_cert.as_ref()),
@@ -577,11 +648,12 @@ impl Intake {
 /// Asserts that the hub holds exactly the events `1..=last` of `device`, each once, and that
 /// every accepted event is among them. Returns the number of stored events.
 pub fn assert_stored_exactly_once(hub: &Hub, device: &str, accepted: &[Accepted]) -> usize {
-    let events = hub.events(device);
-    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let mut events = hub.stored(device);
+    events.sort_by_key(|e| e.seq);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-    assert_eq!(seqs, expected, "stored sequence numbers of {device} must be 1..=N without gaps or repeats");
-    let ids: std::collections::HashSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert!(seqs == expected, "stored sequence numbers of {device} must be 1..=N without gaps or repeats; {} stored", seqs.len());
+    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), events.len(), "an event id is stored twice");
     for a in accepted {
         assert!(ids.contains(a.id.as_str()), "accepted event seq {} ({}) is missing at the hub", a.seq, a.id);
@@ -594,5 +666,14 @@ pub fn wait_for_events(hub: &Hub, device: &str, n: usize, timeout: Duration) -> 
     wait_until(timeout, &format!("{n} events of {device} at the hub"), || {
         let events = hub.events(device);
         (events.len() >= n).then_some(events)
+    })
+}
+
+/// Waits until the hub's database holds at least `n` events of `device` (no page limit, unlike
+/// [`wait_for_events`]); returns how many it holds.
+pub fn wait_for_stored(hub: &Hub, device: &str, n: usize, timeout: Duration) -> usize {
+    wait_until(timeout, &format!("{n} events of {device} in the hub's database"), || {
+        let stored = hub.stored_count(device);
+        (stored >= n).then_some(stored)
     })
 }

@@ -26,6 +26,7 @@
 //! drains without waiting on anything but the database; acks go out on a separate task.
 
 mod classify;
+pub mod fault;
 mod session;
 mod writer;
 

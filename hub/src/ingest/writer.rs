@@ -17,6 +17,7 @@
 //! fills and the MQTT session stops reading: back-pressure, not loss.
 
 use super::classify::{classify, Inbound, Rejected};
+use super::fault::AbortAfterCommit;
 use super::{AckOut, AlarmNotice, Feed, Incoming, Stats};
 use crate::camera::checks::{answer_row, judge_answer, overdue, AnswerOutcome};
 use crate::presence::{Action, Heard, Input, Presence};
@@ -48,6 +49,8 @@ pub struct Writer {
     pub stats: Arc<Stats>,
     pub acks: mpsc::UnboundedSender<AckOut>,
     pub feed: broadcast::Sender<Feed>,
+    /// The R6 test fault point; `None` except in fault-suite tests (see [`super::fault`]).
+    pub abort_after_commit: Option<AbortAfterCommit>,
 }
 
 /// Acks owed to one device after this batch commits.
@@ -218,6 +221,9 @@ impl Writer {
         let Some(committed) = self.commit_until_done(&batch, rx) else {
             return;
         };
+        if let Some(fault) = &mut self.abort_after_commit {
+            fault.after_commit(batch.events.len());
+        }
         self.after_commit(batch, committed, after);
     }
 
@@ -642,6 +648,7 @@ mod tests {
             stats: Arc::new(Stats::default()),
             acks,
             feed: broadcast::channel(16).0,
+            abort_after_commit: None,
         };
         (w, acks_rx, committed)
     }
@@ -774,6 +781,7 @@ mod tests {
                 stats: Arc::new(Stats::default()),
                 acks,
                 feed: broadcast::channel(16).0,
+                abort_after_commit: None,
             };
             (dir, w, reader, acks_rx)
         }
