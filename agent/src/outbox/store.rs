@@ -36,6 +36,17 @@ pub enum StoreError {
     Corrupt { path: PathBuf, seq: u64, value: i64 },
 }
 
+impl StoreError {
+    /// Whether SQLite found the file system full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// One pending event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
