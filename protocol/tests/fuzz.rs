@@ -49,7 +49,7 @@ fn envelopes() -> Vec<Envelope> {
     let dose = Dose { dose_id: "d-1".into(), medication: "Waran 2.5 mg".into(), scheduled: at };
     let bodies = vec![
         EventBody::CameraCheck(CameraCheck {
-            check_id: Some(CheckId::new("chk-1").unwrap()),
+            check_id: Some(CheckId::new("chk-1").unwrap_or_else(|e| panic!("{e}"))),
             verdict: Verdict::Resting,
             refusal: None,
             confidence: 0.9,
@@ -89,7 +89,7 @@ fn envelopes() -> Vec<Envelope> {
         EventBody::TestAlarm(TestAlarm { note: Some("drill".into()) }),
         EventBody::InstallerMode(InstallerMode { until: at }),
     ];
-    let device = DeviceId::new("home-7").unwrap();
+    let device = DeviceId::new("home-7").unwrap_or_else(|e| panic!("{e}"));
     bodies
         .into_iter()
         .enumerate()
@@ -100,7 +100,7 @@ fn envelopes() -> Vec<Envelope> {
 /// One valid message of every other kind, as JSON.
 fn control_messages() -> Vec<Value> {
     let at = ts("2026-11-24T01:02:03Z");
-    let check = CheckId::new("chk-1").unwrap();
+    let check = CheckId::new("chk-1").unwrap_or_else(|e| panic!("{e}"));
     let mut out: Vec<Vec<u8>> = vec![
         Ack::new(vec![1, 2, 3], vec![Rejection { seq: 4, reason: "bad".into() }]).encode(),
         Status::online(at, 12, 60, "0.1.0").encode(),
@@ -129,7 +129,7 @@ fn control_messages() -> Vec<Value> {
     ] {
         out.push(Command::new(Uuid::now_v7(), at, body).encode());
     }
-    out.iter().map(|b| serde_json::from_slice(b).unwrap()).collect()
+    out.iter().map(|b| serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}"))).collect()
 }
 
 const KINDS: &[&str] = &[
