@@ -6,10 +6,11 @@
 //!
 //! The agent must notice within 1.5 × its keep-alive (measured from the drop to its "Connection
 //! to broker lost" log line), connect again, and deliver every event it accepted, including
-//! those accepted into the black hole, exactly once. The worst moment for the agent is just
-//! after the broker last said something (the silence it waits for starts there), so two of
-//! the three rounds drop the line right after bytes from the broker passed the proxy; rumqttc
-//! alone would notice only after about 2 × keep-alive there.
+//! those accepted into the black hole, exactly once. The worst moment is just after the broker
+//! answered a ping: the agent's next ping goes out a whole keep-alive later, and rumqttc alone
+//! errors only when the ping after that is due, about 2 × keep-alive after the cut. So two of
+//! the three rounds cut the line right after a PINGRESP passed the proxy; the third at a
+//! moment unrelated to the pings.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -27,8 +28,8 @@ struct Proxy {
     /// Connections numbered below this are black holes.
     blackhole_below: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
-    /// When bytes last went from the broker to the agent.
-    last_down: Arc<Mutex<Instant>>,
+    /// When the broker last answered a ping (a PINGRESP went to the agent).
+    last_pingresp: Arc<Mutex<Instant>>,
 }
 
 impl Proxy {
@@ -39,9 +40,9 @@ impl Proxy {
             port,
             blackhole_below: Arc::new(AtomicU64::new(0)),
             connections: Arc::new(AtomicU64::new(0)),
-            last_down: Arc::new(Mutex::new(Instant::now())),
+            last_pingresp: Arc::new(Mutex::new(Instant::now())),
         };
-        let (below, count, last_down) = (proxy.blackhole_below.clone(), proxy.connections.clone(), proxy.last_down.clone());
+        let (below, count, last_pingresp) = (proxy.blackhole_below.clone(), proxy.connections.clone(), proxy.last_pingresp.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -51,7 +52,7 @@ impl Proxy {
                 let _ = server.set_nodelay(true);
                 for (from, to, down) in [(client.try_clone(), server.try_clone(), false), (server.try_clone(), client.try_clone(), true)] {
                     let (Ok(mut from), Ok(mut to)) = (from, to) else { continue };
-                    let (below, last_down) = (below.clone(), last_down.clone());
+                    let (below, last_pingresp) = (below.clone(), last_pingresp.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         loop {
@@ -65,11 +66,19 @@ impl Proxy {
                             if to.write_all(&buf[..k]).is_err() {
                                 break;
                             }
-                            if down {
-                                *last_down.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                            // PINGRESP is the two bytes D0 00; on loopback it travels alone.
+                            if down && buf[..k].ends_with(&[0xD0, 0x00]) {
+                                *last_pingresp.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                             }
                         }
-                        let _ = to.shutdown(Shutdown::Write);
+                        // A black hole passes on nothing, not even the end of the connection (the
+                        // broker closes its side after 1.5 × keep-alive of silence): the agent
+                        // must find out by itself. The socket stays open until the test ends.
+                        if n < below.load(Ordering::SeqCst) {
+                            std::mem::forget(to);
+                        } else {
+                            let _ = to.shutdown(Shutdown::Write);
+                        }
                     });
                 }
             }
@@ -82,8 +91,8 @@ impl Proxy {
         self.blackhole_below.store(self.connections.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
-    fn last_down(&self) -> Instant {
-        *self.last_down.lock().unwrap_or_else(|e| e.into_inner())
+    fn last_pingresp(&self) -> Instant {
+        *self.last_pingresp.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -121,9 +130,10 @@ fn half_open_connection_is_noticed_within_one_and_a_half_keep_alives_and_nothing
         let lost_before = log_times(&agent, "Connection to broker lost").len();
         let back_before = log_times(&agent, "Reconnected to broker").len();
         if round < 2 {
-            // Right after the broker said something: the longest silence the agent waits out.
-            let seen = proxy.last_down();
-            wait_until(KEEP_ALIVE * 2, "bytes from the broker", || (proxy.last_down() > seen).then_some(()));
+            // Right after the broker answered a ping: the agent's next ping goes out a whole
+            // keep-alive later, so rumqttc alone would notice only at about 2 × keep-alive.
+            let seen = proxy.last_pingresp();
+            wait_until(KEEP_ALIVE * 3, "the broker to answer a ping", || (proxy.last_pingresp() > seen).then_some(()));
         } else {
             std::thread::sleep(Duration::from_millis(1700));
         }
