@@ -53,6 +53,8 @@ pub struct RawUplink {
 pub struct RawOutbox {
     pub path: PathBuf,
     pub max_bytes: Option<i64>,
+    /// Disk space kept for alarms when the disk fills up; 0 keeps none.
+    pub reserve_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,6 +100,8 @@ pub struct OutboxSettings {
     pub path: PathBuf,
     /// Payload bytes of pending events; see the `outbox` module note.
     pub max_bytes: u64,
+    /// Disk space kept for alarms when the disk fills up (`crate::outbox::reserve`).
+    pub reserve_bytes: u64,
 }
 
 /// Default disk budget: 64 MiB.
@@ -136,7 +140,11 @@ impl AgentConfig {
             site,
             link,
             uplink: UplinkSettings::default(),
-            outbox: OutboxSettings { path: outbox_path, max_bytes: DEFAULT_MAX_BYTES },
+            outbox: OutboxSettings {
+                path: outbox_path,
+                max_bytes: DEFAULT_MAX_BYTES,
+                reserve_bytes: crate::outbox::DEFAULT_RESERVE_BYTES,
+            },
             intake_socket: None,
             simulator: None,
             camera: None,
@@ -323,6 +331,15 @@ impl RawConfig {
             }
         };
 
+        let reserve_bytes = match self.outbox.reserve_bytes {
+            None => crate::outbox::DEFAULT_RESERVE_BYTES,
+            Some(n) if (0..=1 << 30).contains(&n) => n as u64,
+            Some(n) => {
+                problems.push(format!("outbox.reserve_bytes: {n} must be between 0 and 1073741824"));
+                crate::outbox::DEFAULT_RESERVE_BYTES
+            }
+        };
+
         if let Some(socket) = &self.intake.socket {
             if socket.as_os_str().is_empty() {
                 problems.push("intake.socket: must name a path; leave it out to disable".into());
@@ -362,7 +379,7 @@ impl RawConfig {
                     ack_timeout,
                     max_in_flight,
                 },
-                outbox: OutboxSettings { path: self.outbox.path.clone(), max_bytes },
+                outbox: OutboxSettings { path: self.outbox.path.clone(), max_bytes, reserve_bytes },
                 intake_socket: self.intake.socket.clone(),
                 simulator,
                 camera,
@@ -398,6 +415,7 @@ path = "/tmp/outbox.db"
         assert_eq!(c.client_id, "skelleftea-home-7");
         assert_eq!(c.uplink, UplinkSettings::default());
         assert_eq!(c.outbox.max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(c.outbox.reserve_bytes, crate::outbox::DEFAULT_RESERVE_BYTES);
         assert!(c.intake_socket.is_none() && c.simulator.is_none());
     }
 
@@ -407,6 +425,7 @@ path = "/tmp/outbox.db"
         let raw = parse(text);
         assert_eq!(raw.uplink.heartbeat, Some(SignedDuration::from_secs(60)));
         assert_eq!(raw.outbox.max_bytes, Some(67_108_864));
+        assert_eq!(raw.outbox.reserve_bytes, Some(4_194_304));
         // It names TLS files that do not exist here, so only those problems may be reported,
         // and the V4L2 camera when the agent is built without it.
         let camera = raw.camera.clone().unwrap();

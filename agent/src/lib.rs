@@ -53,7 +53,8 @@ pub async fn run(
         max_bytes: config.outbox.max_bytes,
     };
     let (path, device) = (config.outbox.path.clone(), config.device_id.clone());
-    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&path, device, limits))
+    let reserve = config.outbox.reserve_bytes;
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open_with_reserve(&path, device, limits, reserve))
         .await
         .map_err(|e| AgentError::Thread(std::io::Error::other(e)))??;
     let (handle, publishes, outbox_thread) = outbox::spawn(outbox).map_err(AgentError::Thread)?;

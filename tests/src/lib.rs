@@ -185,3 +185,22 @@ pub fn files_with_image_bytes(dir: &Path) -> Vec<String> {
     }
     found
 }
+
+/// A log line without its terminal colour codes (the agent and hub colour their logs).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the escape sequence (its final letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,7 +1,7 @@
 //! A throw-away certificate authority for TLS tests: a CA, a broker certificate for
 //! `localhost`/127.0.0.1, and client certificates on demand, all written as PEM files.
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
 
 pub struct Pki {
@@ -49,6 +49,22 @@ impl Pki {
         let cert = params.signed_by(&key, &self.ca).unwrap_or_else(|e| panic!("{e}"));
         let cert_file = self.dir.join(format!("{common_name}.pem"));
         let key_file = self.dir.join(format!("{common_name}.key"));
+        write(&cert_file, &cert.pem());
+        write(&key_file, &key.serialize_pem());
+        (cert_file, key_file)
+    }
+
+    /// Issues a certificate for `common_name` that expired on 2021-01-01 (valid through 2020),
+    /// from this CA; returns the paths of its PEM certificate and key.
+    pub fn issue_expired(&self, common_name: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(2021, 1, 1);
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.signed_by(&key, &self.ca).unwrap_or_else(|e| panic!("{e}"));
+        let cert_file = self.dir.join(format!("{common_name}-expired.pem"));
+        let key_file = self.dir.join(format!("{common_name}-expired.key"));
         write(&cert_file, &cert.pem());
         write(&key_file, &key.serialize_pem());
         (cert_file, key_file)

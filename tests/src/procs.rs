@@ -487,6 +487,15 @@ pub struct AgentOpts {
     pub outbox_max_bytes: Option<u64>,
     /// Extra TOML appended to the config (e.g. a `[simulator]` section).
     pub extra: String,
+    /// Extra keys of the `[mqtt]` section (e.g. `keep_alive = "5s"`).
+    pub mqtt_extra: String,
+    /// Extra keys of the `[outbox]` section (e.g. `reserve_bytes = 1048576`).
+    pub outbox_extra: String,
+    /// Where the outbox file goes; `outbox.db` in the agent's directory by default.
+    pub outbox_path: Option<PathBuf>,
+    /// A program (and its first arguments) to start the agent under, e.g. `unshare`; the
+    /// agent's own command line is appended.
+    pub launcher: Vec<String>,
 }
 
 impl AgentOpts {
@@ -500,6 +509,10 @@ impl AgentOpts {
             ack_timeout: "5s".into(),
             outbox_max_bytes: None,
             extra: String::new(),
+            mqtt_extra: String::new(),
+            outbox_extra: String::new(),
+            outbox_path: None,
+            launcher: Vec::new(),
         }
     }
 }
@@ -525,28 +538,28 @@ impl Agent {
         let dir = dir.join(format!("agent-{}", opts.device));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let socket = dir.join("intake.sock");
-        let outbox = dir.join("outbox.db");
+        let outbox = opts.outbox_path.clone().unwrap_or_else(|| dir.join("outbox.db"));
         let max_bytes = opts.outbox_max_bytes.map(|b| format!("max_bytes = {b}\n")).unwrap_or_default();
         let config = format!(
-            "device_id = \"{}\"\nsite = \"{}\"\n\n{}\n[uplink]\nheartbeat = \"{}\"\nack_timeout = \"{}\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n\n[outbox]\npath = \"{}\"\n{max_bytes}\n[intake]\nsocket = \"{}\"\n\n{}\n",
+            "device_id = \"{}\"\nsite = \"{}\"\n\n{}{}\n[uplink]\nheartbeat = \"{}\"\nack_timeout = \"{}\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n\n[outbox]\npath = \"{}\"\n{max_bytes}{}\n\n[intake]\nsocket = \"{}\"\n\n{}\n",
             opts.device,
             opts.site,
             opts.broker.mqtt_section(opts.client_cert.as_ref()),
+            opts.mqtt_extra,
             opts.heartbeat,
             opts.ack_timeout,
             outbox.display(),
+            opts.outbox_extra,
             socket.display(),
             opts.extra
         );
         let config_path = dir.join("agent.toml");
         write_file(&config_path, &config);
         let config_arg = config_path.display().to_string();
-        let proc = Proc::spawn(
-            &format!("vaka-agent {}", opts.device),
-            bin("vaka-agent"),
-            &["run", "--config", &config_arg],
-            dir.join("agent.log"),
-        );
+        let agent_bin = bin("vaka-agent").display().to_string();
+        let mut command: Vec<&str> = opts.launcher.iter().map(String::as_str).collect();
+        command.extend([agent_bin.as_str(), "run", "--config", &config_arg]);
+        let proc = Proc::spawn(&format!("vaka-agent {}", opts.device), command[0], &command[1..], dir.join("agent.log"));
         let mut agent = Agent { device: opts.device, socket, outbox, config: config_path, proc };
         agent.wait_ready();
         agent

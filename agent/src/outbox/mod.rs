@@ -33,6 +33,14 @@
 //! pending tally of drops lives in memory: a crash before the report loses the report, never
 //! an accepted event that was not evicted.
 //!
+//! # A full disk
+//! The budget above is the outbox's own; the file system can fill up before it (another
+//! program, logs). The outbox keeps space in reserve for that case ([`reserve`]): when a commit
+//! fails with a full disk, the reserve is given back, the batch's alarms are committed again in
+//! that space, and until the reserve can be written again the outbox takes alarms only. Info
+//! and warnings are dropped at the door like any other drop: ERROR, counted
+//! (`dropped_disk_full`), reported to the hub.
+//!
 //! # Sending
 //! The pure [`core::OutboxCore`] decides what goes on the wire: alarms before warnings before
 //! info, oldest first within a severity, at most `max_in_flight` unacked at a time. On every
@@ -46,10 +54,13 @@
 //! costing a thousand fsyncs, without weakening the promise above.
 
 pub mod core;
+pub mod reserve;
 pub mod store;
+pub mod wal;
 mod worker;
 
 pub use self::core::{Action, Admission, Input, Limits, OutboxCore};
+pub use reserve::{Reserve, DEFAULT_RESERVE_BYTES};
 pub use store::{Store, StoreError};
 pub use worker::{spawn, OutboxHandle, Publish};
 
@@ -72,6 +83,16 @@ pub enum OutboxError {
     Store(Arc<StoreError>),
     #[error("the outbox has stopped")]
     Stopped,
+}
+
+impl OutboxError {
+    /// Whether the file system is full (SQLite's `SQLITE_FULL`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            OutboxError::Store(e) => e.is_disk_full(),
+            OutboxError::Stopped => false,
+        }
+    }
 }
 
 impl From<StoreError> for OutboxError {
@@ -121,6 +142,13 @@ pub struct Counters {
     pub rejected_by_hub: u64,
     pub evicted: u64,
     pub refused: u64,
+    /// Unfinished transactions (cut by a crash or power cut) dropped when the outbox was
+    /// opened: 0 or 1. None of them held an accepted event.
+    pub torn_tails_dropped: u64,
+    /// Info and warnings dropped because the disk was full (the reserve is for alarms); pairs
+    /// with `disk_full_alarms`, the alarms accepted meanwhile.
+    pub dropped_disk_full: u64,
+    pub disk_full_alarms: u64,
 }
 
 /// Drops not yet reported to the hub.
@@ -139,12 +167,35 @@ pub struct Outbox {
     device: DeviceId,
     tally: OverflowTally,
     counters: Counters,
+    reserve: Reserve,
 }
 
 impl Outbox {
-    /// Opens the file and reloads every pending event.
+    /// Opens the file and reloads every pending event, without disk space in reserve (see
+    /// [`Outbox::open_with_reserve`]).
     pub fn open(path: &Path, device: DeviceId, limits: Limits) -> Result<Outbox, OutboxError> {
+        Outbox::open_with_reserve(path, device, limits, 0)
+    }
+
+    /// Opens the file, reloads every pending event, and keeps `reserve_bytes` of disk space
+    /// for alarms (see [`reserve`]).
+    pub fn open_with_reserve(
+        path: &Path,
+        device: DeviceId,
+        limits: Limits,
+        reserve_bytes: u64,
+    ) -> Result<Outbox, OutboxError> {
         let store = Store::open(path)?;
+        let (reserve, reserve_error) = Reserve::open(path, reserve_bytes);
+        if let Some(e) = reserve_error {
+            error!(
+                path = %path.display(),
+                bytes = reserve_bytes,
+                error = %e,
+                "Cannot write the disk reserve for alarms: the disk is full; only alarms are accepted until there is room"
+            );
+        }
+        let wal = store.wal_at_open();
         let mut outbox = Outbox {
             store,
             core: OutboxCore::new(limits),
@@ -152,7 +203,22 @@ impl Outbox {
             device,
             tally: OverflowTally::default(),
             counters: Counters::default(),
+            reserve,
         };
+        if wal.torn() {
+            // ERROR: the cut transaction was never answered, so no accepted event is lost, but
+            // a producer waiting for that answer must send its event again, and a device
+            // whose power is cut mid-write deserves a look.
+            outbox.counters.torn_tails_dropped = 1;
+            error!(
+                path = %path.display(),
+                discarded_frames = wal.discarded_frames,
+                partial_bytes = wal.partial_bytes,
+                bad_header = wal.bad_header,
+                kept_frames = wal.committed_frames,
+                "Outbox store ends in a write cut short (crash or power cut); the unfinished transaction is dropped, every accepted event is kept"
+            );
+        }
         outbox.reload(Instant::now())?;
         info!(
             path = %path.display(),
@@ -246,8 +312,27 @@ impl Outbox {
         events: Vec<NewEvent>,
         state: Option<&StateWrite>,
     ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+        let retry = events.clone();
         match self.try_accept_batch(now, ts, events, state, false) {
             Ok(ok) => Ok(ok),
+            Err(e) if e.is_disk_full() && !self.reserve.is_spent() => {
+                // The reserve's space goes to the alarms of this batch; everything else is
+                // dropped at the door until the reserve can be written again.
+                let _ = self.reload(now);
+                let freed = self.reserve.spend(now);
+                error!(
+                    error = %e,
+                    reserve_bytes = self.reserve.bytes(),
+                    freed,
+                    "Disk is full: the reserve is released for alarms; info and warnings are dropped until there is room again"
+                );
+                self.try_accept_batch(now, ts, retry, state, false).inspect_err(|e| {
+                    error!(error = %e, "Outbox transaction failed on a full disk; nothing of it was accepted");
+                    if let Err(reload) = self.reload(now) {
+                        error!(error = %reload, "Outbox could not reload after a failed transaction");
+                    }
+                })
+            }
             Err(e) => {
                 // The core may hold events of the failed transaction: rebuild it from disk.
                 error!(error = %e, "Outbox transaction failed; nothing of it was accepted");
@@ -272,8 +357,29 @@ impl Outbox {
         let mut next_seq = self.next_seq;
         let mut evicted_total = 0u64;
         let mut refused_total = 0u64;
+        let mut disk_full_dropped = 0u64;
+        let mut disk_full_alarms = 0u64;
+        let disk_full = self.reserve.is_spent();
         let mut batch = self.store.batch()?;
         for event in events {
+            if disk_full && !overflow_report && event.severity != Severity::Alarm {
+                disk_full_dropped += 1;
+                self.tally.dropped += 1;
+                error!(
+                    kind = event.body.kind(),
+                    severity = event.severity.as_str(),
+                    dropped_disk_full = self.counters.dropped_disk_full + disk_full_dropped,
+                    "Disk is full; new event dropped (the reserved space is for alarms)"
+                );
+                outcomes.push(Acceptance::Dropped {
+                    reason: format!(
+                        "the device's disk is full: only alarms are accepted until there is room, this {} is dropped",
+                        event.severity.as_str()
+                    ),
+                });
+                continue;
+            }
+            disk_full_alarms += u64::from(disk_full);
             let id = Uuid::now_v7();
             let envelope = Envelope {
                 id,
@@ -354,6 +460,8 @@ impl Outbox {
         self.counters.accepted += accepted;
         self.counters.evicted += evicted_total;
         self.counters.refused += refused_total;
+        self.counters.dropped_disk_full += disk_full_dropped;
+        self.counters.disk_full_alarms += disk_full_alarms;
         actions.extend(self.report_overflow(now, ts)?);
         Ok((outcomes, actions))
     }
@@ -423,6 +531,14 @@ impl Outbox {
     pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Action>, OutboxError> {
         let tick = input == Input::Tick;
         let mut actions = self.core.handle(now, input);
+        if tick && self.reserve.is_spent() && self.reserve.try_restore(now) {
+            info!(
+                reserve_bytes = self.reserve.bytes(),
+                dropped_disk_full = self.counters.dropped_disk_full,
+                disk_full_alarms = self.counters.disk_full_alarms,
+                "Disk has room again: reserve for alarms restored; every event is accepted again"
+            );
+        }
         if tick {
             actions.extend(self.report_overflow(now, Timestamp::now())?);
         }
@@ -430,5 +546,7 @@ impl Outbox {
     }
 }
 
+#[cfg(test)]
+mod power_cut_tests;
 #[cfg(test)]
 mod tests;

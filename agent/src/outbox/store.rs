@@ -14,11 +14,16 @@
 //!   timers, geofence and alarm state), written in the same transaction as the events those
 //!   decisions raise, so that after a crash the state and the outbox always agree: a raised
 //!   `dose_missed` is never raised twice, and a pending grace timer is never forgotten.
+//!
+//! A power cut during a commit leaves a torn tail in the WAL, which SQLite's recovery drops
+//! (it was never committed, so no accepted event is in it). [`Store::open`] reads the WAL
+//! first ([`super::wal`]) so that such a tail is reported rather than silently dropped.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+use super::wal::{self, WalTail};
 use vaka_protocol::Severity;
 
 #[derive(Debug, Error)]
@@ -29,6 +34,17 @@ pub enum StoreError {
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("outbox database {path} holds an event with unknown severity {value} at seq {seq}")]
     Corrupt { path: PathBuf, seq: u64, value: i64 },
+}
+
+impl StoreError {
+    /// Whether SQLite found the file system full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
 }
 
 /// One pending event as stored.
@@ -42,6 +58,7 @@ pub struct StoredEvent {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    wal_at_open: WalTail,
 }
 
 fn severity_code(s: Severity) -> i64 {
@@ -69,6 +86,7 @@ impl Store {
                 .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         }
         let err = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let wal_at_open = inspect_wal(path);
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
@@ -94,7 +112,13 @@ impl Store {
              );",
         )
         .map_err(err)?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store { conn, path: path.to_path_buf(), wal_at_open })
+    }
+
+    /// What the WAL held when the file was opened: committed frames, and what recovery
+    /// dropped of a write a crash cut short.
+    pub fn wal_at_open(&self) -> WalTail {
+        self.wal_at_open
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -159,6 +183,17 @@ impl Store {
         let mut batch = self.batch()?;
         batch.delete(seqs)?;
         batch.commit()
+    }
+}
+
+/// Reads `<path>-wal` if there is one. A WAL that cannot be read is SQLite's to judge: the
+/// report then says nothing was found.
+fn inspect_wal(path: &Path) -> WalTail {
+    let mut wal_path = path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    match std::fs::File::open(&wal_path) {
+        Ok(file) => wal::inspect(std::io::BufReader::new(file)).unwrap_or_default(),
+        Err(_) => WalTail::default(),
     }
 }
 

@@ -13,6 +13,9 @@
 //!   only the hub's [`Ack`] on our `acks` topic deletes events.
 //! - `status` is retained: `online` with the outbox depth on connect and every heartbeat; the
 //!   last will is `offline`, and a clean shutdown publishes `offline` itself.
+//! - A connection that brings nothing from the broker for [`silence_limit`] (1.25 ×
+//!   keep-alive) is dropped and made again: a half-open connection is noticed within
+//!   1.5 × keep-alive, where rumqttc alone would take about 2 ×.
 //! - A connection loss is logged at WARN once per outage, a reconnection at INFO. Malformed
 //!   acks and commands are logged and counted; they never stop the session.
 
@@ -104,7 +107,7 @@ impl Uplink {
         let (client, eventloop) = crate::link::client(options, max_in_flight * 2 + 64);
         let (session_tx, mut session_rx) = mpsc::unbounded_channel();
         let backoff = Backoff::new(config.uplink.reconnect_min, config.uplink.reconnect_max);
-        let driver = tokio::spawn(drive(eventloop, session_tx, backoff));
+        let driver = tokio::spawn(drive(eventloop, session_tx, backoff, config.link.keep_alive));
 
         let mut uplink = Uplink {
             client,
@@ -326,18 +329,67 @@ impl Uplink {
     }
 }
 
+/// How long a connection may bring nothing from the broker before the driver drops it.
+///
+/// rumqttc sends a PINGREQ every keep-alive and fails only when the *next* one is due with
+/// the first unanswered, about 2 × keep-alive after the line went quiet. A half-open
+/// connection (a NAT or a mobile network silently dropping the traffic, the socket still open)
+/// must be noticed within 1.5 × keep-alive. A healthy connection brings at least a PINGRESP
+/// every keep-alive plus a round trip, so 1.25 × keep-alive leaves a quarter of it for the
+/// round trip and still notices within 1.5 ×. `None` when keep-alive is off.
+pub fn silence_limit(keep_alive: Duration) -> Option<Duration> {
+    (!keep_alive.is_zero()).then(|| keep_alive * 5 / 4)
+}
+
+/// Why the driver gave up on a connection.
+enum Lost {
+    Error(rumqttc::ConnectionError),
+    Silent { limit: Duration },
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::Error(e) => e.fmt(f),
+            Lost::Silent { limit } => {
+                write!(f, "nothing from the broker for {limit:?}, not even a ping answer (half-open connection)")
+            }
+        }
+    }
+}
+
 /// Polls the event loop for ever; the only place that touches it.
 async fn drive(
     mut eventloop: EventLoop,
     events: mpsc::UnboundedSender<SessionEvent>,
     mut backoff: Backoff,
+    keep_alive: Duration,
 ) {
     let mut online = false;
     let mut outage_logged = false;
     let mut last_failure: Option<String> = None;
     let mut down_since: Option<tokio::time::Instant> = None;
+    let limit = silence_limit(keep_alive);
+    let mut last_incoming = tokio::time::Instant::now();
     loop {
-        match eventloop.poll().await {
+        let polled = match limit.filter(|_| online) {
+            Some(limit) => {
+                match tokio::time::timeout_at(last_incoming + limit, eventloop.poll()).await {
+                    Ok(result) => result.map_err(Lost::Error),
+                    Err(_) => {
+                        // Drop the socket; the next poll connects again. What was in flight
+                        // is the outbox's to resend on the next ConnAck.
+                        eventloop.clean();
+                        Err(Lost::Silent { limit })
+                    }
+                }
+            }
+            None => eventloop.poll().await.map_err(Lost::Error),
+        };
+        if let Ok(Event::Incoming(_)) = &polled {
+            last_incoming = tokio::time::Instant::now();
+        }
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
                 online = true;
@@ -382,5 +434,22 @@ async fn drive(
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_connection_is_dropped_within_one_and_a_half_keep_alives_but_not_before_a_ping_answer_is_due() {
+        for secs in [1u64, 5, 30, 60, 600] {
+            let keep_alive = Duration::from_secs(secs);
+            let limit = silence_limit(keep_alive).unwrap();
+            // A healthy connection's PINGRESP comes a round trip after each keep-alive.
+            assert!(limit > keep_alive, "{keep_alive:?}");
+            assert!(limit * 2 <= keep_alive * 3, "{keep_alive:?}");
+        }
+        assert_eq!(silence_limit(Duration::ZERO), None);
     }
 }
