@@ -47,6 +47,7 @@ mod solve;
 #[cfg(test)]
 mod testkit;
 mod travel;
+mod trips;
 
 pub use check::PlanProblem;
 pub use insert::insert;

@@ -11,6 +11,7 @@
 //! The solver's own schedule is not used: routes are re-timed here with the integer matrix.
 
 use super::schedule::{force_in, Job, Matrix, Tour};
+use super::trips::Villages;
 use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassigned, Visit};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -238,17 +239,29 @@ fn solve_restarting(
 ) -> Result<Solved, RoutingError> {
     let runs = budget.restarts.max(1);
     let far = far_jobs(m, table, which, tours);
+    // EXPERIMENT knobs (removed before merge).
+    let env = |k: &str| std::env::var(k).ok();
+    let link: i64 = env("VAKA_TRIPS_LINK").and_then(|s| s.parse().ok()).unwrap_or(600);
+    let trip_runs = env("VAKA_TRIPS").unwrap_or_default();
+    let far_first_runs = env("VAKA_FARFIRST").unwrap_or_else(|| "0".into());
+    let mut villages = Villages::group(m, table, &far, link);
+    if env("VAKA_TOGETHER").is_some() {
+        villages.keep_together(m, table, &far, tours);
+    }
+    let villages = Arc::new(villages);
     let mut best: Option<((usize, i64), Solved)> = None;
     for run in 0..runs {
         let left = budget.time.saturating_sub(started.elapsed());
         let share = Budget { time: left / (runs - run), ..budget.clone() };
         let t0 = Instant::now();
-        let solved = if run == 0 && far.len() >= 2 && far.len() < which.len() {
-            let villages = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
-            let seed = solve(m, table, &far, tours, &villages, t0)?;
-            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes))?
+        let digit = char::from_digit(run, 10).unwrap_or('x');
+        let trips = trip_runs.contains(digit).then_some(&villages);
+        let solved = if far_first_runs.contains(digit) && far.len() >= 2 && far.len() < which.len() {
+            let share_v = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
+            let seed = solve_seeded(m, table, &far, tours, &share_v, t0, None, trips)?;
+            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes), trips)?
         } else {
-            solve(m, table, which, tours, &share, t0)?
+            solve_seeded(m, table, which, tours, &share, t0, None, trips)?
         };
         let travel: i64 = solved
             .routes
@@ -257,6 +270,21 @@ fn solve_restarting(
             .map(|(jobs, t)| Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m).travel)
             .sum();
         let key = (solved.unassigned.len(), travel);
+        if env("VAKA_DEBUG").is_some() {
+            let out: Vec<usize> = solved.unassigned.iter().map(|(j, _)| *j).collect();
+            let shape: Vec<String> = solved
+                .routes
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|j| if far.contains(j) { format!("F{j}") } else { "t".into() })
+                        .collect::<Vec<_>>()
+                        .join("")
+                })
+                .collect();
+            eprintln!("  run {run} trips={} villages={}: {travel} s, unassigned {out:?}", trips.is_some(), villages.count());
+            eprintln!("    {}", shape.join("\n    "));
+        }
         if best.as_ref().is_none_or(|(k, _)| key < *k) {
             best = Some((key, solved));
         }
@@ -274,7 +302,7 @@ pub(super) fn solve(
     budget: &Budget,
     started: Instant,
 ) -> Result<Solved, RoutingError> {
-    solve_seeded(m, table, which, tours, budget, started, None)
+    solve_seeded(m, table, which, tours, budget, started, None, None)
 }
 
 /// [`solve`], with the first solution of vrp-core's initial population built from `seed`
@@ -289,12 +317,13 @@ fn solve_seeded(
     budget: &Budget,
     started: Instant,
     seed: Option<&[Vec<usize>]>,
+    villages: Option<&Arc<Villages>>,
 ) -> Result<Solved, RoutingError> {
     let mut routes = vec![Vec::new(); tours.len()];
     if which.is_empty() {
         return Ok(Solved { routes, unassigned: vec![] });
     }
-    let problem = Arc::new(model(m, table, which, tours).map_err(solver_error)?);
+    let problem = Arc::new(model(m, table, which, tours, villages).map_err(solver_error)?);
     let left = budget.time.saturating_sub(started.elapsed()).as_secs_f64().max(0.05);
     let quiet: InfoLogger = Arc::new(|_: &str| {});
     let environment = Arc::new(Environment::new(
@@ -438,7 +467,13 @@ impl RouteSelector for SeedRoutes {
     }
 }
 
-fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericResult<Problem> {
+fn model(
+    m: &Matrix,
+    table: &[Job],
+    which: &[usize],
+    tours: &[Tour],
+    villages: Option<&Arc<Villages>>,
+) -> GenericResult<Problem> {
     let flat: Vec<Float> = m.iter().flatten().map(|&d| d as Float).collect();
     let transport: Arc<dyn TransportCost> = Arc::new(SimpleTransportCost::new(flat.clone(), flat)?);
     let jobs = which
@@ -466,14 +501,17 @@ fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericR
             VehicleBuilder::default().id(&i.to_string()).add_detail(detail).build()
         })
         .collect::<GenericResult<Vec<_>>>()?;
-    let goal = GoalContextBuilder::with_features(&[
+    let mut features = vec![
         MinimizeUnassignedBuilder::new("min-unassigned").build()?,
         TransportFeatureBuilder::new("min-travel")
             .set_transport_cost(transport.clone())
             .set_violation_code(TIME_CODE)
             .build_minimize_distance()?,
-    ])?
-    .build()?;
+    ];
+    if let Some(villages) = villages {
+        features.push(villages.feature()?);
+    }
+    let goal = GoalContextBuilder::with_features(&features)?.build()?;
     ProblemBuilder::default()
         .add_jobs(jobs.into_iter())
         .add_vehicles(vehicles.into_iter())
@@ -613,7 +651,8 @@ mod tests {
         // Seed: the far half on the second patrol, in reverse (not the best order).
         let seed = vec![vec![], vec![7, 6, 5, 4]];
         let solved =
-            solve_seeded(&m, &table, &all, &tours, &budget(), Instant::now(), Some(&seed)).unwrap();
+            solve_seeded(&m, &table, &all, &tours, &budget(), Instant::now(), Some(&seed), None)
+                .unwrap();
         assert!(solved.unassigned.is_empty());
         let mut served: Vec<usize> = solved.routes.concat();
         served.sort();
