@@ -223,12 +223,18 @@ const FAR_FIRST_SHARE: f64 = 0.1;
 /// best (fewest unassigned, then least travel). The search settles within seconds in a local
 /// optimum that depends on its early moves, so independent starts beat one long run.
 ///
-/// The first run is "far visits first" (when there are at least two): vrp-core routes only
-/// the far visits for a tenth of the run, then the whole night starting from those village
-/// trips. Measured on night-200 (`BENCHMARKS.md`): vrp-core on its own lands anywhere between
-/// 51 k and 68 k s of driving from run to run, depending mostly on how it first splits the
-/// village visits over patrols; started from village trips it lands at 57–58 k every time.
-/// The other runs stay free, as they sometimes find the better village split.
+/// When the night has far (village) visits, every run is "far visits first" and keeps
+/// villages in one trip ([`super::trips`]): vrp-core routes only the far visits for a tenth of
+/// the run, then the whole night starting from those village trips, never splitting a
+/// village's visits by a town visit and never giving a village that one patrol can serve whole
+/// to two patrols. Measured on night-200 (`BENCHMARKS.md`): without the constraint vrp-core
+/// lands anywhere between 51 k and 68 k s of driving, the cheap plans leaving a village visit
+/// out, and "far visits first" alone at 57–58 k (it moves village visits back into town
+/// routes); with it, 54–56 k with every visit served, the village trips as PyVRP plans them.
+///
+/// The constraint can cost served visits on a night that is over capacity (night-300: 9–11
+/// left out instead of 7–8), so when more than one run is allowed and the best plan so far
+/// leaves visits out, the last run is the unconstrained "far visits first" one.
 fn solve_restarting(
     m: &Matrix,
     table: &[Job],
@@ -239,29 +245,23 @@ fn solve_restarting(
 ) -> Result<Solved, RoutingError> {
     let runs = budget.restarts.max(1);
     let far = far_jobs(m, table, which, tours);
-    // EXPERIMENT knobs (removed before merge).
-    let env = |k: &str| std::env::var(k).ok();
-    let link: i64 = env("VAKA_TRIPS_LINK").and_then(|s| s.parse().ok()).unwrap_or(600);
-    let trip_runs = env("VAKA_TRIPS").unwrap_or_default();
-    let far_first_runs = env("VAKA_FARFIRST").unwrap_or_else(|| "0".into());
-    let mut villages = Villages::group(m, table, &far, link);
-    if env("VAKA_TOGETHER").is_some() {
-        villages.keep_together(m, table, &far, tours);
-    }
-    let villages = Arc::new(villages);
+    let villages = (far.len() >= 2 && far.len() < which.len())
+        .then(|| Arc::new(Villages::new(m, table, &far, tours)));
     let mut best: Option<((usize, i64), Solved)> = None;
     for run in 0..runs {
         let left = budget.time.saturating_sub(started.elapsed());
         let share = Budget { time: left / (runs - run), ..budget.clone() };
         let t0 = Instant::now();
-        let digit = char::from_digit(run, 10).unwrap_or('x');
-        let trips = trip_runs.contains(digit).then_some(&villages);
-        let solved = if far_first_runs.contains(digit) && far.len() >= 2 && far.len() < which.len() {
-            let share_v = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
-            let seed = solve_seeded(m, table, &far, tours, &share_v, t0, None, trips)?;
-            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes), trips)?
-        } else {
-            solve_seeded(m, table, which, tours, &share, t0, None, trips)?
+        let fallback = runs > 1 && run + 1 == runs && best.as_ref().is_some_and(|(k, _)| k.0 > 0);
+        let solved = match &villages {
+            Some(villages) => {
+                let trips = if fallback { None } else { Some(villages) };
+                let stage = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
+                let seed = solve_guided(m, table, &far, tours, &stage, t0, Guide { seed: None, trips })?;
+                let guide = Guide { seed: Some(&seed.routes), trips };
+                solve_guided(m, table, which, tours, &share, t0, guide)?
+            }
+            None => solve(m, table, which, tours, &share, t0)?,
         };
         let travel: i64 = solved
             .routes
@@ -270,21 +270,6 @@ fn solve_restarting(
             .map(|(jobs, t)| Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m).travel)
             .sum();
         let key = (solved.unassigned.len(), travel);
-        if env("VAKA_DEBUG").is_some() {
-            let out: Vec<usize> = solved.unassigned.iter().map(|(j, _)| *j).collect();
-            let shape: Vec<String> = solved
-                .routes
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|j| if far.contains(j) { format!("F{j}") } else { "t".into() })
-                        .collect::<Vec<_>>()
-                        .join("")
-                })
-                .collect();
-            eprintln!("  run {run} trips={} villages={}: {travel} s, unassigned {out:?}", trips.is_some(), villages.count());
-            eprintln!("    {}", shape.join("\n    "));
-        }
         if best.as_ref().is_none_or(|(k, _)| key < *k) {
             best = Some((key, solved));
         }
@@ -302,28 +287,37 @@ pub(super) fn solve(
     budget: &Budget,
     started: Instant,
 ) -> Result<Solved, RoutingError> {
-    solve_seeded(m, table, which, tours, budget, started, None, None)
+    solve_guided(m, table, which, tours, budget, started, Guide::default())
 }
 
-/// [`solve`], with the first solution of vrp-core's initial population built from `seed`
-/// (job table indices per tour, in order): those jobs are put on their tour, in that order,
-/// then the others where they cost least (tightest windows first), all by vrp-core's own
-/// insertion. vrp-core then searches from that population as usual.
-fn solve_seeded(
+/// What shapes a run besides the model: a seed for its first solution, and the village trip
+/// constraint.
+#[derive(Default, Clone, Copy)]
+struct Guide<'a> {
+    /// Job table indices per tour, in order (see [`solve_guided`]).
+    seed: Option<&'a [Vec<usize>]>,
+    trips: Option<&'a Arc<Villages>>,
+}
+
+/// [`solve`], with the first solution of vrp-core's initial population built from the
+/// guide's seed (job table indices per tour, in order): those jobs are put on their tour, in
+/// that order, then the others where they cost least (tightest windows first), all by
+/// vrp-core's own insertion. vrp-core then searches from that population as usual, with the
+/// guide's village trip constraint if any.
+fn solve_guided(
     m: &Matrix,
     table: &[Job],
     which: &[usize],
     tours: &[Tour],
     budget: &Budget,
     started: Instant,
-    seed: Option<&[Vec<usize>]>,
-    villages: Option<&Arc<Villages>>,
+    guide: Guide,
 ) -> Result<Solved, RoutingError> {
     let mut routes = vec![Vec::new(); tours.len()];
     if which.is_empty() {
         return Ok(Solved { routes, unassigned: vec![] });
     }
-    let problem = Arc::new(model(m, table, which, tours, villages).map_err(solver_error)?);
+    let problem = Arc::new(model(m, table, which, tours, guide.trips).map_err(solver_error)?);
     let left = budget.time.saturating_sub(started.elapsed()).as_secs_f64().max(0.05);
     let quiet: InfoLogger = Arc::new(|_: &str| {});
     let environment = Arc::new(Environment::new(
@@ -338,7 +332,7 @@ fn solve_seeded(
         .set_telemetry_mode(TelemetryMode::None)
         .prebuild()
         .map_err(solver_error)?;
-    if let Some(seed) = seed {
+    if let Some(seed) = guide.seed {
         // vrp-core builds its initial solutions with these operators in order (4 of them by
         // default), so the replayed seed is always the first.
         let replay: Box<InitialOp> = Box::new(RecreateInitialOperator::new(Arc::new(replay(table, seed))));
@@ -501,8 +495,13 @@ fn model(
             VehicleBuilder::default().id(&i.to_string()).add_detail(detail).build()
         })
         .collect::<GenericResult<Vec<_>>>()?;
+    let mut unassigned = MinimizeUnassignedBuilder::new("min-unassigned");
+    if let Some(villages) = villages {
+        let villages = villages.clone();
+        unassigned = unassigned.set_job_estimator(move |_, job| villages.unassigned_weight(job));
+    }
     let mut features = vec![
-        MinimizeUnassignedBuilder::new("min-unassigned").build()?,
+        unassigned.build()?,
         TransportFeatureBuilder::new("min-travel")
             .set_transport_cost(transport.clone())
             .set_violation_code(TIME_CODE)
@@ -650,9 +649,9 @@ mod tests {
         let all: Vec<usize> = (0..8).collect();
         // Seed: the far half on the second patrol, in reverse (not the best order).
         let seed = vec![vec![], vec![7, 6, 5, 4]];
+        let guide = Guide { seed: Some(&seed), trips: None };
         let solved =
-            solve_seeded(&m, &table, &all, &tours, &budget(), Instant::now(), Some(&seed), None)
-                .unwrap();
+            solve_guided(&m, &table, &all, &tours, &budget(), Instant::now(), guide).unwrap();
         assert!(solved.unassigned.is_empty());
         let mut served: Vec<usize> = solved.routes.concat();
         served.sort();
