@@ -223,18 +223,20 @@ const FAR_FIRST_SHARE: f64 = 0.1;
 /// best (fewest unassigned, then least travel). The search settles within seconds in a local
 /// optimum that depends on its early moves, so independent starts beat one long run.
 ///
-/// When the night has far (village) visits, every run is "far visits first" and keeps
-/// villages in one trip ([`super::trips`]): vrp-core routes only the far visits for a tenth of
-/// the run, then the whole night starting from those village trips, never splitting a
-/// village's visits by a town visit and never giving a village that one patrol can serve whole
-/// to two patrols. Measured on night-200 (`BENCHMARKS.md`): without the constraint vrp-core
+/// When the night has far (village) visits, every run is "far visits first": vrp-core routes
+/// only the far visits for a tenth of the run, then the whole night starting from those
+/// village trips. All runs but the fallback below also keep villages in one trip
+/// ([`super::trips`]): never a town visit between a village's visits, never two patrols for a
+/// village that one patrol can serve whole. Measured on night-200 (`BENCHMARKS.md`): without the constraint vrp-core
 /// lands anywhere between 51 k and 68 k s of driving, the cheap plans leaving a village visit
 /// out, and "far visits first" alone at 57–58 k (it moves village visits back into town
 /// routes); with it, 54–56 k with every visit served, the village trips as PyVRP plans them.
 ///
 /// The constraint can cost served visits on a night that is over capacity (night-300: 9–11
-/// left out instead of 7–8), so when more than one run is allowed and the best plan so far
-/// leaves visits out, the last run is the unconstrained "far visits first" one.
+/// left out instead of 7–8) or has many visits per village (the 1,000-visit `scale` night: up
+/// to 7 left out in one 9 s run), so the unconstrained "far visits first" run is kept as a
+/// fallback: it is the last run when the best plan so far leaves visits out, and the only one
+/// when just one run is allowed.
 fn solve_restarting(
     m: &Matrix,
     table: &[Job],
@@ -252,7 +254,7 @@ fn solve_restarting(
         let left = budget.time.saturating_sub(started.elapsed());
         let share = Budget { time: left / (runs - run), ..budget.clone() };
         let t0 = Instant::now();
-        let fallback = runs > 1 && run + 1 == runs && best.as_ref().is_some_and(|(k, _)| k.0 > 0);
+        let fallback = runs == 1 || (run + 1 == runs && best.as_ref().is_some_and(|(k, _)| k.0 > 0));
         let solved = match &villages {
             Some(villages) => {
                 let trips = if fallback { None } else { Some(villages) };
@@ -633,6 +635,32 @@ mod tests {
         let (early, _) = plan.find("village-early").unwrap();
         let (late, _) = plan.find("village-late").unwrap();
         assert_eq!(early.patrol, late.patrol, "one trip out, not two");
+    }
+
+    #[test]
+    fn village_visits_are_one_trip_in_order_when_runs_keep_villages_together() {
+        // A village 45 km out with visits at 22:00, 01:00 and 04:00, and a town visit every
+        // half hour; two runs, so the first keeps villages together (the second is the
+        // fallback only if the first leaves a visit out).
+        let mut visits = vec![
+            visit("v-22", near(45.0, 0.0), 4 * H, 4 * H + 30 * MIN),
+            visit("v-01", near(45.3, 0.2), 7 * H, 7 * H + 30 * MIN),
+            visit("v-04", near(44.8, -0.2), 10 * H, 10 * H + 30 * MIN),
+        ];
+        for k in 0..14 {
+            let t = 3 * H + 30 * MIN + k * 30 * MIN;
+            let home = near(1.0 + (k % 4) as f64, -1.0);
+            visits.push(visit(&format!("town{k}"), home, t, t + 20 * MIN));
+        }
+        let patrols = [patrol("p1", 3 * H, 13 * H), patrol("p2", 3 * H, 13 * H)];
+        let budget = Budget { restarts: 2, ..budget() };
+        let plan = plan(&patrols, &visits, &Straight::default(), &budget).unwrap();
+        assert_valid(&plan, &patrols, &visits);
+        assert!(plan.unassigned.is_empty(), "{:?}", plan.unassigned);
+        let (route, _) = plan.find("v-22").unwrap();
+        let ids: Vec<&str> = route.stops.iter().map(|s| s.visit.as_str()).collect();
+        let first = ids.iter().position(|v| v.starts_with("v-")).unwrap();
+        assert_eq!(ids[first..first + 3], ["v-22", "v-01", "v-04"], "{ids:?}");
     }
 
     #[test]
