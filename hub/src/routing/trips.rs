@@ -160,7 +160,7 @@ impl Villages {
             }
             Some(v) => {
                 let mine = || stops.iter().enumerate().filter(move |(_, s)| **s == Some(v));
-                let (Some(lo), Some(hi)) = (mine().next(), mine().last()) else { return true };
+                let (Some(lo), Some(hi)) = (mine().next(), mine().next_back()) else { return true };
                 // Route positions of the village's first and last visit.
                 let (lo, hi) = (lo.0 + 1, hi.0 + 1);
                 if prev < lo {
