@@ -89,7 +89,11 @@ impl Villages {
             of[loc] = Some(id as u32);
         }
         let far_extra = 0.5 / (locs.len() as Float + 1.0);
-        Villages { of, together: vec![false; ids.len()], far_extra }
+        Villages {
+            of,
+            together: vec![false; ids.len()],
+            far_extra,
+        }
     }
 
     /// Requires every village that one of `tours` can serve whole (its visits in order of
@@ -98,14 +102,21 @@ impl Villages {
     /// more visits than one patrol can do stay free.
     fn keep_together(&mut self, m: &Matrix, table: &[Job], far: &[usize], tours: &[Tour]) {
         for v in 0..self.together.len() {
-            let mut jobs: Vec<usize> =
-                far.iter().copied().filter(|&j| self.of[table[j].loc] == Some(v as u32)).collect();
+            let mut jobs: Vec<usize> = far
+                .iter()
+                .copied()
+                .filter(|&j| self.of[table[j].loc] == Some(v as u32))
+                .collect();
             if jobs.len() < 2 {
                 continue;
             }
             jobs.sort_by_key(|&j| (table[j].earliest, table[j].latest, j));
             self.together[v] = tours.iter().any(|t| {
-                let timing = Tour { jobs: jobs.clone(), ..t.clone() }.timing(table, m);
+                let timing = Tour {
+                    jobs: jobs.clone(),
+                    ..t.clone()
+                }
+                .timing(table, m);
                 timing.stops.iter().all(|s| s.late == 0) && timing.end_at <= t.shift_end
             });
         }
@@ -124,7 +135,11 @@ impl Villages {
     /// visit left out stays out (measured on night-200: once one is out, the rest of the run
     /// rarely serves it again, `BENCHMARKS.md`).
     pub fn unassigned_weight(&self, job: &VrpJob) -> Float {
-        1.0 + if self.of_job(job).is_some() { self.far_extra } else { 0.0 }
+        1.0 + if self.of_job(job).is_some() {
+            self.far_extra
+        } else {
+            0.0
+        }
     }
 
     fn at(&self, location: Location) -> Option<u32> {
@@ -140,7 +155,9 @@ impl Villages {
     pub fn feature(self: &Arc<Self>) -> GenericResult<Feature> {
         FeatureBuilder::default()
             .with_name("one-trip-per-village")
-            .with_constraint(OneTripPerVillage { villages: self.clone() })
+            .with_constraint(OneTripPerVillage {
+                villages: self.clone(),
+            })
             .build()
     }
 
@@ -159,8 +176,15 @@ impl Villages {
                 !stops[prev..].iter().flatten().any(|v| before.contains(v))
             }
             Some(v) => {
-                let mine = || stops.iter().enumerate().filter(move |(_, s)| **s == Some(v));
-                let (Some(lo), Some(hi)) = (mine().next(), mine().next_back()) else { return true };
+                let mine = || {
+                    stops
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, s)| **s == Some(v))
+                };
+                let (Some(lo), Some(hi)) = (mine().next(), mine().next_back()) else {
+                    return true;
+                };
                 // Route positions of the village's first and last visit.
                 let (lo, hi) = (lo.0 + 1, hi.0 + 1);
                 if prev < lo {
@@ -182,12 +206,21 @@ struct OneTripPerVillage {
 impl FeatureConstraint for OneTripPerVillage {
     fn evaluate(&self, move_ctx: &MoveContext<'_>) -> Option<ConstraintViolation> {
         let (route_ctx, activity_ctx) = match move_ctx {
-            MoveContext::Activity { route_ctx, activity_ctx } => (route_ctx, activity_ctx),
-            MoveContext::Route { solution_ctx, route_ctx, job } => {
-                return self.elsewhere(solution_ctx, route_ctx, job).then_some(ConstraintViolation {
-                    code: TRIP_CODE,
-                    stopped: true,
-                });
+            MoveContext::Activity {
+                route_ctx,
+                activity_ctx,
+            } => (route_ctx, activity_ctx),
+            MoveContext::Route {
+                solution_ctx,
+                route_ctx,
+                job,
+            } => {
+                return self.elsewhere(solution_ctx, route_ctx, job).then_some(
+                    ConstraintViolation {
+                        code: TRIP_CODE,
+                        stopped: true,
+                    },
+                );
             }
         };
         let target = self.villages.of_activity(activity_ctx.target);
@@ -204,7 +237,10 @@ impl FeatureConstraint for OneTripPerVillage {
         if self.villages.allows(&stops, activity_ctx.index, target) {
             None
         } else {
-            Some(ConstraintViolation { code: TRIP_CODE, stopped: false })
+            Some(ConstraintViolation {
+                code: TRIP_CODE,
+                stopped: false,
+            })
         }
     }
 }
@@ -216,16 +252,26 @@ impl OneTripPerVillage {
         let (Some(single), Some(v)) = (job.as_single(), self.villages.of_job(job)) else {
             return false;
         };
-        if !self.villages.together.get(v as usize).copied().unwrap_or(false) {
+        if !self
+            .villages
+            .together
+            .get(v as usize)
+            .copied()
+            .unwrap_or(false)
+        {
             return false;
         }
         let actor = &route.route().actor;
-        solution.routes.iter().filter(|r| !Arc::ptr_eq(&r.route().actor, actor)).any(|r| {
-            r.route().tour.all_activities().any(|a| {
-                a.job.as_ref().is_some_and(|s| !Arc::ptr_eq(s, single))
-                    && self.villages.of_activity(a) == Some(v)
+        solution
+            .routes
+            .iter()
+            .filter(|r| !Arc::ptr_eq(&r.route().actor, actor))
+            .any(|r| {
+                r.route().tour.all_activities().any(|a| {
+                    a.job.as_ref().is_some_and(|s| !Arc::ptr_eq(s, single))
+                        && self.villages.of_activity(a) == Some(v)
+                })
             })
-        })
     }
 }
 
@@ -235,7 +281,11 @@ mod tests {
 
     fn villages() -> Villages {
         // `allows` looks only at the stops it is given.
-        Villages { of: vec![], together: vec![], far_extra: 0.0 }
+        Villages {
+            of: vec![],
+            together: vec![],
+            far_extra: 0.0,
+        }
     }
 
     // Stops: town, village 1, village 1, town.
@@ -255,19 +305,41 @@ mod tests {
         let v = villages();
         assert!(v.allows(&ROUTE, 1, Some(1)), "right before the trip");
         assert!(v.allows(&ROUTE, 3, Some(1)), "right after the trip");
-        assert!(!v.allows(&ROUTE, 4, Some(1)), "after the town visit that follows the trip");
-        assert!(!v.allows(&ROUTE, 0, Some(1)), "before the town visit that precedes it");
-        assert!(v.allows(&ROUTE, 0, Some(2)), "another village: a trip of its own");
+        assert!(
+            !v.allows(&ROUTE, 4, Some(1)),
+            "after the town visit that follows the trip"
+        );
+        assert!(
+            !v.allows(&ROUTE, 0, Some(1)),
+            "before the town visit that precedes it"
+        );
+        assert!(
+            v.allows(&ROUTE, 0, Some(2)),
+            "another village: a trip of its own"
+        );
     }
 
     fn tours(n: usize, shift: (i64, i64)) -> Vec<Tour> {
         (0..n)
-            .map(|i| Tour { patrol: i, from_loc: 0, from_time: shift.0, end_loc: 0, shift_end: shift.1, jobs: vec![] })
+            .map(|i| Tour {
+                patrol: i,
+                from_loc: 0,
+                from_time: shift.0,
+                end_loc: 0,
+                shift_end: shift.1,
+                jobs: vec![],
+            })
             .collect()
     }
 
     fn job(loc: usize, earliest: i64, latest: i64, service: i64) -> Job {
-        Job { loc, earliest, latest, service, urgent: false }
+        Job {
+            loc,
+            earliest,
+            latest,
+            service,
+            urgent: false,
+        }
     }
 
     #[test]
