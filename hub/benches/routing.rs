@@ -318,6 +318,9 @@ fn repeat(args: &[String], budget_s: u64, restarts: u32) -> std::io::Result<()> 
         let seconds = started.elapsed().as_secs_f64();
         assert_valid(&plan, &instance, &Table::new(&instance));
         let travel = plan.travel_s();
+        if let Ok(dir) = std::env::var("VAKA_DUMP") {
+            std::fs::write(format!("{dir}/plan-{n}-{run}.json"), serde_json::to_vec(&plan)?)?;
+        }
         let gap = pyvrp_travel(n).map_or(f64::NAN, |p| 100.0 * (travel - p) as f64 / p as f64);
         println!(
             "{n} visits, run {run}: travel {travel} s ({gap:+.2} % vs PyVRP), unassigned {}, {seconds:.1} s",

@@ -38,7 +38,8 @@
 //!
 //! Files: `travel.rs` (travel-time matrices: straight line, OSRM table file), `schedule.rs`
 //! (integer schedules, cheapest and forced insertion), `solve.rs` (the vrp-core model),
-//! `insert.rs` (escalations into running routes), `check.rs` (plan validation).
+//! `trips.rs` (the "one trip per village" constraint on `plan`'s search), `insert.rs`
+//! (escalations into running routes), `check.rs` (plan validation).
 
 mod check;
 mod insert;
@@ -47,6 +48,7 @@ mod solve;
 #[cfg(test)]
 mod testkit;
 mod travel;
+mod trips;
 
 pub use check::PlanProblem;
 pub use insert::insert;

@@ -11,6 +11,7 @@
 //! The solver's own schedule is not used: routes are re-timed here with the integer matrix.
 
 use super::schedule::{force_in, Job, Matrix, Tour};
+use super::trips::Villages;
 use super::{Budget, Patrol, Plan, Route, RoutingError, Stop, TravelTimes, Unassigned, Visit};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -222,12 +223,20 @@ const FAR_FIRST_SHARE: f64 = 0.1;
 /// best (fewest unassigned, then least travel). The search settles within seconds in a local
 /// optimum that depends on its early moves, so independent starts beat one long run.
 ///
-/// The first run is "far visits first" (when there are at least two): vrp-core routes only
-/// the far visits for a tenth of the run, then the whole night starting from those village
-/// trips. Measured on night-200 (`BENCHMARKS.md`): vrp-core on its own lands anywhere between
-/// 51 k and 68 k s of driving from run to run, depending mostly on how it first splits the
-/// village visits over patrols; started from village trips it lands at 57–58 k every time.
-/// The other runs stay free, as they sometimes find the better village split.
+/// When the night has far (village) visits, every run is "far visits first": vrp-core routes
+/// only the far visits for a tenth of the run, then the whole night starting from those
+/// village trips. All runs but the fallback below also keep villages in one trip
+/// ([`super::trips`]): never a town visit between a village's visits, never two patrols for a
+/// village that one patrol can serve whole. Measured on night-200 (`BENCHMARKS.md`): without the constraint vrp-core
+/// lands anywhere between 51 k and 68 k s of driving, the cheap plans leaving a village visit
+/// out, and "far visits first" alone at 57–58 k (it moves village visits back into town
+/// routes); with it, 54–56 k with every visit served, the village trips as PyVRP plans them.
+///
+/// The constraint can cost served visits on a night that is over capacity (night-300: 9–11
+/// left out instead of 7–8) or has many visits per village (the 1,000-visit `scale` night: up
+/// to 7 left out in one 9 s run), so the unconstrained "far visits first" run is kept as a
+/// fallback: it is the last run when the best plan so far leaves visits out, and the only one
+/// when just one run is allowed.
 fn solve_restarting(
     m: &Matrix,
     table: &[Job],
@@ -238,17 +247,23 @@ fn solve_restarting(
 ) -> Result<Solved, RoutingError> {
     let runs = budget.restarts.max(1);
     let far = far_jobs(m, table, which, tours);
+    let villages = (far.len() >= 2 && far.len() < which.len())
+        .then(|| Arc::new(Villages::new(m, table, &far, tours)));
     let mut best: Option<((usize, i64), Solved)> = None;
     for run in 0..runs {
         let left = budget.time.saturating_sub(started.elapsed());
         let share = Budget { time: left / (runs - run), ..budget.clone() };
         let t0 = Instant::now();
-        let solved = if run == 0 && far.len() >= 2 && far.len() < which.len() {
-            let villages = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
-            let seed = solve(m, table, &far, tours, &villages, t0)?;
-            solve_seeded(m, table, which, tours, &share, t0, Some(&seed.routes))?
-        } else {
-            solve(m, table, which, tours, &share, t0)?
+        let fallback = runs == 1 || (run + 1 == runs && best.as_ref().is_some_and(|(k, _)| k.0 > 0));
+        let solved = match &villages {
+            Some(villages) => {
+                let trips = if fallback { None } else { Some(villages) };
+                let stage = Budget { time: share.time.mul_f64(FAR_FIRST_SHARE), ..share.clone() };
+                let seed = solve_guided(m, table, &far, tours, &stage, t0, Guide { seed: None, trips })?;
+                let guide = Guide { seed: Some(&seed.routes), trips };
+                solve_guided(m, table, which, tours, &share, t0, guide)?
+            }
+            None => solve(m, table, which, tours, &share, t0)?,
         };
         let travel: i64 = solved
             .routes
@@ -274,27 +289,37 @@ pub(super) fn solve(
     budget: &Budget,
     started: Instant,
 ) -> Result<Solved, RoutingError> {
-    solve_seeded(m, table, which, tours, budget, started, None)
+    solve_guided(m, table, which, tours, budget, started, Guide::default())
 }
 
-/// [`solve`], with the first solution of vrp-core's initial population built from `seed`
-/// (job table indices per tour, in order): those jobs are put on their tour, in that order,
-/// then the others where they cost least (tightest windows first), all by vrp-core's own
-/// insertion. vrp-core then searches from that population as usual.
-fn solve_seeded(
+/// What shapes a run besides the model: a seed for its first solution, and the village trip
+/// constraint.
+#[derive(Default, Clone, Copy)]
+struct Guide<'a> {
+    /// Job table indices per tour, in order (see [`solve_guided`]).
+    seed: Option<&'a [Vec<usize>]>,
+    trips: Option<&'a Arc<Villages>>,
+}
+
+/// [`solve`], with the first solution of vrp-core's initial population built from the
+/// guide's seed (job table indices per tour, in order): those jobs are put on their tour, in
+/// that order, then the others where they cost least (tightest windows first), all by
+/// vrp-core's own insertion. vrp-core then searches from that population as usual, with the
+/// guide's village trip constraint if any.
+fn solve_guided(
     m: &Matrix,
     table: &[Job],
     which: &[usize],
     tours: &[Tour],
     budget: &Budget,
     started: Instant,
-    seed: Option<&[Vec<usize>]>,
+    guide: Guide,
 ) -> Result<Solved, RoutingError> {
     let mut routes = vec![Vec::new(); tours.len()];
     if which.is_empty() {
         return Ok(Solved { routes, unassigned: vec![] });
     }
-    let problem = Arc::new(model(m, table, which, tours).map_err(solver_error)?);
+    let problem = Arc::new(model(m, table, which, tours, guide.trips).map_err(solver_error)?);
     let left = budget.time.saturating_sub(started.elapsed()).as_secs_f64().max(0.05);
     let quiet: InfoLogger = Arc::new(|_: &str| {});
     let environment = Arc::new(Environment::new(
@@ -309,7 +334,7 @@ fn solve_seeded(
         .set_telemetry_mode(TelemetryMode::None)
         .prebuild()
         .map_err(solver_error)?;
-    if let Some(seed) = seed {
+    if let Some(seed) = guide.seed {
         // vrp-core builds its initial solutions with these operators in order (4 of them by
         // default), so the replayed seed is always the first.
         let replay: Box<InitialOp> = Box::new(RecreateInitialOperator::new(Arc::new(replay(table, seed))));
@@ -438,7 +463,13 @@ impl RouteSelector for SeedRoutes {
     }
 }
 
-fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericResult<Problem> {
+fn model(
+    m: &Matrix,
+    table: &[Job],
+    which: &[usize],
+    tours: &[Tour],
+    villages: Option<&Arc<Villages>>,
+) -> GenericResult<Problem> {
     let flat: Vec<Float> = m.iter().flatten().map(|&d| d as Float).collect();
     let transport: Arc<dyn TransportCost> = Arc::new(SimpleTransportCost::new(flat.clone(), flat)?);
     let jobs = which
@@ -466,14 +497,22 @@ fn model(m: &Matrix, table: &[Job], which: &[usize], tours: &[Tour]) -> GenericR
             VehicleBuilder::default().id(&i.to_string()).add_detail(detail).build()
         })
         .collect::<GenericResult<Vec<_>>>()?;
-    let goal = GoalContextBuilder::with_features(&[
-        MinimizeUnassignedBuilder::new("min-unassigned").build()?,
+    let mut unassigned = MinimizeUnassignedBuilder::new("min-unassigned");
+    if let Some(villages) = villages {
+        let villages = villages.clone();
+        unassigned = unassigned.set_job_estimator(move |_, job| villages.unassigned_weight(job));
+    }
+    let mut features = vec![
+        unassigned.build()?,
         TransportFeatureBuilder::new("min-travel")
             .set_transport_cost(transport.clone())
             .set_violation_code(TIME_CODE)
             .build_minimize_distance()?,
-    ])?
-    .build()?;
+    ];
+    if let Some(villages) = villages {
+        features.push(villages.feature()?);
+    }
+    let goal = GoalContextBuilder::with_features(&features)?.build()?;
     ProblemBuilder::default()
         .add_jobs(jobs.into_iter())
         .add_vehicles(vehicles.into_iter())
@@ -599,6 +638,32 @@ mod tests {
     }
 
     #[test]
+    fn village_visits_are_one_trip_in_order_when_runs_keep_villages_together() {
+        // A village 45 km out with visits at 22:00, 01:00 and 04:00, and a town visit every
+        // half hour; two runs, so the first keeps villages together (the second is the
+        // fallback only if the first leaves a visit out).
+        let mut visits = vec![
+            visit("v-22", near(45.0, 0.0), 4 * H, 4 * H + 30 * MIN),
+            visit("v-01", near(45.3, 0.2), 7 * H, 7 * H + 30 * MIN),
+            visit("v-04", near(44.8, -0.2), 10 * H, 10 * H + 30 * MIN),
+        ];
+        for k in 0..14 {
+            let t = 3 * H + 30 * MIN + k * 30 * MIN;
+            let home = near(1.0 + (k % 4) as f64, -1.0);
+            visits.push(visit(&format!("town{k}"), home, t, t + 20 * MIN));
+        }
+        let patrols = [patrol("p1", 3 * H, 13 * H), patrol("p2", 3 * H, 13 * H)];
+        let budget = Budget { restarts: 2, ..budget() };
+        let plan = plan(&patrols, &visits, &Straight::default(), &budget).unwrap();
+        assert_valid(&plan, &patrols, &visits);
+        assert!(plan.unassigned.is_empty(), "{:?}", plan.unassigned);
+        let (route, _) = plan.find("v-22").unwrap();
+        let ids: Vec<&str> = route.stops.iter().map(|s| s.visit.as_str()).collect();
+        let first = ids.iter().position(|v| v.starts_with("v-")).unwrap();
+        assert_eq!(ids[first..first + 3], ["v-22", "v-01", "v-04"], "{ids:?}");
+    }
+
+    #[test]
     fn seeded_solve_keeps_every_job_and_returns_each_on_one_tour() {
         let visits: Vec<Visit> = (0..8)
             .map(|k| visit(&format!("v{k}"), near(k as f64, 1.0), 4 * H, 10 * H))
@@ -612,8 +677,9 @@ mod tests {
         let all: Vec<usize> = (0..8).collect();
         // Seed: the far half on the second patrol, in reverse (not the best order).
         let seed = vec![vec![], vec![7, 6, 5, 4]];
+        let guide = Guide { seed: Some(&seed), trips: None };
         let solved =
-            solve_seeded(&m, &table, &all, &tours, &budget(), Instant::now(), Some(&seed)).unwrap();
+            solve_guided(&m, &table, &all, &tours, &budget(), Instant::now(), guide).unwrap();
         assert!(solved.unassigned.is_empty());
         let mut served: Vec<usize> = solved.routes.concat();
         served.sort();
