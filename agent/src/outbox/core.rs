@@ -11,10 +11,14 @@
 //! - at most `max_in_flight` events are in flight, and none while disconnected;
 //! - sends go out alarms first, then warnings, then info; within a severity by ascending seq;
 //! - an event leaves the core only by the hub's ack or by eviction, never by a send or PUBACK;
-//! - `bytes()` is the sum of the payload sizes of pending events.
+//! - `bytes()` is the sum of the sizes of pending events, as the shell counted them (their
+//!   cost on disk: payload plus the row's overhead).
+//!
+//! The core keeps only metadata (seq, severity, size, state) in memory, never payloads: a
+//! device offline for days may hold tens of megabytes of events, and the agent must stay
+//! small. [`Action::Send`] names a seq; the shell reads its payload from disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_protocol::Severity;
 
@@ -30,7 +34,11 @@ pub struct Limits {
 pub enum Input {
     /// An event was committed to disk; `evicted` are the seqs the same transaction deleted
     /// (as planned by [`OutboxCore::admit`]).
-    Accepted { seq: u64, severity: Severity, payload: Arc<[u8]>, evicted: Vec<u64> },
+    /// `size` is what the event counts against `max_bytes`.
+    Accepted { seq: u64, severity: Severity, size: u64, evicted: Vec<u64> },
+    /// The shell deleted these pending events to keep the file within its cap (as planned by
+    /// [`OutboxCore::plan_eviction`]).
+    Evicted { seqs: Vec<u64> },
     /// The hub's ack named these seqs (committed or rejected).
     Acked { seqs: Vec<u64> },
     /// A new MQTT session is up: everything in flight is resent.
@@ -43,8 +51,8 @@ pub enum Input {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Publish this payload (QoS 1) now.
-    Send { seq: u64, payload: Arc<[u8]> },
+    /// Publish this pending event (QoS 1) now; the shell reads its payload from disk.
+    Send { seq: u64 },
     /// The hub acked this pending event: delete it from disk.
     Delete { seq: u64 },
 }
@@ -69,7 +77,7 @@ enum State {
 #[derive(Debug, Clone)]
 struct Entry {
     severity: Severity,
-    payload: Arc<[u8]>,
+    size: u64,
     state: State,
 }
 
@@ -117,7 +125,7 @@ impl OutboxCore {
         self.entries.is_empty()
     }
 
-    /// Payload bytes of pending events, the quantity `max_bytes` bounds.
+    /// Counted bytes of pending events, the quantity `max_bytes` bounds.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -161,7 +169,7 @@ impl OutboxCore {
                     break 'outer;
                 }
                 if let Some(e) = self.entries.get(seq) {
-                    freed += e.payload.len() as u64;
+                    freed += e.size;
                     evict.push(*seq);
                 }
             }
@@ -175,17 +183,42 @@ impl OutboxCore {
         }
     }
 
+    /// Plans deleting at least `bytes` counted bytes: oldest info first, then oldest warnings,
+    /// never alarms. Used by the shell when the file on disk is over its cap although the
+    /// counted bytes are not (rows spread over partly filled pages). May return less.
+    pub fn plan_eviction(&self, bytes: u64) -> Vec<u64> {
+        let mut freed = 0u64;
+        let mut evict = Vec::new();
+        for s in [Severity::Info, Severity::Warning] {
+            for seq in &self.by_severity[severity_index(s)] {
+                if freed >= bytes {
+                    return evict;
+                }
+                if let Some(e) = self.entries.get(seq) {
+                    freed += e.size;
+                    evict.push(*seq);
+                }
+            }
+        }
+        evict
+    }
+
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let mut actions = Vec::new();
         match input {
-            Input::Accepted { seq, severity, payload, evicted } => {
+            Input::Accepted { seq, severity, size, evicted } => {
                 for seq in evicted {
                     self.remove(seq);
                 }
-                self.bytes += payload.len() as u64;
-                self.entries.insert(seq, Entry { severity, payload, state: State::Waiting });
+                self.bytes += size;
+                self.entries.insert(seq, Entry { severity, size, state: State::Waiting });
                 self.waiting[severity_index(severity)].insert(seq);
                 self.by_severity[severity_index(severity)].insert(seq);
+            }
+            Input::Evicted { seqs } => {
+                for seq in seqs {
+                    self.remove(seq);
+                }
             }
             Input::Acked { seqs } => {
                 for seq in seqs {
@@ -232,7 +265,7 @@ impl OutboxCore {
             let Some(entry) = self.entries.get_mut(&seq) else { continue };
             entry.state = State::InFlight { sent_at: now };
             self.in_flight.insert((now, seq));
-            actions.push(Action::Send { seq, payload: entry.payload.clone() });
+            actions.push(Action::Send { seq });
         }
     }
 
@@ -266,7 +299,7 @@ impl OutboxCore {
             }
         }
         self.by_severity[i].remove(&seq);
-        self.bytes -= entry.payload.len() as u64;
+        self.bytes -= entry.size;
         true
     }
 }

@@ -21,8 +21,10 @@
 //!   a resend by `id` and stores it once.
 //!
 //! # Bounded on disk, and what is given up first
-//! `max_bytes` bounds the payload bytes of pending events (a device can be offline for days).
-//! When an accept would exceed it, the same transaction that inserts the new event deletes
+//! `max_bytes` bounds what the outbox takes on disk: the SQLite file plus its WAL (a device
+//! can be offline for days). The WAL gets a share of it and is checkpointed and truncated when
+//! it passes that share; each event counts at its payload plus a measured per-row overhead
+//! ([`store::DiskBudget`] has the arithmetic). When an accept would exceed the rest, the same transaction that inserts the new event deletes
 //! the oldest *info* events first, then the oldest *warnings*. A new event never evicts a more
 //! severe one. **Alarms are never evicted**, and a new alarm is accepted even beyond the budget
 //! (logged at ERROR: a person must look at a device whose disk budget is full of alarms). A new
@@ -32,6 +34,17 @@
 //! per [`OVERFLOW_REPORT_INTERVAL`] (drops in between are summed into the next report). The
 //! pending tally of drops lives in memory: a crash before the report loses the report, never
 //! an accepted event that was not evicted.
+//!
+//! Counting is an estimate, so after every commit the shell also measures the file's pages in
+//! use; if they pass the budget (rows of evicted events leave pages partly filled), more is
+//! evicted in the same order (oldest info, then oldest warnings, never alarms) until they fit.
+//! The file and its WAL therefore stay within `max_bytes` plus at most one transaction's new
+//! pages, unless alarms alone fill it.
+//!
+//! # Memory
+//! Only metadata of pending events (seq, severity, size, state) is kept in memory; a payload
+//! is read from the file when it is sent. A full outbox costs memory per event, not per
+//! payload byte.
 //!
 //! # A full disk
 //! The budget above is the outbox's own; the file system can fill up before it (another
@@ -61,7 +74,7 @@ mod worker;
 
 pub use self::core::{Action, Admission, Input, Limits, OutboxCore};
 pub use reserve::{Reserve, DEFAULT_RESERVE_BYTES};
-pub use store::{Store, StoreError};
+pub use store::{DiskBudget, Store, StoreError};
 pub use worker::{spawn, OutboxHandle, Publish};
 
 use jiff::Timestamp;
@@ -159,6 +172,15 @@ struct OverflowTally {
     last_report: Option<Instant>,
 }
 
+/// The sends of a step that comes after a commit; a failure is logged, not returned. An
+/// unsent event stays in flight in the core and is sent again after `ack_timeout`.
+fn logged(result: Result<Vec<Publish>, OutboxError>) -> Vec<Publish> {
+    result.unwrap_or_else(|e| {
+        error!(error = %e, "Outbox step after a commit failed; the commit stands");
+        Vec::new()
+    })
+}
+
 /// The outbox shell: the SQLite [`Store`] and the pure [`OutboxCore`] kept in step.
 pub struct Outbox {
     store: Store,
@@ -168,6 +190,7 @@ pub struct Outbox {
     tally: OverflowTally,
     counters: Counters,
     reserve: Reserve,
+    budget: DiskBudget,
 }
 
 impl Outbox {
@@ -185,7 +208,10 @@ impl Outbox {
         limits: Limits,
         reserve_bytes: u64,
     ) -> Result<Outbox, OutboxError> {
-        let store = Store::open(path)?;
+        let budget = DiskBudget::new(limits.max_bytes);
+        let limits = Limits { max_bytes: budget.event_bytes(), ..limits };
+        let mut store = Store::open(path)?;
+        store.set_wal_limit(budget.wal_bytes)?;
         let (reserve, reserve_error) = Reserve::open(path, reserve_bytes);
         if let Some(e) = reserve_error {
             error!(
@@ -204,6 +230,7 @@ impl Outbox {
             tally: OverflowTally::default(),
             counters: Counters::default(),
             reserve,
+            budget,
         };
         if wal.torn() {
             // ERROR: the cut transaction was never answered, so no accepted event is lost, but
@@ -220,6 +247,8 @@ impl Outbox {
             );
         }
         outbox.reload(Instant::now())?;
+        // A file written before the cap counted on-disk bytes may be over it.
+        outbox.keep_within_cap(Instant::now())?;
         info!(
             path = %path.display(),
             pending = outbox.core.len(),
@@ -231,7 +260,7 @@ impl Outbox {
     }
 
     /// Rebuilds the core from disk; used at start and after a failed transaction.
-    fn reload(&mut self, now: Instant) -> Result<Vec<Action>, OutboxError> {
+    fn reload(&mut self, now: Instant) -> Result<Vec<Publish>, OutboxError> {
         let (next_seq, events) = self.store.load()?;
         let connected = self.core.is_connected();
         let mut core = OutboxCore::new(self.core.limits());
@@ -241,14 +270,76 @@ impl Outbox {
                 Input::Accepted {
                     seq: e.seq,
                     severity: e.severity,
-                    payload: e.payload,
+                    size: e.len + store::ROW_OVERHEAD,
                     evicted: Vec::new(),
                 },
             );
         }
         self.core = core;
         self.next_seq = next_seq;
-        Ok(if connected { self.core.handle(now, Input::Connected) } else { Vec::new() })
+        let actions = if connected { self.core.handle(now, Input::Connected) } else { Vec::new() };
+        self.publishes(actions)
+    }
+
+    /// Reads the payloads of the core's sends from disk. Deletes need no IO here: the core
+    /// asks for them only from [`Outbox::ack`], which carries them out itself.
+    fn publishes(&self, actions: Vec<Action>) -> Result<Vec<Publish>, OutboxError> {
+        let mut out = Vec::new();
+        for a in actions {
+            if let Action::Send { seq } = a {
+                match self.store.payload(seq)? {
+                    Some(payload) => out.push(Publish { seq, payload }),
+                    // Cannot happen while the core and the file agree; the event stays in
+                    // flight and is sent again after `ack_timeout`.
+                    None => error!(seq, "Pending event missing from the outbox file; not sent"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evicts oldest info, then oldest warnings, until the file's pages in use fit the
+    /// budget (see the module note), and keeps the WAL within its share.
+    fn keep_within_cap(&mut self, now: Instant) -> Result<Vec<Publish>, OutboxError> {
+        let target = self.budget.file_bytes();
+        let mut actions = Vec::new();
+        loop {
+            let used = self.store.used_bytes()?;
+            if used <= target {
+                break;
+            }
+            // A little more than the excess, so that a full outbox does not pay an extra
+            // transaction for every commit.
+            let evict = self.core.plan_eviction(used - target + 4 * 4096);
+            if evict.is_empty() {
+                // Only alarms are left; they are never evicted (logged at accept).
+                break;
+            }
+            let mut batch = self.store.batch()?;
+            batch.delete(&evict)?;
+            batch.commit()?;
+            self.note_evicted(&evict);
+            self.counters.evicted += evict.len() as u64;
+            error!(
+                evicted = evict.len(),
+                first = evict.first().copied().unwrap_or_default(),
+                used_bytes = used,
+                file_budget = target,
+                "Outbox file is over its disk budget; oldest low-severity events dropped"
+            );
+            actions.extend(self.core.handle(now, Input::Evicted { seqs: evict }));
+        }
+        self.store.limit_wal(self.budget.wal_bytes)?;
+        self.publishes(actions)
+    }
+
+    /// Adds evicted seqs to the tally of drops to report.
+    fn note_evicted(&mut self, evict: &[u64]) {
+        self.tally.dropped += evict.len() as u64;
+        for &s in evict {
+            let (lo, hi) = self.tally.seqs.unwrap_or((s, s));
+            self.tally.seqs = Some((lo.min(s), hi.max(s)));
+        }
     }
 
     pub fn depth(&self) -> u64 {
@@ -269,7 +360,7 @@ impl Outbox {
         now: Instant,
         ts: Timestamp,
         event: NewEvent,
-    ) -> Result<(Acceptance, Vec<Action>), OutboxError> {
+    ) -> Result<(Acceptance, Vec<Publish>), OutboxError> {
         let (mut outcomes, actions) = self.accept_batch(now, ts, vec![event])?;
         let outcome = outcomes.pop().unwrap_or(Acceptance::Dropped { reason: "no outcome".into() });
         Ok((outcome, actions))
@@ -282,7 +373,7 @@ impl Outbox {
         now: Instant,
         ts: Timestamp,
         events: Vec<NewEvent>,
-    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+    ) -> Result<(Vec<Acceptance>, Vec<Publish>), OutboxError> {
         self.accept_with_state(now, ts, events, None)
     }
 
@@ -296,7 +387,7 @@ impl Outbox {
         ts: Timestamp,
         events: Vec<NewEvent>,
         state: &StateWrite,
-    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+    ) -> Result<(Vec<Acceptance>, Vec<Publish>), OutboxError> {
         self.accept_with_state(now, ts, events, Some(state))
     }
 
@@ -311,7 +402,7 @@ impl Outbox {
         ts: Timestamp,
         events: Vec<NewEvent>,
         state: Option<&StateWrite>,
-    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+    ) -> Result<(Vec<Acceptance>, Vec<Publish>), OutboxError> {
         let retry = events.clone();
         match self.try_accept_batch(now, ts, events, state, false) {
             Ok(ok) => Ok(ok),
@@ -351,7 +442,7 @@ impl Outbox {
         events: Vec<NewEvent>,
         state: Option<&StateWrite>,
         overflow_report: bool,
-    ) -> Result<(Vec<Acceptance>, Vec<Action>), OutboxError> {
+    ) -> Result<(Vec<Acceptance>, Vec<Publish>), OutboxError> {
         let mut outcomes = Vec::with_capacity(events.len());
         let mut actions = Vec::new();
         let mut next_seq = self.next_seq;
@@ -389,11 +480,12 @@ impl Outbox {
                 severity: event.severity,
                 body: event.body,
             };
-            let payload: Arc<[u8]> = envelope.encode().into();
+            let payload = envelope.encode();
+            let size = payload.len() as u64 + store::ROW_OVERHEAD;
             // The overflow report is the hub's only way to learn of lost events, so it is
             // admitted like an alarm (beyond the budget if need be); it is rate-limited.
             let admit_as = if overflow_report { Severity::Alarm } else { event.severity };
-            match self.core.admit(admit_as, payload.len() as u64) {
+            match self.core.admit(admit_as, size) {
                 Admission::Refuse => {
                     refused_total += 1;
                     self.tally.dropped += 1;
@@ -439,7 +531,7 @@ impl Outbox {
                         Input::Accepted {
                             seq: next_seq,
                             severity: event.severity,
-                            payload,
+                            size,
                             evicted: evict,
                         },
                     ));
@@ -455,6 +547,9 @@ impl Outbox {
             batch.put_state(state.key, &state.value)?;
         }
         batch.commit()?;
+        // The batch is accepted from here on: a failure below must not be reported as a
+        // failed accept (the producer would send its event again, under a new id).
+        let mut actions = logged(self.publishes(actions));
         let accepted = next_seq - self.next_seq;
         self.next_seq = next_seq;
         self.counters.accepted += accepted;
@@ -462,13 +557,14 @@ impl Outbox {
         self.counters.refused += refused_total;
         self.counters.dropped_disk_full += disk_full_dropped;
         self.counters.disk_full_alarms += disk_full_alarms;
+        actions.extend(logged(self.keep_within_cap(now)));
         actions.extend(self.report_overflow(now, ts)?);
         Ok((outcomes, actions))
     }
 
     /// Accepts an `outbox_overflow` event if drops are unreported and the last report is old
     /// enough.
-    fn report_overflow(&mut self, now: Instant, ts: Timestamp) -> Result<Vec<Action>, OutboxError> {
+    fn report_overflow(&mut self, now: Instant, ts: Timestamp) -> Result<Vec<Publish>, OutboxError> {
         if self.tally.dropped == 0 {
             return Ok(Vec::new());
         }
@@ -493,7 +589,7 @@ impl Outbox {
 
     /// Applies the hub's ack: deletes committed and rejected events. Returns the sends the
     /// freed room allows.
-    pub fn ack(&mut self, now: Instant, ack: &Ack) -> Result<Vec<Action>, OutboxError> {
+    pub fn ack(&mut self, now: Instant, ack: &Ack) -> Result<Vec<Publish>, OutboxError> {
         for r in &ack.rejected {
             if let Some(severity) = self.core.severity_of(r.seq) {
                 error!(
@@ -524,13 +620,14 @@ impl Outbox {
             // If this fails the rows stay and are resent after a restart; the hub dedups.
             self.store.delete(&deleted)?;
         }
-        Ok(sends)
+        self.publishes(sends)
     }
 
     /// Connection changes and ticks; also sends a due overflow report.
-    pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Action>, OutboxError> {
+    pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Publish>, OutboxError> {
         let tick = input == Input::Tick;
-        let mut actions = self.core.handle(now, input);
+        let sends = self.core.handle(now, input);
+        let mut actions = self.publishes(sends)?;
         if tick && self.reserve.is_spent() && self.reserve.try_restore(now) {
             info!(
                 reserve_bytes = self.reserve.bytes(),

@@ -147,13 +147,10 @@ fn pending_of(outbox: &mut Outbox) -> Pending {
     let sends = outbox.handle(now, Input::Connected).unwrap();
     sends
         .into_iter()
-        .filter_map(|a| match a {
-            Action::Send { seq, payload } => {
-                let e = Envelope::decode(&payload).unwrap_or_else(|e| panic!("seq {seq}: {e}"));
-                assert_eq!(e.seq, seq);
-                Some((seq, e.id))
-            }
-            Action::Delete { .. } => None,
+        .map(|Publish { seq, payload }| {
+            let e = Envelope::decode(&payload).unwrap_or_else(|e| panic!("seq {seq}: {e}"));
+            assert_eq!(e.seq, seq);
+            (seq, e.id)
         })
         .collect()
 }

@@ -15,6 +15,15 @@
 //!   decisions raise, so that after a crash the state and the outbox always agree: a raised
 //!   `dose_missed` is never raised twice, and a pending grace timer is never forgotten.
 //!
+//! # What `max_bytes` bounds
+//! The cap is for what is on disk: the database file plus its WAL (not the alarm reserve,
+//! [`super::reserve`], which is configured on its own). [`DiskBudget`] splits it: the WAL may
+//! grow to [`DiskBudget::wal_bytes`] before [`Store::limit_wal`] checkpoints it and truncates
+//! it to zero; the rest holds the schema's pages ([`FIXED_BYTES`]) and the events, each
+//! counted at its payload plus [`ROW_OVERHEAD`]. Counting is an estimate (rows of evicted
+//! events can leave pages partly filled), so the shell also measures the pages in use
+//! ([`Store::used_bytes`]) after each commit and evicts more when they pass the budget.
+//!
 //! A power cut during a commit leaves a torn tail in the WAL, which SQLite's recovery drops
 //! (it was never committed, so no accepted event is in it). [`Store::open`] reads the WAL
 //! first ([`super::wal`]) so that such a tail is reported rather than silently dropped.
@@ -47,12 +56,58 @@ impl StoreError {
     }
 }
 
-/// One pending event as stored.
+/// One pending event as stored, without its payload (read it with [`Store::payload`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub seq: u64,
     pub severity: Severity,
-    pub payload: Arc<[u8]>,
+    /// Payload bytes.
+    pub len: u64,
+}
+
+/// What one event's row costs on disk beyond its payload: the id as text (36 bytes), the
+/// record and cell headers, the cell pointer, and a share of the b-tree's interior pages and
+/// page headers. Measured for this schema with payloads of 100–300 bytes (see the test
+/// `outbox_file_and_wal_stay_within_max_bytes_when_filled_far_past_it`).
+pub const ROW_OVERHEAD: u64 = 64;
+
+/// The pages every outbox file has whatever it holds: the schema, `meta`, the roots of
+/// `events` and `state`, the index of `state`, and room for the small state rows.
+pub const FIXED_BYTES: u64 = 8 * 4096;
+
+/// Smallest and largest WAL allowance.
+const MIN_WAL_BYTES: u64 = 16 * 1024;
+const MAX_WAL_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How `max_bytes` (database file plus WAL) is shared out; see the module note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskBudget {
+    /// The cap: database file plus WAL.
+    pub max_bytes: u64,
+    /// The WAL is checkpointed and truncated once it passes this.
+    pub wal_bytes: u64,
+}
+
+impl DiskBudget {
+    pub fn new(max_bytes: u64) -> DiskBudget {
+        DiskBudget { max_bytes, wal_bytes: (max_bytes / 16).clamp(MIN_WAL_BYTES, MAX_WAL_BYTES) }
+    }
+
+    /// What the database file's pages in use may take.
+    pub fn file_bytes(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.wal_bytes)
+    }
+
+    /// What the events may take, counted at payload plus [`ROW_OVERHEAD`] each.
+    pub fn event_bytes(&self) -> u64 {
+        self.file_bytes().saturating_sub(FIXED_BYTES)
+    }
+
+    /// The cap that leaves `event_bytes` for events, for small outboxes (up to 256 KiB, where
+    /// the WAL gets its smallest share): tests with a few events.
+    pub fn for_event_bytes(event_bytes: u64) -> DiskBudget {
+        DiskBudget::new(event_bytes + FIXED_BYTES + MIN_WAL_BYTES)
+    }
 }
 
 pub struct Store {
@@ -125,7 +180,8 @@ impl Store {
         |source| StoreError::Sqlite { path: self.path.clone(), source }
     }
 
-    /// The next sequence number to assign and every pending event, in seq order.
+    /// The next sequence number to assign and every pending event (without payloads), in seq
+    /// order.
     pub fn load(&self) -> Result<(u64, Vec<StoredEvent>), StoreError> {
         let next_seq: i64 = self
             .conn
@@ -135,28 +191,78 @@ impl Store {
             .unwrap_or(1);
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, severity, payload FROM events ORDER BY seq")
+            .prepare("SELECT seq, severity, length(payload) FROM events ORDER BY seq")
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
             })
             .map_err(self.err())?;
         let mut events = Vec::new();
         for row in rows {
-            let (seq, code, payload) = row.map_err(self.err())?;
+            let (seq, code, len) = row.map_err(self.err())?;
             let seq = seq.max(0) as u64;
             let severity = severity_from_code(code).ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
                 seq,
                 value: code,
             })?;
-            events.push(StoredEvent { seq, severity, payload: payload.into() });
+            events.push(StoredEvent { seq, severity, len: len.max(0) as u64 });
         }
         // A seq counter behind a stored event would hand out a seq twice; never trust it over
         // the events themselves.
         let after_last = events.last().map_or(1, |e| e.seq + 1);
         Ok(((next_seq.max(1) as u64).max(after_last), events))
+    }
+
+    /// The payload of the pending event `seq`, exactly as first encoded.
+    pub fn payload(&self, seq: u64) -> Result<Option<Arc<[u8]>>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT payload FROM events WHERE seq = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![seq as i64], |r| r.get::<_, Vec<u8>>(0)).optional()
+            })
+            .map(|p| p.map(Arc::from))
+            .map_err(self.err())
+    }
+
+    /// Bytes of the database file's pages in use (not on the free list), as they will be
+    /// once the WAL is checkpointed. The file never shrinks, but a free page is used again
+    /// before the file grows.
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let pragma = |name: &str| {
+            self.conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0)).map_err(self.err())
+        };
+        let (pages, free, size) =
+            (pragma("page_count")?, pragma("freelist_count")?, pragma("page_size")?);
+        Ok((pages - free).max(0) as u64 * size.max(0) as u64)
+    }
+
+    /// Bytes of the database file and of its WAL on disk now.
+    pub fn file_sizes(&self) -> (u64, u64) {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        (size(&self.path), size(&wal_path(&self.path)))
+    }
+
+    /// Keeps the WAL within `limit` bytes: SQLite truncates it to `limit` when it starts
+    /// over, and once it is larger it is checkpointed into the database and truncated now.
+    pub fn limit_wal(&mut self, limit: u64) -> Result<(), StoreError> {
+        let (_, wal) = self.file_sizes();
+        if wal > limit {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    /// Sets SQLite's own WAL limit (`journal_size_limit`) and checkpoints at half of it.
+    pub fn set_wal_limit(&mut self, limit: u64) -> Result<(), StoreError> {
+        let limit = limit.min(i64::MAX as u64) as i64;
+        self.conn.pragma_update(None, "journal_size_limit", limit).map_err(self.err())?;
+        let pages = (limit / 2 / 4096).max(1);
+        self.conn.pragma_update(None, "wal_autocheckpoint", pages).map_err(self.err())?;
+        Ok(())
     }
 
     /// The stored state under `key`, if any (see the module note).
@@ -189,12 +295,16 @@ impl Store {
 /// Reads `<path>-wal` if there is one. A WAL that cannot be read is SQLite's to judge: the
 /// report then says nothing was found.
 fn inspect_wal(path: &Path) -> WalTail {
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    match std::fs::File::open(&wal_path) {
+    match std::fs::File::open(wal_path(path)) {
         Ok(file) => wal::inspect(std::io::BufReader::new(file)).unwrap_or_default(),
         Err(_) => WalTail::default(),
     }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 pub struct Batch<'a> {

@@ -32,14 +32,8 @@ fn seqs(outcomes: &[Acceptance]) -> Vec<u64> {
         .collect()
 }
 
-fn sent_envelopes(actions: &[Action]) -> Vec<Envelope> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send { payload, .. } => Some(Envelope::decode(payload).unwrap()),
-            Action::Delete { .. } => None,
-        })
-        .collect()
+fn sent_envelopes(sends: &[Publish]) -> Vec<Envelope> {
+    sends.iter().map(|p| Envelope::decode(&p.payload).unwrap()).collect()
 }
 
 #[test]
@@ -100,7 +94,8 @@ fn eviction_respects_severity_and_is_reported_as_outbox_overflow() {
         .encode()
         .len() as u64;
     // Room for five events of this size (seq digits aside) before the overflow report.
-    let mut outbox = Outbox::open(&path, device(), limits(probe * 5 + 60)).unwrap();
+    let cap = DiskBudget::for_event_bytes((probe + store::ROW_OVERHEAD) * 5 + 60).max_bytes;
+    let mut outbox = Outbox::open(&path, device(), limits(cap)).unwrap();
     accept(
         &mut outbox,
         vec![
@@ -129,7 +124,7 @@ fn eviction_respects_severity_and_is_reported_as_outbox_overflow() {
 fn alarm_is_accepted_beyond_the_budget_and_info_is_dropped_as_an_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.db");
-    let mut outbox = Outbox::open(&path, device(), limits(10)).unwrap();
+    let mut outbox = Outbox::open(&path, device(), limits(DiskBudget::for_event_bytes(10).max_bytes)).unwrap();
     let out = accept(
         &mut outbox,
         vec![
@@ -251,10 +246,61 @@ fn recorded_state_survives_reopening_with_the_events_of_the_same_transaction() {
 #[test]
 fn state_is_recorded_even_when_the_disk_budget_drops_the_event() {
     let dir = tempfile::tempdir().unwrap();
-    let mut outbox = Outbox::open(&dir.path().join("o.db"), device(), limits(1)).unwrap();
+    let mut outbox = Outbox::open(&dir.path().join("o.db"), device(), limits(DiskBudget::for_event_bytes(1).max_bytes)).unwrap();
     let info = with_severity("heartbeat", Severity::Info);
     let state = StateWrite { key: "dispenser", value: b"timer".to_vec() };
     let (outcomes, _) = outbox.record(Instant::now(), Timestamp::now(), vec![info], &state).unwrap();
     assert!(matches!(outcomes[..], [Acceptance::Dropped { .. }]), "{outcomes:?}");
     assert_eq!(outbox.state("dispenser").unwrap().as_deref(), Some(&b"timer"[..]));
+}
+
+/// R3 finding: `max_bytes` counted payload bytes only, and the file with its WAL grew to about
+/// 1.75 times the cap.
+#[test]
+fn outbox_file_and_wal_stay_within_max_bytes_when_filled_far_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let max_bytes: u64 = 2 * 1024 * 1024;
+    // One group commit's new pages may land before the check after it evicts.
+    let slack: u64 = 128 * 1024;
+    let mut outbox = Outbox::open(&path, device(), limits(max_bytes)).unwrap();
+    let mut alarms = Vec::new();
+    let (mut peak, mut peak_db, mut peak_wal, mut offered) = (0u64, 0u64, 0u64, 0u64);
+    for round in 0..120u64 {
+        // Info of 100 to 250 bytes of note, one alarm in 50 spread among them: evicting the
+        // info around the alarms leaves pages partly filled.
+        let events: Vec<NewEvent> = (0..256u64)
+            .map(|i| {
+                let note = "x".repeat(100 + ((round * 256 + i) % 150) as usize);
+                if i % 50 == 0 { test_alarm(&note) } else { with_severity(&note, Severity::Info) }
+            })
+            .collect();
+        offered += events.len() as u64;
+        let kinds: Vec<Severity> = events.iter().map(|e| e.severity).collect();
+        let out = accept(&mut outbox, events);
+        for (o, s) in out.iter().zip(kinds) {
+            if let (Acceptance::Accepted { seq, .. }, Severity::Alarm) = (o, s) {
+                alarms.push(*seq);
+            }
+        }
+        let (db, wal) = outbox.store.file_sizes();
+        if db + wal > peak {
+            (peak, peak_db, peak_wal) = (db + wal, db, wal);
+        }
+    }
+    let used = outbox.store.used_bytes().unwrap();
+    eprintln!(
+        "offered {offered} events; pending {} ({} counted bytes), {} evicted; pages in use {used} B; \
+         peak file {peak_db} B + WAL {peak_wal} B = {peak} B for a cap of {max_bytes} B",
+        outbox.depth(),
+        outbox.bytes(),
+        outbox.counters().evicted,
+    );
+    assert!(outbox.counters().evicted > 10_000, "filled far past the cap");
+    assert!(peak <= max_bytes + slack, "file + WAL peaked at {peak} B, cap {max_bytes} B");
+    for &a in &alarms {
+        let kept = outbox.core.severity_of(a).is_some() && outbox.store.payload(a).unwrap().is_some();
+        assert!(kept, "alarm {a} was evicted");
+    }
+    assert_eq!(alarms.len(), 120 * 6);
 }

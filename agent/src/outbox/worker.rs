@@ -6,7 +6,7 @@
 //! by the core leave on an unbounded channel to the uplink, so the thread never waits on the
 //! network.
 
-use super::{Acceptance, Action, Input, NewEvent, Outbox, OutboxError, StateWrite};
+use super::{Acceptance, Input, NewEvent, Outbox, OutboxError, StateWrite};
 use jiff::Timestamp;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -140,11 +140,9 @@ fn run(
     publish: mpsc::UnboundedSender<Publish>,
     depth: Arc<AtomicU64>,
 ) {
-    let forward = |actions: Vec<Action>| {
-        for a in actions {
-            if let Action::Send { seq, payload } = a {
-                let _ = publish.send(Publish { seq, payload });
-            }
+    let forward = |sends: Vec<Publish>| {
+        for p in sends {
+            let _ = publish.send(p);
         }
     };
     let mut stopping = false;

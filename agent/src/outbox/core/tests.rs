@@ -8,10 +8,6 @@ fn limits(max_in_flight: usize, max_bytes: u64) -> Limits {
     Limits { max_in_flight, ack_timeout: T, max_bytes }
 }
 
-fn payload(size: usize) -> Arc<[u8]> {
-    vec![b'x'; size].into()
-}
-
 /// Accepts an event the way the shell does: plan, then feed the committed result.
 fn accept(
     core: &mut OutboxCore,
@@ -24,7 +20,7 @@ fn accept(
     let actions = match &admission {
         Admission::Admit { evict, .. } => core.handle(
             now,
-            Input::Accepted { seq, severity, payload: payload(size), evicted: evict.clone() },
+            Input::Accepted { seq, severity, size: size as u64, evicted: evict.clone() },
         ),
         Admission::Refuse => Vec::new(),
     };
@@ -294,7 +290,7 @@ proptest! {
                             model.pending.push_back((next_seq, severity, size as u64, None));
                             let seq = next_seq;
                             next_seq += 1;
-                            core.handle(now, Input::Accepted { seq, severity, payload: payload(size), evicted: got })
+                            core.handle(now, Input::Accepted { seq, severity, size: size as u64, evicted: got })
                         }
                         (e, a) => return Err(TestCaseError::fail(format!("model {e:?} vs core {a:?}"))),
                     }
