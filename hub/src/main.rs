@@ -127,7 +127,7 @@ fn broker_files(config: &std::path::Path, out: &std::path::Path, listener: &vaka
     let store = vaka_hub::store::SqliteStore::open(&config.store_path)?;
     let revoked = vaka_hub::identity::revoked_list(&vaka_hub::store::CertStore::certificates(&store, None)?);
     let now = jiff::Timestamp::now();
-    let crl = ca.write_crl(&dir, &revoked, now)?;
+    let (crl, _) = ca.write_crl(&dir, &revoked, now)?;
     let crl = std::path::absolute(&crl)?;
     let mut files = vaka_hub::pki::broker_files(&ca, out, listener, &crl, now)?;
     files.push(crl);
