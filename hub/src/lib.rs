@@ -106,6 +106,10 @@ impl Hub {
         .map_err(std::io::Error::other)??;
         info!(store = %config.store_path.display(), devices = devices.len(), "Store opened");
 
+        let shared_group = match &config.broker {
+            BrokerConfig::External { shared_group, .. } => shared_group.clone(),
+            BrokerConfig::Embedded { .. } => None,
+        };
         let (options, broker_addr) = match &config.broker {
             BrokerConfig::Embedded { listen, .. } => {
                 let listen = *listen;
@@ -119,7 +123,7 @@ impl Hub {
                 let link = MqttLink::plaintext(host.to_string(), b.addr.port());
                 (link.options(config::DEFAULT_CLIENT_ID), Some(b.addr))
             }
-            BrokerConfig::External { link, client_id } => (link.options(client_id), None),
+            BrokerConfig::External { link, client_id, .. } => (link.options(client_id), None),
         };
         let broker_ca = match &config.broker_ca_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| std::io::Error::other(format!("mqtt.ca_file {}: {e}", path.display())))?),
@@ -184,6 +188,7 @@ impl Hub {
         let vault_sweeper = tokio::spawn(snapshots.clone().sweep_until(shutdown_rx.clone()));
         let session = spawn_session(
             options,
+            shared_group,
             writer_tx,
             acks_rx,
             snapshots.clone(),
