@@ -239,6 +239,17 @@ pub async fn stats(State(state): State<AppState>) -> Json<crate::ingest::StatsSn
     Json(state.stats.snapshot())
 }
 
+/// `GET /api/v1/status`: this hub's part among several (`crate::leader`) and its counters.
+#[derive(Serialize)]
+pub struct HubStatus {
+    pub leader: crate::leader::LeaderStatus,
+    pub stats: crate::ingest::StatsSnapshot,
+}
+
+pub async fn status(State(state): State<AppState>) -> Json<HubStatus> {
+    Json(HubStatus { leader: state.leader.status(), stats: state.stats.snapshot() })
+}
+
 fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
     let (name, data) = match item {
         Ok(Feed::Event(e)) => ("event", serde_json::to_string(e.as_ref())),
