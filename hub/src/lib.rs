@@ -204,9 +204,10 @@ impl Hub {
         let ticker = tokio::spawn(tick(writer_tx.clone(), tick_period, shutdown_rx.clone()));
         let snapshots = Snapshots::new(config.cameras.snapshot_view_span, config.cameras.calibration_span, stats.clone());
         let vault_sweeper = tokio::spawn(snapshots.clone().sweep_until(shutdown_rx.clone()));
+        let sharing = shared_group.map(|group| ingest::Sharing { group, me: leadership.me().to_string(), feed: feed.clone() });
         let session = spawn_session(
             options,
-            shared_group,
+            sharing,
             writer_tx,
             acks_rx,
             snapshots.clone(),

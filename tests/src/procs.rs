@@ -296,6 +296,9 @@ pub struct HubOpts {
     pub client_id: Option<String>,
     /// `mqtt.shared_group` with an external broker: the hubs share the ingest.
     pub shared_group: Option<String>,
+    /// Use this database instead of the hub's own (several hubs on one database): another
+    /// hub's [`Hub::db`]. Start that hub first, so the schema is created once.
+    pub db: Option<PathBuf>,
 }
 
 impl Default for HubOpts {
@@ -310,6 +313,7 @@ impl Default for HubOpts {
             env: Vec::new(),
             client_id: None,
             shared_group: None,
+            db: None,
         }
     }
 }
@@ -330,7 +334,7 @@ impl Hub {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let http_port = free_port();
         let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
-        let db = dir.join("hub.db");
+        let db = opts.db.clone().unwrap_or_else(|| dir.join("hub.db"));
         let (broker, mqtt_port) = match &opts.external {
             Some(b) => {
                 let client_id = opts.client_id.as_deref().unwrap_or("vaka-hub-test");
