@@ -49,6 +49,7 @@ fn leads(hub: &Hub) -> Option<bool> {
 }
 
 #[test]
+#[ignore = "slow: a simulated night with two hubs and 12 agent processes, about 2.5 minutes; scripts/test runs it on its own after the rest"]
 fn the_leader_killed_mid_night_is_replaced_within_30_s_and_every_check_ends_exactly_once() {
     let dir = temp_dir("multi-hub");
     let mosquitto = Mosquitto::start(dir.path(), None);
@@ -61,7 +62,7 @@ fn the_leader_killed_mid_night_is_replaced_within_30_s_and_every_check_ends_exac
     let anchor = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(25);
     let start: jiff::Timestamp = "2026-11-23T21:59:00+01:00".parse().unwrap();
     let extra = format!(
-        "[cameras]\ncheck_open = \"20s\"\n\n[[http.tokens]]\nname = \"anna\"\nrole = \"night_staff\"\ntoken = \"{STAFF}\"\n\n[[http.tokens]]\nname = \"sara\"\nrole = \"nurse\"\ntoken = \"{NURSE}\"\n\n[rounds]\nshift = \"22:00-23:30\"\nclose_after = \"20m\"\n[rounds.simulated_clock]\nstart = \"{start}\"\nanchor = \"{anchor}\"\nspeed = {SPEED}\n"
+        "[cameras]\ncheck_open = \"30s\"\n\n[[http.tokens]]\nname = \"anna\"\nrole = \"night_staff\"\ntoken = \"{STAFF}\"\n\n[[http.tokens]]\nname = \"sara\"\nrole = \"nurse\"\ntoken = \"{NURSE}\"\n\n[rounds]\nshift = \"22:00-23:30\"\nclose_after = \"20m\"\n[rounds.simulated_clock]\nstart = \"{start}\"\nanchor = \"{anchor}\"\nspeed = {SPEED}\n"
     );
     let opts = |name: &str, db: Option<std::path::PathBuf>| HubOpts {
         external: Some(mosquitto.broker(None)),
