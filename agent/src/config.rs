@@ -268,6 +268,9 @@ impl RawConfig {
         let site =
             SiteId::new(self.site.clone()).map_err(|e| problems.push(format!("site: {e}"))).ok();
         let link = self.mqtt.validate(&mut problems);
+        if self.mqtt.shared_group.is_some() {
+            problems.push("mqtt.shared_group: a hub setting; an agent publishes, it does not share subscriptions".into());
+        }
         if let Some(id) = &self.mqtt.client_id {
             if id.is_empty() || id.len() > 128 || id.contains(['/', '+', '#']) {
                 problems.push(

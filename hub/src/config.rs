@@ -123,8 +123,22 @@ pub enum BrokerConfig {
     /// Run rumqttd inside the hub, listening here; the hub connects to it on loopback. With
     /// `devices`, devices also connect with their certificates through the device listener.
     Embedded { listen: SocketAddr, devices: Option<DeviceListener> },
-    /// Connect to an external broker (Mosquitto in production).
-    External { link: MqttLink, client_id: String },
+    /// Connect to an external broker (Mosquitto in production). With `shared_group`, several
+    /// hubs share the ingest through `$share/{group}/...` subscriptions (`ingest::session`).
+    External { link: MqttLink, client_id: String, shared_group: Option<String> },
+}
+
+/// Checks `mqtt.shared_group`: MQTT forbids `/`, `+` and `#` in a share name; Vaka allows
+/// only letters, digits, `-` and `_` (1-64), so the name reads the same in every broker's ACL.
+pub fn check_shared_group(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("mqtt.shared_group: `{name}` must be 1-64 letters, digits, '-' or '_'"))
+    }
 }
 
 /// The embedded broker's TLS listener for devices (`embedded_broker.device_*`).
@@ -367,8 +381,21 @@ impl RawConfig {
                 if client_id.is_empty() || client_id.len() > 64 {
                     problems.push("mqtt.client_id: must be 1-64 characters".to_string());
                 }
+                if let Some(group) = &raw.shared_group {
+                    if let Err(p) = check_shared_group(group) {
+                        problems.push(p);
+                    }
+                    if raw.client_id.is_none() {
+                        problems.push(
+                            "mqtt.client_id: required with mqtt.shared_group: each hub needs its own \
+                             (two hubs under one id throw each other off the broker)"
+                                .to_string(),
+                        );
+                    }
+                }
+                let shared_group = raw.shared_group.clone();
                 raw.validate(&mut problems)
-                    .map(|link| BrokerConfig::External { link, client_id })
+                    .map(|link| BrokerConfig::External { link, client_id, shared_group })
             }
             None => {
                 let listen = self
@@ -625,6 +652,23 @@ mod tests {
         assert!(
             matches!(c.broker, BrokerConfig::External { ref client_id, .. } if client_id == "hub-2")
         );
+    }
+
+    #[test]
+    fn a_shared_group_needs_a_clean_name_and_an_own_client_id() {
+        let base = format!("{MINIMAL}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nallow_plaintext = true\n");
+        let c = parse(&format!("{base}client_id = \"hub-a\"\nshared_group = \"vaka-hubs\"\n")).unwrap();
+        assert!(
+            matches!(c.broker, BrokerConfig::External { shared_group: Some(ref g), .. } if g == "vaka-hubs")
+        );
+        let problems = parse(&format!("{base}shared_group = \"vaka/hubs\"\n")).unwrap_err().problems.join("\n");
+        assert!(problems.contains("mqtt.shared_group: `vaka/hubs`"), "{problems}");
+        assert!(problems.contains("mqtt.client_id: required with mqtt.shared_group"), "{problems}");
+        for bad in ["", "a+b", "a#", "x".repeat(65).as_str()] {
+            assert!(check_shared_group(bad).is_err(), "{bad:?} accepted");
+        }
+        let c = parse(&format!("{base}client_id = \"hub-a\"\n")).unwrap();
+        assert!(matches!(c.broker, BrokerConfig::External { shared_group: None, .. }));
     }
 
     #[test]

@@ -291,6 +291,14 @@ pub struct HubOpts {
     pub embedded_extra: String,
     /// Environment of the hub process (e.g. a test fault point).
     pub env: Vec<(String, String)>,
+    /// `mqtt.client_id` with an external broker (default `vaka-hub-test`); several hubs on
+    /// one broker need one each.
+    pub client_id: Option<String>,
+    /// `mqtt.shared_group` with an external broker: the hubs share the ingest.
+    pub shared_group: Option<String>,
+    /// Use this database instead of the hub's own (several hubs on one database): another
+    /// hub's [`Hub::db`]. Start that hub first, so the schema is created once.
+    pub db: Option<PathBuf>,
 }
 
 impl Default for HubOpts {
@@ -303,6 +311,9 @@ impl Default for HubOpts {
             http: String::new(),
             embedded_extra: String::new(),
             env: Vec::new(),
+            client_id: None,
+            shared_group: None,
+            db: None,
         }
     }
 }
@@ -323,9 +334,13 @@ impl Hub {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let http_port = free_port();
         let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
-        let db = dir.join("hub.db");
+        let db = opts.db.clone().unwrap_or_else(|| dir.join("hub.db"));
         let (broker, mqtt_port) = match &opts.external {
-            Some(b) => (b.mqtt_section(opts.client_cert.as_ref()) + "client_id = \"vaka-hub-test\"\n", None),
+            Some(b) => {
+                let client_id = opts.client_id.as_deref().unwrap_or("vaka-hub-test");
+                let group = opts.shared_group.as_ref().map(|g| format!("shared_group = \"{g}\"\n")).unwrap_or_default();
+                (b.mqtt_section(opts.client_cert.as_ref()) + &format!("client_id = \"{client_id}\"\n{group}"), None)
+            }
             None => {
                 let port = free_port();
                 (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}", opts.embedded_extra), Some(port))

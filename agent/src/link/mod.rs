@@ -43,6 +43,9 @@ pub struct RawMqtt {
     pub keep_alive: Option<jiff::SignedDuration>,
     /// MQTT client id. The agent defaults to `{site}-{device_id}`, the hub to `vaka-hub`.
     pub client_id: Option<String>,
+    /// Hub only (the agent refuses it): share the ingest subscriptions among several hubs
+    /// through `$share/{shared_group}/...` (see the hub's `ingest::session`).
+    pub shared_group: Option<String>,
 }
 
 /// A validated link: where to connect and how.
@@ -244,6 +247,7 @@ mod tests {
             password: None,
             keep_alive: None,
             client_id: None,
+            shared_group: None,
         }
     }
 
