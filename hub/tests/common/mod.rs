@@ -22,6 +22,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         },
         broker_ca_file: None,
         store_path: db.to_path_buf(),
+        database_url: None,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
         tokens: Vec::new(),
