@@ -617,6 +617,18 @@ mod tests {
     }
 
     #[test]
+    fn a_database_url_chooses_postgresql_and_a_malformed_one_is_a_problem() {
+        let sqlite = parse(MINIMAL).unwrap();
+        assert_eq!(sqlite.store(), crate::store::StoreConfig::Sqlite { path: "/tmp/hub.db".into() });
+        let url = "postgres://vaka@127.0.0.1:5432/vaka";
+        let pg = parse(&MINIMAL.replace("[http]", &format!("database_url = \"{url}\"\n[http]"))).unwrap();
+        assert_eq!(pg.store(), crate::store::StoreConfig::Postgres { url: url.into() });
+        let bad = parse(&MINIMAL.replace("[http]", "database_url = \"postgres://vaka@127.0.0.1:notaport/vaka\"\n[http]"));
+        let problems = bad.unwrap_err().problems.join("\n");
+        assert!(problems.contains("store.database_url"), "{problems}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<RawConfig>(&format!("{MINIMAL}\n[extra]\nx = 1\n")).unwrap_err();
         assert!(err.to_string().contains("extra"), "{err}");

@@ -313,8 +313,12 @@ pub struct Hub {
     /// The embedded broker's port, when the hub runs one.
     pub mqtt_port: Option<u16>,
     pub token: String,
+    /// The SQLite file, or (with `pg`) the path in the config whose directory holds the CA.
     pub db: PathBuf,
     pub proc: Proc,
+    /// The hub's PostgreSQL database when the run asks for one (`VAKA_TEST_DATABASE=postgres`,
+    /// see `pg.rs`); dropped after the process (fields drop in order).
+    pub pg: Option<crate::pg::PgDb>,
 }
 
 impl Hub {
@@ -324,6 +328,8 @@ impl Hub {
         let http_port = free_port();
         let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
         let db = dir.join("hub.db");
+        let pg = crate::pg::wanted().then(crate::pg::PgDb::create);
+        let database_url = pg.as_ref().map(|pg| format!("database_url = \"{}\"\n", pg.url)).unwrap_or_default();
         let (broker, mqtt_port) = match &opts.external {
             Some(b) => (b.mqtt_section(opts.client_cert.as_ref()) + "client_id = \"vaka-hub-test\"\n", None),
             None => {
@@ -332,7 +338,7 @@ impl Hub {
             }
         };
         let config = format!(
-            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
+            "{broker}\n[store]\npath = \"{}\"\n{database_url}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
             db.display(),
             opts.http,
             opts.supervision_interval,
@@ -343,7 +349,7 @@ impl Hub {
         let config_arg = config_path.display().to_string();
         let args = ["serve", "--config", config_arg.as_str()];
         let proc = Proc::spawn_in("vaka-hub", bin("vaka-hub"), &args, dir.join("hub.log"), opts.env, &dir);
-        let mut hub = Hub { http_port, mqtt_port, token, db, proc };
+        let mut hub = Hub { http_port, mqtt_port, token, db, proc, pg };
         hub.wait_ready();
         hub
     }
