@@ -9,6 +9,7 @@
 //! Waiting is always for a condition with a deadline ([`wait_until`]), never a bare sleep.
 
 pub mod faults;
+pub mod pg;
 pub mod pki;
 pub mod procs;
 

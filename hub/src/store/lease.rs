@@ -134,6 +134,7 @@ impl LeaseStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::engines::on_both_engines;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
@@ -141,12 +142,9 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(15);
 
-    #[test]
-    fn only_one_holder_at_a_time_and_an_expired_lease_changes_hands_with_a_new_term() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        let mut a = SqliteStore::open(&path).unwrap();
-        let mut b = SqliteStore::open(&path).unwrap();
+    on_both_engines! {
+    fn only_one_holder_at_a_time_and_an_expired_lease_changes_hands_with_a_new_term(db: &TestDb) {
+        let (mut a, mut b) = (db.open(), db.open());
         let first = a.try_lease("rounds", "hub-a", at(0), TTL).unwrap();
         assert_eq!(
             (first.holder.as_str(), first.term, first.expires_at),
@@ -177,10 +175,8 @@ mod tests {
         assert_eq!(a.lease("other").unwrap(), None);
     }
 
-    #[test]
-    fn a_released_lease_is_free_at_once_but_only_its_holder_can_release_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    fn a_released_lease_is_free_at_once_but_only_its_holder_can_release_it(db: &TestDb) {
+        let mut s = db.open();
         s.try_lease("rounds", "hub-a", at(0), TTL).unwrap();
         assert!(!s.release_lease("rounds", "hub-b").unwrap());
         assert_eq!(
@@ -192,5 +188,29 @@ mod tests {
             s.try_lease("rounds", "hub-b", at(1), TTL).unwrap().holder,
             "hub-b"
         );
+    }
+
+    fn hubs_racing_for_a_free_lease_all_see_the_same_single_winner(db: &TestDb) {
+        let stores: Vec<_> = (0..6).map(|_| db.open()).collect();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(stores.len()));
+        let seen: Vec<Lease> = std::thread::scope(|scope| {
+            let racers: Vec<_> = stores
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut store)| {
+                    let barrier = barrier.clone();
+                    scope.spawn(move || {
+                        barrier.wait();
+                        store.try_lease("rounds", &format!("hub-{i}"), at(0), TTL).unwrap()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let winner = &seen[0];
+        assert!(seen.iter().all(|l| l == winner), "every racer reads back the one winner: {seen:?}");
+        assert_eq!(winner.term, 1);
+        assert_eq!(db.open().lease("rounds").unwrap().as_ref(), Some(winner));
+    }
     }
 }
