@@ -334,9 +334,17 @@ pub struct Hub {
     /// The hub's PostgreSQL database when the run asks for one (`VAKA_TEST_DATABASE=postgres`,
     /// see `pg.rs`); dropped after the process (fields drop in order).
     pub pg: Option<crate::pg::PgDb>,
+    /// `store.database_url` as the hub was given it, if any.
+    pub database_url: Option<String>,
 }
 
 impl Hub {
+    /// Options for another hub on this hub's database: its SQLite file, or its PostgreSQL
+    /// database. Start this hub first, so the schema is created once.
+    pub fn same_database(&self) -> HubOpts {
+        HubOpts { db: Some(self.db.clone()), database_url: self.database_url.clone(), ..HubOpts::default() }
+    }
+
     pub fn start(dir: &Path, opts: HubOpts) -> Hub {
         let dir = dir.join("hub");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -375,7 +383,8 @@ impl Hub {
         let config_arg = config_path.display().to_string();
         let args = ["serve", "--config", config_arg.as_str()];
         let proc = Proc::spawn_in("vaka-hub", bin("vaka-hub"), &args, dir.join("hub.log"), opts.env, &dir);
-        let mut hub = Hub { http_port, mqtt_port, token, db, proc, pg };
+        let database_url = opts.database_url.clone().or_else(|| pg.as_ref().map(|pg| pg.url.clone()));
+        let mut hub = Hub { http_port, mqtt_port, token, db, proc, pg, database_url };
         hub.wait_ready();
         hub
     }

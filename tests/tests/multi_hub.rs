@@ -71,17 +71,16 @@ fn the_leader_killed_mid_night_is_replaced_within_30_s_and_every_check_ends_exac
     let extra = format!(
         "[cameras]\ncheck_open = \"30s\"\n\n[[http.tokens]]\nname = \"anna\"\nrole = \"night_staff\"\ntoken = \"{STAFF}\"\n\n[[http.tokens]]\nname = \"sara\"\nrole = \"nurse\"\ntoken = \"{NURSE}\"\n\n[rounds]\nshift = \"22:00-23:30\"\nclose_after = \"20m\"\n[rounds.simulated_clock]\nstart = \"{start}\"\nanchor = \"{anchor}\"\nspeed = {SPEED}\n"
     );
-    let opts = |name: &str, db: Option<std::path::PathBuf>| HubOpts {
+    let opts = |name: &str, database: HubOpts| HubOpts {
         external: Some(mosquitto.broker(None)),
         supervision_interval: "30s".into(),
         extra: extra.clone(),
         client_id: Some(name.to_string()),
         shared_group: Some("vaka-hubs".into()),
-        db,
-        ..HubOpts::default()
+        ..database
     };
-    let a = Hub::start(&dir.path().join("a"), opts("hub-a", None));
-    let b = Hub::start(&dir.path().join("b"), opts("hub-b", Some(a.db.clone())));
+    let a = Hub::start(&dir.path().join("a"), opts("hub-a", HubOpts::default()));
+    let b = Hub::start(&dir.path().join("b"), opts("hub-b", a.same_database()));
     let mut hubs = [a, b];
 
     for i in 0..HOMES {
@@ -309,15 +308,14 @@ fn login(hub: &Hub, name: &str, password: &str) -> String {
 fn a_session_from_one_hub_works_on_the_other_and_each_hub_streams_what_the_other_ingested() {
     let dir = temp_dir("multi-console");
     let mosquitto = Mosquitto::start(dir.path(), None);
-    let opts = |name: &str, db: Option<std::path::PathBuf>| HubOpts {
+    let opts = |name: &str, database: HubOpts| HubOpts {
         external: Some(mosquitto.broker(None)),
         client_id: Some(name.to_string()),
         shared_group: Some("vaka-hubs".into()),
-        db,
-        ..HubOpts::default()
+        ..database
     };
-    let a = Hub::start(&dir.path().join("a"), opts("hub-a", None));
-    let b = Hub::start(&dir.path().join("b"), opts("hub-b", Some(a.db.clone())));
+    let a = Hub::start(&dir.path().join("a"), opts("hub-a", HubOpts::default()));
+    let b = Hub::start(&dir.path().join("b"), opts("hub-b", a.same_database()));
 
     // Logged in on A, the same cookie is a session on B.
     let (status, body) = a.send(
