@@ -31,6 +31,13 @@ fn with_dbname(url: &str, name: &str) -> String {
     }
 }
 
+/// Runs `f` on a thread of its own: the synchronous PostgreSQL client runs a small runtime of
+/// its own, which panics on a thread that drives async tasks (an async test calling
+/// [`crate::Hub::start`]).
+fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+}
+
 /// The error with its causes (`postgres::Error` alone often says only "db error").
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -54,23 +61,31 @@ impl PgDb {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let name = format!("vaka_e2e_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let admin = admin_url();
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("VAKA_TEST_DATABASE=postgres but PostgreSQL is not reachable at {admin} ({}); set VAKA_TEST_PG_URL", chain(&e))
+        on_thread(|| {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("VAKA_TEST_DATABASE=postgres but PostgreSQL is not reachable at {admin} ({}); set VAKA_TEST_PG_URL", chain(&e))
+            });
+            client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", chain(&e)));
         });
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", chain(&e)));
         PgDb { url: with_dbname(&admin, &name), name }
     }
 
-    /// A connection to the hub's database, for reading what it stored.
-    pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap_or_else(|e| panic!("hub database {}: {}", self.name, chain(&e)))
+    /// Rows of a query on the hub's database, for reading what it stored (from any thread).
+    pub fn query(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Vec<postgres::Row> {
+        on_thread(|| {
+            postgres::Client::connect(&self.url, postgres::NoTls)
+                .and_then(|mut client| client.query(sql, params))
+                .unwrap_or_else(|e| panic!("hub database {}: {}", self.name, chain(&e)))
+        })
     }
 }
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&admin_url(), postgres::NoTls)
-            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
+        let dropped = on_thread(|| {
+            postgres::Client::connect(&admin_url(), postgres::NoTls)
+                .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+        });
         if let Err(e) = dropped {
             eprintln!("test database {} not dropped: {}", self.name, chain(&e));
         }
