@@ -22,8 +22,8 @@ impl Hub {
     pub fn stored(&self, device: &str) -> Vec<StoredEvent> {
         if let Some(pg) = &self.pg {
             let sql = "SELECT seq, event_id::TEXT, severity, kind, received_at FROM events WHERE device = $1 ORDER BY pos";
-            let rows = pg.client().query(sql, &[&device]).unwrap_or_else(|e| panic!("hub database: {}", crate::pg::chain(&e)));
-            return rows
+            return pg
+                .query(sql, &[&device])
                 .iter()
                 .map(|r| StoredEvent {
                     seq: r.get::<_, i64>(0) as u64,
@@ -63,8 +63,8 @@ impl Hub {
         let seq = seq.min(i64::MAX as u64) as i64;
         if let Some(pg) = &self.pg {
             let sql = "SELECT count(*) FROM events WHERE device = $1 AND seq <= $2";
-            let row = pg.client().query_one(sql, &[&device, &seq]).unwrap_or_else(|e| panic!("hub database: {}", crate::pg::chain(&e)));
-            return row.get::<_, i64>(0) as usize;
+            let rows = pg.query(sql, &[&device, &seq]);
+            return rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize;
         }
         let db = open_read_only(&self.db);
         let sql = "SELECT count(*) FROM events WHERE device = ?1 AND seq <= ?2";

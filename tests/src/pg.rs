@@ -22,13 +22,27 @@ fn admin_url() -> String {
 
 /// `url` with its database name replaced by `name` (options after `?` kept).
 fn with_dbname(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let start = base.find("://").map_or(0, |i| i + 3);
     let base = base[start..].find('/').map_or(base, |i| &base[..start + i]);
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
     }
+}
+
+/// Runs `f` on a thread of its own: the synchronous PostgreSQL client runs a small runtime of
+/// its own, which panics on a thread that drives async tasks (an async test calling
+/// [`crate::Hub::start`]).
+fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
 /// The error with its causes (`postgres::Error` alone often says only "db error").
@@ -51,26 +65,53 @@ pub struct PgDb {
 impl PgDb {
     pub fn create() -> PgDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let name = format!("vaka_e2e_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "vaka_e2e_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let admin = admin_url();
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("VAKA_TEST_DATABASE=postgres but PostgreSQL is not reachable at {admin} ({}); set VAKA_TEST_PG_URL", chain(&e))
+        on_thread(|| {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("VAKA_TEST_DATABASE=postgres but PostgreSQL is not reachable at {admin} ({}); set VAKA_TEST_PG_URL", chain(&e))
+            });
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", chain(&e)));
         });
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", chain(&e)));
-        PgDb { url: with_dbname(&admin, &name), name }
+        PgDb {
+            url: with_dbname(&admin, &name),
+            name,
+        }
     }
 
-    /// A connection to the hub's database, for reading what it stored.
-    pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap_or_else(|e| panic!("hub database {}: {}", self.name, chain(&e)))
+    /// Rows of a query on the hub's database, for reading what it stored (from any thread).
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Vec<postgres::Row> {
+        on_thread(|| {
+            postgres::Client::connect(&self.url, postgres::NoTls)
+                .and_then(|mut client| client.query(sql, params))
+                .unwrap_or_else(|e| panic!("hub database {}: {}", self.name, chain(&e)))
+        })
     }
 }
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&admin_url(), postgres::NoTls)
-            .and_then(|mut c| c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)));
+        let dropped = on_thread(|| {
+            postgres::Client::connect(&admin_url(), postgres::NoTls).and_then(|mut c| {
+                c.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+            })
+        });
         if let Err(e) = dropped {
             eprintln!("test database {} not dropped: {}", self.name, chain(&e));
         }

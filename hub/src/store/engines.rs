@@ -16,7 +16,9 @@ pub enum TestDb {
 
 impl TestDb {
     pub fn sqlite() -> TestDb {
-        TestDb::Sqlite { dir: tempfile::tempdir().expect("temp dir") }
+        TestDb::Sqlite {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A fresh PostgreSQL database; `None` only when `VAKA_TEST_PG=off`. Panics (fails the
@@ -39,8 +41,12 @@ impl TestDb {
     /// A new connection to this test's database (the schema is created by the first).
     pub fn open(&self) -> Box<dyn Store> {
         match self {
-            TestDb::Sqlite { dir } => Box::new(SqliteStore::open(&dir.path().join("hub.db")).expect("open SQLite store")),
-            TestDb::Postgres { db } => Box::new(PgStore::open(&db.url).expect("open PostgreSQL store")),
+            TestDb::Sqlite { dir } => {
+                Box::new(SqliteStore::open(&dir.path().join("hub.db")).expect("open SQLite store"))
+            }
+            TestDb::Postgres { db } => {
+                Box::new(PgStore::open(&db.url).expect("open PostgreSQL store"))
+            }
         }
     }
 
@@ -49,13 +55,17 @@ impl TestDb {
     pub fn sql(&self, sqlite: &str, postgres: &str) -> Result<u64, String> {
         match self {
             TestDb::Sqlite { dir } => {
-                let conn = rusqlite::Connection::open(dir.path().join("hub.db")).map_err(|e| e.to_string())?;
+                let conn = rusqlite::Connection::open(dir.path().join("hub.db"))
+                    .map_err(|e| e.to_string())?;
                 conn.execute_batch(sqlite).map_err(|e| e.to_string())?;
                 Ok(conn.changes())
             }
             TestDb::Postgres { db } => {
-                let mut client = postgres::Client::connect(&db.url, postgres::NoTls).map_err(|e| e.to_string())?;
-                client.execute(postgres, &[]).map_err(|e| super::pg::error_chain(&e))
+                let mut client = postgres::Client::connect(&db.url, postgres::NoTls)
+                    .map_err(|e| e.to_string())?;
+                client
+                    .execute(postgres, &[])
+                    .map_err(|e| super::pg::error_chain(&e))
             }
         }
     }

@@ -32,8 +32,9 @@ pub(crate) mod testdb;
 pub use schema::SCHEMA_VERSION;
 
 use super::{
-    audit_hash, AlarmHandling, AlarmRow, AuditChain, AuditEntry, AuditRow, AuditVerdict, CheckRow, CheckStatus, Committed,
-    DeviceRow, EventRow, Inserted, RejectRow, Store, StoreError, WriteBatch, AUDIT_GENESIS, SUPERVISION_LOST,
+    audit_hash, AlarmHandling, AlarmRow, AuditChain, AuditEntry, AuditRow, AuditVerdict, CheckRow,
+    CheckStatus, Committed, DeviceRow, EventRow, Inserted, RejectRow, Store, StoreError,
+    WriteBatch, AUDIT_GENESIS, SUPERVISION_LOST,
 };
 use jiff::Timestamp;
 use postgres::error::SqlState;
@@ -66,7 +67,11 @@ pub fn describe(config: &postgres::Config) -> String {
     format!(
         "host {} port {} database {} user {}",
         hosts.join(","),
-        if ports.is_empty() { "5432".to_string() } else { ports.join(",") },
+        if ports.is_empty() {
+            "5432".to_string()
+        } else {
+            ports.join(",")
+        },
         config.get_dbname().unwrap_or("(the user's)"),
         config.get_user().unwrap_or("(none)")
     )
@@ -74,7 +79,9 @@ pub fn describe(config: &postgres::Config) -> String {
 
 /// Parses a `database_url` (`postgres://user@host:port/db`), with a message naming the problem.
 pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
-    let config: postgres::Config = url.parse().map_err(|e| format!("not a PostgreSQL URL like postgres://user@host:5432/vaka: {e}"))?;
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL like postgres://user@host:5432/vaka: {e}"))?;
     if config.get_hosts().is_empty() {
         return Err("names no host, e.g. postgres://user@127.0.0.1:5432/vaka".into());
     }
@@ -85,23 +92,41 @@ pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
 pub fn probe(url: &str) -> Result<String, StoreError> {
     let config = parse_url(url).map_err(StoreError::BadUrl)?;
     let mut client = connect(&config)?;
-    let has_schema: bool = client.query_one("SELECT to_regclass('vaka_schema') IS NOT NULL", &[])?.try_get(0)?;
+    let has_schema: bool = client
+        .query_one("SELECT to_regclass('vaka_schema') IS NOT NULL", &[])?
+        .try_get(0)?;
     let version: Option<i64> = if has_schema {
-        client.query_opt("SELECT version FROM vaka_schema", &[])?.map(|r| r.try_get(0)).transpose()?
+        client
+            .query_opt("SELECT version FROM vaka_schema", &[])?
+            .map(|r| r.try_get(0))
+            .transpose()?
     } else {
         None
     };
     let state = match version {
         None => "empty: the hub creates its schema at start".to_string(),
-        Some(v) if v > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew { found: v, supported: SCHEMA_VERSION }),
-        Some(v) if v < SCHEMA_VERSION => format!("schema version {v}: the hub migrates it to {SCHEMA_VERSION} at start"),
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(StoreError::SchemaTooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        Some(v) if v < SCHEMA_VERSION => {
+            format!("schema version {v}: the hub migrates it to {SCHEMA_VERSION} at start")
+        }
         Some(v) => format!("schema version {v}, current"),
     };
-    Ok(format!("PostgreSQL {}: reachable, {state}", describe(&config)))
+    Ok(format!(
+        "PostgreSQL {}: reachable, {state}",
+        describe(&config)
+    ))
 }
 
 fn connect(config: &postgres::Config) -> Result<Client, StoreError> {
-    config.connect(NoTls).map_err(|error| StoreError::Connect { target: describe(config), error })
+    config.connect(NoTls).map_err(|error| StoreError::Connect {
+        target: describe(config),
+        error,
+    })
 }
 
 /// A PostgreSQL error with its causes, e.g. "error connecting to server: Connection refused
@@ -136,13 +161,16 @@ fn limit(n: usize) -> i64 {
 }
 
 fn json_text(what: &str, text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored {what} does not read back: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored {what} does not read back: {e}")))
 }
 
 /// Whether PostgreSQL aborted the transaction only because of another one: trying again helps.
 fn is_transient(e: &StoreError) -> bool {
     match e {
-        StoreError::Postgres(e) => matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE),
+        StoreError::Postgres(e) => {
+            matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+        }
         _ => false,
     }
 }
@@ -153,12 +181,18 @@ impl PgStore {
         let config = parse_url(url).map_err(StoreError::BadUrl)?;
         let mut client = connect(&config)?;
         schema::migrate(&mut client)?;
-        Ok(PgStore { config, client: Mutex::new(Some(client)) })
+        Ok(PgStore {
+            config,
+            client: Mutex::new(Some(client)),
+        })
     }
 
     /// The connection, opened again if the server closed it.
     fn lock(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let mut guard = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = Some(connect(&self.config)?);
         }
@@ -166,16 +200,25 @@ impl PgStore {
     }
 
     /// Runs `f` on the connection.
-    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut guard = self.lock()?;
-        let client = guard.as_mut().ok_or_else(|| StoreError::Corrupt("connection missing".into()))?;
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("connection missing".into()))?;
         f(client)
     }
 
     /// Runs `f` in a transaction and commits it, trying again when PostgreSQL aborted it as a
     /// deadlock or serialisation failure. With `audited`, the transaction first takes the
     /// audit lock (before any row lock, so audited transactions cannot deadlock on it).
-    pub(super) fn transaction<T>(&self, audited: bool, mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(super) fn transaction<T>(
+        &self,
+        audited: bool,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.with(|client| {
             let mut attempt = 1;
             loop {
@@ -202,10 +245,16 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        let client = self.client.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         // Closing blocks on the client's own runtime, which may not happen on a runtime thread.
         if let (Some(client), Ok(_)) = (client, tokio::runtime::Handle::try_current()) {
-            let _ = std::thread::Builder::new().name("vaka-pg-close".into()).spawn(move || drop(client));
+            let _ = std::thread::Builder::new()
+                .name("vaka-pg-close".into())
+                .spawn(move || drop(client));
         }
     }
 }
@@ -216,18 +265,34 @@ pub(super) fn insert_audit(tx: &mut Transaction<'_>, e: &AuditEntry) -> Result<(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])?;
     let last = tx.query_opt("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", &[])?;
     let (id, previous) = match last {
-        Some(row) => (row.try_get::<_, i64>(0)? + 1, row.try_get::<_, Option<String>>(1)?.unwrap_or_default()),
+        Some(row) => (
+            row.try_get::<_, i64>(0)? + 1,
+            row.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+        ),
         None => (1, AUDIT_GENESIS.to_string()),
     };
     tx.execute(
         "INSERT INTO audit (id, at, actor, role, action, check_id, device, detail, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[&id, &micros(e.at), &e.actor, &e.role, &e.action, &e.check_id, &e.device, &e.detail, &audit_hash(&previous, id, e)],
+        &[
+            &id,
+            &micros(e.at),
+            &e.actor,
+            &e.role,
+            &e.action,
+            &e.check_id,
+            &e.device,
+            &e.detail,
+            &audit_hash(&previous, id, e),
+        ],
     )?;
     Ok(())
 }
 
-pub(super) fn insert_camera_check(tx: &mut Transaction<'_>, c: &CheckRow) -> Result<(), StoreError> {
+pub(super) fn insert_camera_check(
+    tx: &mut Transaction<'_>,
+    c: &CheckRow,
+) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT INTO camera_checks ({CHECK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"),
         &[
@@ -311,12 +376,16 @@ fn check_from_row(r: &Row) -> Result<CheckRow, StoreError> {
         requested_role: r.try_get(4)?,
         requested_at: ts(r.try_get(5)?)?,
         deadline: ts(r.try_get(6)?)?,
-        status: CheckStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown check status `{status}`")))?,
+        status: CheckStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown check status `{status}`")))?,
         verdict: r.try_get(8)?,
         refusal: r.try_get(9)?,
         confidence: r.try_get(10)?,
         detail: r.try_get(11)?,
-        figures: r.try_get::<_, Option<&str>>(12)?.map(|f| json_text("check figures", f)).transpose()?,
+        figures: r
+            .try_get::<_, Option<&str>>(12)?
+            .map(|f| json_text("check figures", f))
+            .transpose()?,
         event_id: r.try_get(13)?,
         answered_at: opt_ts(r.try_get(14)?)?,
         late: r.try_get(15)?,
@@ -350,8 +419,20 @@ pub(super) fn alarm_from_row(r: &Row) -> Result<AlarmRow, StoreError> {
 
 impl PgStore {
     /// Alarms matching `filter` (an SQL condition, possibly followed by ORDER/LIMIT).
-    pub(super) fn alarms_where(&self, filter: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<AlarmRow>, StoreError> {
-        self.with(|c| c.query(&format!("SELECT {ALARM_COLS} FROM alarms WHERE {filter}"), args)?.iter().map(alarm_from_row).collect())
+    pub(super) fn alarms_where(
+        &self,
+        filter: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        self.with(|c| {
+            c.query(
+                &format!("SELECT {ALARM_COLS} FROM alarms WHERE {filter}"),
+                args,
+            )?
+            .iter()
+            .map(alarm_from_row)
+            .collect()
+        })
     }
 }
 
@@ -382,7 +463,10 @@ fn alarm_for_event(tx: &mut Transaction<'_>, e: &EventRow) -> Result<(), StoreEr
 }
 
 fn commit_batch(tx: &mut Transaction<'_>, batch: &WriteBatch) -> Result<Committed, StoreError> {
-    let mut done = Committed { events: Vec::with_capacity(batch.events.len()), ..Committed::default() };
+    let mut done = Committed {
+        events: Vec::with_capacity(batch.events.len()),
+        ..Committed::default()
+    };
     let insert = tx.prepare(
         "INSERT INTO events (event_id, device, site, seq, ts, received_at, kind, severity, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
@@ -390,11 +474,28 @@ fn commit_batch(tx: &mut Transaction<'_>, batch: &WriteBatch) -> Result<Committe
     for e in &batch.events {
         let seq = e.seq.min(i64::MAX as u64) as i64;
         let body = e.body.to_string();
-        let n = tx.execute(&insert, &[&e.id, &e.device, &e.site, &seq, &micros(e.ts), &micros(e.received_at), &e.kind, &e.severity, &body])?;
+        let n = tx.execute(
+            &insert,
+            &[
+                &e.id,
+                &e.device,
+                &e.site,
+                &seq,
+                &micros(e.ts),
+                &micros(e.received_at),
+                &e.kind,
+                &e.severity,
+                &body,
+            ],
+        )?;
         if n == 1 {
             alarm_for_event(tx, e)?;
         }
-        done.events.push(if n == 1 { Inserted::New } else { Inserted::Duplicate });
+        done.events.push(if n == 1 {
+            Inserted::New
+        } else {
+            Inserted::Duplicate
+        });
     }
     for r in &batch.rejects {
         tx.execute(
@@ -410,7 +511,14 @@ fn commit_batch(tx: &mut Transaction<'_>, batch: &WriteBatch) -> Result<Committe
                last_seen = GREATEST(devices.last_seen, excluded.last_seen),
                outbox_depth = COALESCE(excluded.outbox_depth, devices.outbox_depth),
                supervision_lost = excluded.supervision_lost",
-            &[&d.id, &d.site, &d.online, &micros(d.last_seen), &d.outbox_depth.map(|n| n.min(i64::MAX as u64) as i64), &d.supervision_lost],
+            &[
+                &d.id,
+                &d.site,
+                &d.online,
+                &micros(d.last_seen),
+                &d.outbox_depth.map(|n| n.min(i64::MAX as u64) as i64),
+                &d.supervision_lost,
+            ],
         )?;
     }
     for (dev, site, at) in &batch.raise_alarms {
@@ -452,11 +560,27 @@ impl Store for PgStore {
     }
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        self.with(|c| c.query(&format!("SELECT {DEVICE_COLS} FROM devices ORDER BY site, id"), &[])?.iter().map(device_from_row).collect())
+        self.with(|c| {
+            c.query(
+                &format!("SELECT {DEVICE_COLS} FROM devices ORDER BY site, id"),
+                &[],
+            )?
+            .iter()
+            .map(device_from_row)
+            .collect()
+        })
     }
 
     fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"), &[&id])?.as_ref().map(device_from_row).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"),
+                &[&id],
+            )?
+            .as_ref()
+            .map(device_from_row)
+            .transpose()
+        })
     }
 
     fn events(&self, device: Option<&str>, n: usize) -> Result<Vec<EventRow>, StoreError> {
@@ -500,7 +624,15 @@ impl Store for PgStore {
     }
 
     fn check(&self, check_id: &str) -> Result<Option<CheckRow>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {CHECK_COLS} FROM camera_checks WHERE check_id = $1"), &[&check_id])?.as_ref().map(check_from_row).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {CHECK_COLS} FROM camera_checks WHERE check_id = $1"),
+                &[&check_id],
+            )?
+            .as_ref()
+            .map(check_from_row)
+            .transpose()
+        })
     }
 
     fn open_checks(&self) -> Result<Vec<CheckRow>, StoreError> {
@@ -524,14 +656,26 @@ impl Store for PgStore {
     }
 
     fn audit(&self, n: usize) -> Result<Vec<AuditRow>, StoreError> {
-        self.with(|c| c.query(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id DESC LIMIT $1"), &[&limit(n)])?.iter().map(audit_from_row).collect())
+        self.with(|c| {
+            c.query(
+                &format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id DESC LIMIT $1"),
+                &[&limit(n)],
+            )?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+        })
     }
 
     fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
         // One snapshot (REPEATABLE READ), so lines appended meanwhile are not part of this
         // check; read in pages through a portal rather than all at once.
         self.with(|c| {
-            let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
             let portal = tx.bind(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY id"), &[])?;
             let mut chain = AuditChain::default();
             loop {

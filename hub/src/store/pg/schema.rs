@@ -208,14 +208,20 @@ pub fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
         None => 0,
     };
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     if found < 1 {
         tx.batch_execute(SCHEMA_V1)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute("DELETE FROM vaka_schema", &[])?;
-        tx.execute("INSERT INTO vaka_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
+        tx.execute(
+            "INSERT INTO vaka_schema (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )?;
     }
     tx.commit()?;
     Ok(())

@@ -4,11 +4,14 @@
 //! files of the same names; every change that writes an audit line does so in its own
 //! transaction, holding the audit lock (see `mod.rs`).
 
-use super::{alarm_from_row, insert_audit, insert_camera_check, micros, opt_ts, ts, PgStore, ALARM_COLS};
+use super::{
+    alarm_from_row, insert_audit, insert_camera_check, micros, opt_ts, ts, PgStore, ALARM_COLS,
+};
 use crate::rounds::{Patrol, Recipient, RoundCheck};
 use crate::store::{
-    AlarmAction, AlarmRow, AuditEntry, BedZoneRow, CertOrigin, CertRow, CertStore, HandlingRefused, HandlingStore, Registration, RoundStore,
-    RoundWrite, SessionRow, StoreError, UserRow, UserStore,
+    AlarmAction, AlarmRow, AuditEntry, BedZoneRow, CertOrigin, CertRow, CertStore, HandlingRefused,
+    HandlingStore, Registration, RoundStore, RoundWrite, SessionRow, StoreError, UserRow,
+    UserStore,
 };
 use jiff::civil::Date;
 use jiff::Timestamp;
@@ -19,7 +22,8 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored {what} does not read back: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored {what} does not read back: {e}")))
 }
 
 fn upsert_check(tx: &mut Transaction<'_>, c: &RoundCheck) -> Result<(), StoreError> {
@@ -41,7 +45,14 @@ fn upsert_check(tx: &mut Transaction<'_>, c: &RoundCheck) -> Result<(), StoreErr
 }
 
 impl PgStore {
-    fn put_plan(&self, table: &str, id: &str, team: &str, plan: String, audit: &AuditEntry) -> Result<(), StoreError> {
+    fn put_plan(
+        &self,
+        table: &str,
+        id: &str,
+        team: &str,
+        plan: String,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         self.transaction(true, |tx| {
             tx.execute(
                 &format!(
@@ -65,17 +76,36 @@ impl PgStore {
     }
 
     fn plans<T: serde::de::DeserializeOwned>(&self, table: &str) -> Result<Vec<T>, StoreError> {
-        let rows = self.with(|c| Ok(c.query(&format!("SELECT plan FROM {table} ORDER BY team, id"), &[])?))?;
+        let rows = self
+            .with(|c| Ok(c.query(&format!("SELECT plan FROM {table} ORDER BY team, id"), &[])?))?;
         rows.iter().map(|r| parse(table, r.try_get(0)?)).collect()
     }
 
-    fn checks_where(&self, filter: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<RoundCheck>, StoreError> {
-        let rows = self.with(|c| Ok(c.query(&format!("SELECT doc FROM round_checks WHERE {filter} ORDER BY night, planned_at, id"), args)?))?;
-        rows.iter().map(|r| parse("round check", r.try_get(0)?)).collect()
+    fn checks_where(
+        &self,
+        filter: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<RoundCheck>, StoreError> {
+        let rows = self.with(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT doc FROM round_checks WHERE {filter} ORDER BY night, planned_at, id"
+                ),
+                args,
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| parse("round check", r.try_get(0)?))
+            .collect()
     }
 
     fn round_column(&self, night: Date, column: &str) -> Result<Option<Row>, StoreError> {
-        self.with(|c| Ok(c.query_opt(&format!("SELECT {column} FROM rounds WHERE night = $1"), &[&night.to_string()])?))
+        self.with(|c| {
+            Ok(c.query_opt(
+                &format!("SELECT {column} FROM rounds WHERE night = $1"),
+                &[&night.to_string()],
+            )?)
+        })
     }
 }
 
@@ -104,7 +134,13 @@ impl RoundStore for PgStore {
         self.plans("patrols")
     }
 
-    fn create_round(&mut self, night: Date, at: Timestamp, checks: &[RoundCheck], routes: &serde_json::Value) -> Result<bool, StoreError> {
+    fn create_round(
+        &mut self,
+        night: Date,
+        at: Timestamp,
+        checks: &[RoundCheck],
+        routes: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
         self.transaction(false, |tx| {
             let created = tx.execute(
                 "INSERT INTO rounds (night, generated_at, routes, routes_at) VALUES ($1, $2, $3, $2) ON CONFLICT (night) DO NOTHING",
@@ -123,7 +159,9 @@ impl RoundStore for PgStore {
     fn round(&self, night: Date) -> Result<Option<Vec<RoundCheck>>, StoreError> {
         match self.round_column(night, "generated_at")? {
             None => Ok(None),
-            Some(_) => Ok(Some(self.checks_where("night = $1", &[&night.to_string()])?)),
+            Some(_) => Ok(Some(
+                self.checks_where("night = $1", &[&night.to_string()])?,
+            )),
         }
     }
 
@@ -143,7 +181,10 @@ impl RoundStore for PgStore {
     }
 
     fn round_checks_between(&self, first: Date, last: Date) -> Result<Vec<RoundCheck>, StoreError> {
-        self.checks_where("night BETWEEN $1 AND $2", &[&first.to_string(), &last.to_string()])
+        self.checks_where(
+            "night BETWEEN $1 AND $2",
+            &[&first.to_string(), &last.to_string()],
+        )
     }
 
     fn save_round(&mut self, w: &RoundWrite<'_>) -> Result<(), StoreError> {
@@ -161,7 +202,10 @@ impl RoundStore for PgStore {
                 )?;
             }
             if let Some((night, seen)) = &w.alarms_seen {
-                tx.execute("UPDATE rounds SET alarms_seen = GREATEST(alarms_seen, $2) WHERE night = $1", &[&night.to_string(), seen])?;
+                tx.execute(
+                    "UPDATE rounds SET alarms_seen = GREATEST(alarms_seen, $2) WHERE night = $1",
+                    &[&night.to_string(), seen],
+                )?;
             }
             for a in &w.audit {
                 insert_audit(tx, a)?;
@@ -174,11 +218,23 @@ impl RoundStore for PgStore {
         self.alarms_where("id > $1 ORDER BY id", &[&after])
     }
 
-    fn alarms_raised_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
-        self.alarms_where("raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, id", &[&micros(from), &micros(to)])
+    fn alarms_raised_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        self.alarms_where(
+            "raised_at >= $1 AND raised_at < $2 ORDER BY raised_at, id",
+            &[&micros(from), &micros(to)],
+        )
     }
 
-    fn event_counts(&self, kinds: &[&str], from: Timestamp, to: Timestamp) -> Result<Vec<(String, String, u64)>, StoreError> {
+    fn event_counts(
+        &self,
+        kinds: &[&str],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
         self.with(|c| {
             let stmt = c.prepare("SELECT device, count(*) FROM events WHERE kind = $1 AND ts >= $2 AND ts < $3 GROUP BY device ORDER BY device")?;
             let mut out = Vec::new();
@@ -237,14 +293,35 @@ impl UserStore for PgStore {
     }
 
     fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {USER_COLS} FROM users u WHERE u.name = $1"), &[&name])?.map(|r| user_from_row(&r, 0)).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {USER_COLS} FROM users u WHERE u.name = $1"),
+                &[&name],
+            )?
+            .map(|r| user_from_row(&r, 0))
+            .transpose()
+        })
     }
 
     fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        self.with(|c| c.query(&format!("SELECT {USER_COLS} FROM users u ORDER BY u.name"), &[])?.iter().map(|r| user_from_row(r, 0)).collect())
+        self.with(|c| {
+            c.query(
+                &format!("SELECT {USER_COLS} FROM users u ORDER BY u.name"),
+                &[],
+            )?
+            .iter()
+            .map(|r| user_from_row(r, 0))
+            .collect()
+        })
     }
 
-    fn login_failed(&mut self, name: &str, failed: u32, locked_until: Option<Timestamp>, audit: &AuditEntry) -> Result<(), StoreError> {
+    fn login_failed(
+        &mut self,
+        name: &str,
+        failed: u32,
+        locked_until: Option<Timestamp>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         self.transaction(true, |tx| {
             tx.execute(
                 "UPDATE users SET failed_logins = $2, locked_until = $3 WHERE name = $1",
@@ -288,7 +365,10 @@ impl UserStore for PgStore {
 
     fn touch_session(&mut self, id_hash: &str, at: Timestamp) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute("UPDATE sessions SET last_seen = GREATEST(last_seen, $2) WHERE id_hash = $1", &[&id_hash, &micros(at)])?;
+            c.execute(
+                "UPDATE sessions SET last_seen = GREATEST(last_seen, $2) WHERE id_hash = $1",
+                &[&id_hash, &micros(at)],
+            )?;
             Ok(())
         })
     }
@@ -306,14 +386,23 @@ impl UserStore for PgStore {
 
 impl HandlingStore for PgStore {
     fn unresolved_alarms(&self, since: Timestamp) -> Result<Vec<AlarmRow>, StoreError> {
-        self.alarms_where("resolved_at IS NULL AND raised_at >= $1 ORDER BY raised_at, id", &[&micros(since)])
+        self.alarms_where(
+            "resolved_at IS NULL AND raised_at >= $1 ORDER BY raised_at, id",
+            &[&micros(since)],
+        )
     }
 
     fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, StoreError> {
         Ok(self.alarms_where("id = $1", &[&id])?.into_iter().next())
     }
 
-    fn handle_alarm(&mut self, id: i64, action: &AlarmAction, who: &str, audit: &AuditEntry) -> Result<Result<AlarmRow, HandlingRefused>, StoreError> {
+    fn handle_alarm(
+        &mut self,
+        id: i64,
+        action: &AlarmAction,
+        who: &str,
+        audit: &AuditEntry,
+    ) -> Result<Result<AlarmRow, HandlingRefused>, StoreError> {
         let at = micros(audit.at);
         self.transaction(true, |tx| {
             // The row lock makes a concurrent step (another hub, another person) wait and then
@@ -387,7 +476,12 @@ impl HandlingStore for PgStore {
     }
 
     fn bed_zone(&self, device: &str) -> Result<Option<BedZoneRow>, StoreError> {
-        let row = self.with(|c| Ok(c.query_opt("SELECT corners, set_by, set_at FROM bed_zones WHERE device = $1", &[&device])?))?;
+        let row = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT corners, set_by, set_at FROM bed_zones WHERE device = $1",
+                &[&device],
+            )?)
+        })?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(BedZoneRow {
             device: device.to_string(),
@@ -398,14 +492,16 @@ impl HandlingStore for PgStore {
     }
 }
 
-const CERT_COLS: &str = "serial, device, origin, issued_by, issued_at, not_after, revoked_at, revoked_by, reason";
+const CERT_COLS: &str =
+    "serial, device, origin, issued_by, issued_at, not_after, revoked_at, revoked_by, reason";
 
 fn cert_from_row(r: &Row) -> Result<CertRow, StoreError> {
     let origin: String = r.try_get(2)?;
     Ok(CertRow {
         serial: r.try_get(0)?,
         device: r.try_get(1)?,
-        origin: CertOrigin::parse(&origin).ok_or_else(|| StoreError::Corrupt(format!("unknown certificate origin {origin:?}")))?,
+        origin: CertOrigin::parse(&origin)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown certificate origin {origin:?}")))?,
         issued_by: r.try_get(3)?,
         issued_at: ts(r.try_get(4)?)?,
         not_after: ts(r.try_get(5)?)?,
@@ -448,7 +544,14 @@ impl CertStore for PgStore {
         })
     }
 
-    fn revoke_certificates(&mut self, device: &str, serial: Option<&str>, by: &str, reason: &str, audit: &AuditEntry) -> Result<Vec<CertRow>, StoreError> {
+    fn revoke_certificates(
+        &mut self,
+        device: &str,
+        serial: Option<&str>,
+        by: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<Vec<CertRow>, StoreError> {
         self.transaction(true, |tx| {
             let revoked = tx
                 .query(
