@@ -296,6 +296,9 @@ pub struct HubOpts {
     pub client_id: Option<String>,
     /// `mqtt.shared_group` with an external broker: the hubs share the ingest.
     pub shared_group: Option<String>,
+    /// `store.database_url` (PostgreSQL, e.g. [`crate::TestDb::url`]) instead of a SQLite
+    /// file; hubs given the same URL share the database.
+    pub database_url: Option<String>,
 }
 
 impl Default for HubOpts {
@@ -310,6 +313,7 @@ impl Default for HubOpts {
             env: Vec::new(),
             client_id: None,
             shared_group: None,
+            database_url: None,
         }
     }
 }
@@ -342,9 +346,12 @@ impl Hub {
                 (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}", opts.embedded_extra), Some(port))
             }
         };
+        let store = match &opts.database_url {
+            Some(url) => format!("database_url = \"{url}\""),
+            None => format!("path = \"{}\"", db.display()),
+        };
         let config = format!(
-            "{broker}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
-            db.display(),
+            "{broker}\n[store]\n{store}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
             opts.http,
             opts.supervision_interval,
             opts.extra
