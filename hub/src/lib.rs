@@ -22,6 +22,7 @@ pub mod console;
 pub mod demo;
 pub mod identity;
 pub mod ingest;
+pub mod leader;
 pub mod pki;
 pub mod presence;
 pub mod rounds;
@@ -74,6 +75,7 @@ pub struct Hub {
     session: SessionHandles,
     ticker: JoinHandle<()>,
     rounds_ticker: JoinHandle<()>,
+    leader_task: JoinHandle<()>,
     vault_sweeper: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
@@ -109,6 +111,19 @@ impl Hub {
         let shared_group = match &config.broker {
             BrokerConfig::External { shared_group, .. } => shared_group.clone(),
             BrokerConfig::Embedded { .. } => None,
+        };
+        let shared = shared_group.is_some();
+        // The lease holder is the MQTT client id: unique per hub, and the same after a restart,
+        // so a restarted hub takes its own lease back at once.
+        let leadership = leader::Leadership::new(match &config.broker {
+            BrokerConfig::External { client_id, .. } => client_id.clone(),
+            BrokerConfig::Embedded { .. } => config::DEFAULT_CLIENT_ID.to_string(),
+        });
+        let lease_store = {
+            let path = config.store_path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(std::io::Error::other)??
         };
         let (options, broker_addr) = match &config.broker {
             BrokerConfig::Embedded { listen, .. } => {
@@ -170,6 +185,7 @@ impl Hub {
         let (feed, _) = broadcast::channel::<Feed>(FEED_BUFFER);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer_tx, writer_rx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
+        let leader_task = tokio::spawn(leader::run(leadership.clone(), Box::new(lease_store), shutdown_rx.clone()));
         let (acks_tx, acks_rx) = mpsc::unbounded_channel::<AckOut>();
 
         let writer = Writer {
@@ -179,6 +195,8 @@ impl Hub {
             acks: acks_tx,
             feed: feed.clone(),
             abort_after_commit: crate::ingest::fault::AbortAfterCommit::from_env(),
+            leader: Some(leadership.clone()),
+            shared,
         };
         let writer = std::thread::Builder::new()
             .name("vaka-store-writer".into())
@@ -186,9 +204,10 @@ impl Hub {
         let ticker = tokio::spawn(tick(writer_tx.clone(), tick_period, shutdown_rx.clone()));
         let snapshots = Snapshots::new(config.cameras.snapshot_view_span, config.cameras.calibration_span, stats.clone());
         let vault_sweeper = tokio::spawn(snapshots.clone().sweep_until(shutdown_rx.clone()));
+        let sharing = shared_group.map(|group| ingest::Sharing { group, me: leadership.me().to_string(), feed: feed.clone() });
         let session = spawn_session(
             options,
-            shared_group,
+            sharing,
             writer_tx,
             acks_rx,
             snapshots.clone(),
@@ -219,6 +238,8 @@ impl Hub {
             engine.clone(),
             rounds::engine::tick_period(config.rounds.clock.speed()),
             connected,
+            leadership.clone(),
+            shared,
             shutdown_rx.clone(),
         ));
         info!(clock = ?config.rounds.clock, shift = %format!("{}-{}", config.rounds.shift.start, config.rounds.shift.end), enabled = config.rounds.enabled, "Rounds started");
@@ -238,6 +259,8 @@ impl Hub {
             alarm_signal: config.alarm_signal,
             agent_broker,
             identity: identity.clone(),
+            leader: leadership,
+            shared,
         };
         tokio::spawn(identity.clone().refresh_until(state.store.clone(), shutdown_rx.clone()));
         let device_addr = identity.gateway().map(|g| g.addr);
@@ -261,6 +284,7 @@ impl Hub {
             session,
             ticker,
             rounds_ticker,
+            leader_task,
             vault_sweeper,
             writer,
             http,
@@ -293,6 +317,8 @@ impl Hub {
         let _ = self.session.poller.await;
         let _ = self.ticker.await;
         let _ = self.rounds_ticker.await;
+        // After the last round tick: releases the lease so another hub takes over at once.
+        let _ = self.leader_task.await;
         let _ = self.vault_sweeper.await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

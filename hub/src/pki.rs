@@ -235,6 +235,8 @@ pub fn mosquitto_acl() -> String {
          # the client certificates (use_identity_as_username): the hub is {HUB_USER}, a device its id.\n\
          user {HUB_USER}\n\
          topic readwrite {ROOT}/#\n\
+         # Hubs of a shared group pass their consoles' live feed to each other.\n\
+         topic readwrite vaka/hubs/#\n\
          \n\
          # Every other user: only its own device's topics, in any site.\n\
          pattern write {ROOT}/+/%u/events\n\

@@ -77,6 +77,7 @@ async fn hub_resubscribes_after_mosquitto_restarts_and_gets_what_was_queued_whil
     cfg.broker = BrokerConfig::External {
         link: MqttLink::plaintext("127.0.0.1", port),
         client_id: format!("vaka-hub-test-{port}"),
+        shared_group: None,
     };
 
     let hub = start(cfg.clone()).await;

@@ -299,6 +299,9 @@ pub struct HubOpts {
     /// `store.database_url` (PostgreSQL, e.g. [`crate::TestDb::url`]) instead of a SQLite
     /// file; hubs given the same URL share the database.
     pub database_url: Option<String>,
+    /// Use this database instead of the hub's own (several hubs on one database): another
+    /// hub's [`Hub::db`]. Start that hub first, so the schema is created once.
+    pub db: Option<PathBuf>,
 }
 
 impl Default for HubOpts {
@@ -314,6 +317,7 @@ impl Default for HubOpts {
             client_id: None,
             shared_group: None,
             database_url: None,
+            db: None,
         }
     }
 }
@@ -334,7 +338,7 @@ impl Hub {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let http_port = free_port();
         let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
-        let db = dir.join("hub.db");
+        let db = opts.db.clone().unwrap_or_else(|| dir.join("hub.db"));
         let (broker, mqtt_port) = match &opts.external {
             Some(b) => {
                 let client_id = opts.client_id.as_deref().unwrap_or("vaka-hub-test");

@@ -102,6 +102,7 @@ fn rows() -> Vec<Row> {
         r("GET", "/api/v1/rejects", "/api/v1/rejects", Body::None, all(200)),
         r("GET", "/api/v1/alarms", "/api/v1/alarms", Body::None, all(200)),
         r("GET", "/api/v1/stats", "/api/v1/stats", Body::None, all(200)),
+        r("GET", "/api/v1/status", "/api/v1/status", Body::None, all(200)),
         r("GET", "/api/v1/stream", "/api/v1/stream", Body::None, all(200)),
         r("POST", "/api/v1/devices/{id}/camera-check", "/api/v1/devices/no-such-home/camera-check", Body::Json(json!({})), all(404)),
         r("GET", "/api/v1/checks/{check_id}", "/api/v1/checks/0192e000-0000-7000-8000-000000000000", Body::None, all(404)),

@@ -239,18 +239,25 @@ pub async fn stats(State(state): State<AppState>) -> Json<crate::ingest::StatsSn
     Json(state.stats.snapshot())
 }
 
+/// `GET /api/v1/status`: this hub's part among several (`crate::leader`) and its counters.
+#[derive(Serialize)]
+pub struct HubStatus {
+    pub leader: crate::leader::LeaderStatus,
+    pub stats: crate::ingest::StatsSnapshot,
+}
+
+pub async fn status(State(state): State<AppState>) -> Json<HubStatus> {
+    Json(HubStatus { leader: state.leader.status(), stats: state.stats.snapshot() })
+}
+
 fn sse_event(item: Result<Feed, BroadcastStreamRecvError>) -> Option<SseEvent> {
-    let (name, data) = match item {
-        Ok(Feed::Event(e)) => ("event", serde_json::to_string(e.as_ref())),
-        Ok(Feed::Device(d)) => ("device", serde_json::to_string(&d)),
-        Ok(Feed::Alarm(a)) => ("alarm", serde_json::to_string(&a)),
-        Ok(Feed::Handled(a)) => ("alarm_handled", serde_json::to_string(&a)),
+    match item {
+        Ok(feed) => feed.wire().map(|w| SseEvent::default().event(w.name).data(w.data)),
         Err(BroadcastStreamRecvError::Lagged(n)) => {
             warn!(skipped = n, "Live stream client too slow; skipped messages");
-            ("lagged", Ok(format!("{{\"skipped\":{n}}}")))
+            Some(SseEvent::default().event("lagged").data(format!("{{\"skipped\":{n}}}")))
         }
-    };
-    data.ok().map(|d| SseEvent::default().event(name).data(d))
+    }
 }
 
 /// `text/event-stream` of `event`, `device`, `alarm` and `alarm_handled` messages of the caller's teams' devices
@@ -266,6 +273,7 @@ pub async fn stream(
         Ok(Feed::Device(d)) => scope.sees_device(&d.id),
         Ok(Feed::Alarm(a)) => scope.sees_device(&a.device),
         Ok(Feed::Handled(a)) => scope.sees_device(&a.device),
+        Ok(Feed::Relayed(w)) => scope.sees_device(&w.device),
         Err(_) => true,
     };
     let feed = BroadcastStream::new(state.feed.subscribe()).filter(seen).map(|item| Some(sse_event(item)));

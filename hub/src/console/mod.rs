@@ -75,6 +75,11 @@ pub struct AppState {
     /// Issues each device its certificate (for the provisioning bundle).
     /// The device CA, issued certificates and revocation.
     pub identity: Arc<crate::identity::Identity>,
+    /// Whether this hub holds the scheduler lease (`crate::leader`).
+    pub leader: crate::leader::Leadership,
+    /// Other hubs share the database (`mqtt.shared_group`): the round is reloaded from the
+    /// store before every request, since the leader may have moved it on.
+    pub shared: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -104,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/resolve", post(now::resolve))
         .route("/api/v1/registrations", post(devices::register))
         .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/status", get(api::status))
         .route("/api/v1/stream", get(api::stream))
         .route(
             "/api/v1/devices/{id}/camera-check",

@@ -50,8 +50,12 @@ fn entry(who: &Principal, action: &str, detail: String) -> AuditEntry {
 
 pub(super) async fn engine<T: Send + 'static>(state: &AppState, f: impl FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static) -> Result<T, ApiError> {
     let engine = state.rounds.clone();
+    let reload = state.shared;
     let result = tokio::task::spawn_blocking(move || {
         let mut guard = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reload {
+            guard.reload()?;
+        }
         f(&mut guard)
     })
     .await

@@ -27,11 +27,12 @@
 
 mod classify;
 pub mod fault;
+pub mod relay;
 mod session;
 mod writer;
 
 pub use classify::{classify, is_snapshot_topic, Inbound, Rejected, EXCERPT_BYTES};
-pub use session::{spawn_session, CommandError, Commands, SessionHandles};
+pub use session::{spawn_session, CommandError, Commands, SessionHandles, Sharing};
 pub use writer::{Writer, WriterMsg, BATCH_MAX};
 
 use crate::store::{DeviceRow, EventRow};
@@ -76,6 +77,8 @@ pub enum Feed {
     Alarm(AlarmNotice),
     /// Staff took a step on an alarm (acknowledged, assigned, resolved): the alarm as it is now.
     Handled(crate::store::AlarmRow),
+    /// Any of the above from another hub of the group, as its stream sends it ([`relay`]).
+    Relayed(relay::Wire),
 }
 
 /// Ingest counters. They come in pairs so a gap shows: `received` should equal

@@ -20,13 +20,16 @@
 //! lost; a duplicate is counted, not stored twice. Commands from the console go out from the
 //! hub that serves the request; acks from the hub that committed the event.
 //!
+//! The hubs of a group also pass their live feed to each other (`relay`: `vaka/hubs/feed/+`,
+//! not shared), so a console stream on any hub shows what any hub committed.
+//!
 //! The event loop is polled by one task that never awaits a publish: `AsyncClient::publish`
 //! waits for room in the request queue that only polling empties, so publishing from the
 //! polling task can deadlock. Acks and subscriptions are sent from other tasks; commands are
 //! queued with `try_publish`, which never waits, so an HTTP handler is never held up by MQTT.
 
 use super::classify::is_snapshot_topic;
-use super::{AckOut, Incoming, Stats, WriterMsg};
+use super::{relay, AckOut, Feed, Incoming, Stats, WriterMsg};
 use crate::camera::Snapshots;
 use jiff::Timestamp;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
@@ -34,7 +37,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -47,6 +50,16 @@ const REQUEST_QUEUE: usize = 1024;
 const MQTT_MAX_PACKET: usize = 268_435_455;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Several hubs in one shared group (`mqtt.shared_group`).
+#[derive(Clone)]
+pub struct Sharing {
+    pub group: String,
+    /// This hub's client id (its feed topic, see [`super::relay`]).
+    pub me: String,
+    /// The local live feed: other hubs' items go in, this hub's own go out.
+    pub feed: broadcast::Sender<Feed>,
+}
 
 pub struct SessionHandles {
     pub poller: JoinHandle<()>,
@@ -93,7 +106,7 @@ impl Commands {
 /// end of the writer queue, so the writer drains and stops.
 pub fn spawn_session(
     mut options: MqttOptions,
-    shared_group: Option<String>,
+    sharing: Option<Sharing>,
     writer: mpsc::Sender<WriterMsg>,
     acks: mpsc::UnboundedReceiver<AckOut>,
     snapshots: Snapshots,
@@ -102,17 +115,20 @@ pub fn spawn_session(
 ) -> SessionHandles {
     // Single hub: a persistent session, so the broker queues events while the hub restarts.
     // Shared group: clean (see the module doc: a dead persistent member would hold its share).
-    options.set_clean_session(shared_group.is_some());
+    options.set_clean_session(sharing.is_some());
     // Accept any packet MQTT allows. A smaller limit would make rumqttc drop the connection on
     // an oversize message, and the broker would redeliver it to the persistent session after
     // every reconnect: one rogue device could stop all ingest. Oversize payloads are stored as
     // rejects instead; brokers should cap message size themselves (the embedded one does).
     options.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
     let (client, eventloop) = vaka_agent::link::client(options, REQUEST_QUEUE);
+    if let Some(s) = &sharing {
+        tokio::spawn(relay::publish_own(client.clone(), s.me.clone(), s.feed.subscribe(), shutdown.clone()));
+    }
     let poller = tokio::spawn(poll(
         eventloop,
         client.clone(),
-        shared_group,
+        sharing,
         writer,
         snapshots,
         stats.clone(),
@@ -133,7 +149,7 @@ pub fn spawn_session(
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    shared_group: Option<String>,
+    sharing: Option<Sharing>,
     writer: mpsc::Sender<WriterMsg>,
     snapshots: Snapshots,
     stats: Arc<Stats>,
@@ -169,7 +185,10 @@ async fn poll(
                     ),
                 }
                 let client = client.clone();
-                let filters = ingest_filters(shared_group.as_deref());
+                let mut filters = ingest_filters(sharing.as_ref().map(|s| s.group.as_str()));
+                if sharing.is_some() {
+                    filters.push(relay::filter());
+                }
                 tokio::spawn(async move {
                     if let Err(e) = client.subscribe_many(filters).await {
                         warn!(error = %e, "MQTT subscribe could not be queued");
@@ -178,6 +197,13 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::Publish(p))) if is_snapshot_topic(&p.topic) => {
                 snapshots.receive(Timestamp::now(), &p.topic, &p.payload, p.retain);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if relay::is_relay_topic(&p.topic) => {
+                if let Some(s) = &sharing {
+                    if let Some(item) = relay::decode(&s.me, &p.topic, &p.payload) {
+                        let _ = s.feed.send(item);
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Relaxed);

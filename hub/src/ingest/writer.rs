@@ -51,6 +51,12 @@ pub struct Writer {
     pub feed: broadcast::Sender<Feed>,
     /// The R6 test fault point; `None` except in fault-suite tests (see [`super::fault`]).
     pub abort_after_commit: Option<AbortAfterCommit>,
+    /// Several hubs on one database (`crate::leader`): only the leader raises
+    /// `supervision_lost` and marks camera checks `no_answer`. `None`: always (unit tests).
+    pub leader: Option<crate::leader::Leadership>,
+    /// Other hubs ingest too (`mqtt.shared_group`): each tick first takes in the device rows
+    /// they stored ([`Presence::merge`]), so silence is judged on every hub's traffic.
+    pub shared: bool,
 }
 
 /// Acks owed to one device after this batch commits.
@@ -176,8 +182,16 @@ impl Writer {
             }
         }
         if tick {
-            actions.extend(self.presence.handle(now, Input::Tick));
-            self.camera_deadlines(now, &mut batch, &mut after);
+            if self.shared {
+                match self.store.devices() {
+                    Ok(rows) => self.presence.merge(rows),
+                    Err(e) => error!(error = %e, "Could not read the devices other hubs heard; supervision waits for the next tick"),
+                }
+            }
+            if self.leader.as_ref().is_none_or(|l| l.is_leader()) {
+                actions.extend(self.presence.handle(now, Input::Tick));
+                self.camera_deadlines(now, &mut batch, &mut after);
+            }
         }
         for action in actions {
             match action {
@@ -649,6 +663,8 @@ mod tests {
             acks,
             feed: broadcast::channel(16).0,
             abort_after_commit: None,
+            leader: None,
+            shared: false,
         };
         (w, acks_rx, committed)
     }
@@ -782,6 +798,8 @@ mod tests {
                 acks,
                 feed: broadcast::channel(16).0,
                 abort_after_commit: None,
+                leader: None,
+                shared: false,
             };
             (dir, w, reader, acks_rx)
         }

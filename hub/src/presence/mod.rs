@@ -104,6 +104,28 @@ impl Presence {
         }
     }
 
+    /// Takes in device rows that other hubs stored (several hubs share the ingest, each hears
+    /// part of a device's messages). A stored row at least as new as ours (`last_seen`) is
+    /// adopted whole, with its `supervision_lost` (the leader raised it, so whichever hub hears
+    /// the device next clears it); an older one is ignored (ours is about to be stored, and the
+    /// store keeps the newest `last_seen`). Silence is then measured from the newest sign of life
+    /// any hub saw. Emits nothing: the hub that stored the row announced it.
+    pub fn merge(&mut self, rows: Vec<DeviceRow>) {
+        for row in rows {
+            match self.devices.get_mut(&row.id) {
+                None => {
+                    let since = row.last_seen;
+                    self.devices.insert(row.id.clone(), DeviceState { row, since });
+                }
+                Some(state) if row.last_seen >= state.row.last_seen => {
+                    state.since = state.since.max(row.last_seen);
+                    state.row = row;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// How often [`Input::Tick`] should come so an alarm fires within its interval plus this
     /// period: a tenth of the shortest interval, at most one second.
     pub fn tick_period(&self) -> Duration {

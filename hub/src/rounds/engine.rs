@@ -56,6 +56,8 @@ pub struct Engine {
     /// The newest alarm the round has looked at.
     alarms_seen: i64,
     stats: RoundStats,
+    /// The night last loaded: a [`Engine::reload`] of the same night is not logged again.
+    loaded: Option<Date>,
 }
 
 /// Counters, in pairs so a gap shows.
@@ -69,7 +71,7 @@ pub struct RoundStats {
 
 impl Engine {
     pub fn new(store: Box<dyn Store>, config: RoundsConfig, check_open: Duration, sender: Box<dyn CameraSender>, travel: Box<dyn TravelTimes + Send>) -> Engine {
-        Engine { store, config, check_open, sender, travel, round: None, routes: Routes::default(), alarms_seen: 0, stats: RoundStats::default() }
+        Engine { store, config, check_open, sender, travel, round: None, routes: Routes::default(), alarms_seen: 0, stats: RoundStats::default(), loaded: None }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -83,6 +85,19 @@ impl Engine {
     /// The running round's night.
     pub fn night(&self) -> Option<Date> {
         self.round.as_ref().map(|r| r.night)
+    }
+
+    /// Forgets the round held in memory, so the next step loads it from the store. Several
+    /// hubs on one database: the leader calls it when it takes over and before every tick,
+    /// the others before every console request, so each works on what the others stored.
+    pub fn reload(&mut self) -> Result<(), EngineError> {
+        self.round = None;
+        self.routes = Routes::default();
+        let now = self.now();
+        if self.config.enabled {
+            self.ensure_round(now)?;
+        }
+        Ok(())
     }
 
     /// One step at the round's current time.
@@ -236,7 +251,10 @@ impl Engine {
                 self.alarms_seen = self.store.round_alarms_seen(night)?;
             }
             let open = round.checks.values().filter(|c| c.state != State::Done).count();
-            info!(%night, checks = round.checks.len(), open, fresh, "Round loaded");
+            if self.loaded != Some(night) || fresh {
+                info!(%night, checks = round.checks.len(), open, fresh, "Round loaded");
+            }
+            self.loaded = Some(night);
             if fresh {
                 // The planned visits' routes, stored with the round.
                 let changed = self.routes.plan_all(&mut round, self.travel.as_ref(), now);
@@ -378,7 +396,10 @@ pub fn tick_period(speed: f64) -> Duration {
 
 /// Ticks the engine until `shutdown`. The first tick waits until the hub's MQTT session is up
 /// (or 5 s passed), so camera checks due at start-up go out on a working connection.
-pub async fn run(engine: std::sync::Arc<std::sync::Mutex<Engine>>, period: Duration, connected: impl Fn() -> bool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Ticks the engine every `period` while this hub holds the scheduler lease
+/// ([`crate::leader`]); with `shared` (other hubs use the same database) the round is reloaded
+/// from the store before each tick, otherwise only when this hub becomes leader.
+pub async fn run(engine: std::sync::Arc<std::sync::Mutex<Engine>>, period: Duration, connected: impl Fn() -> bool, leader: crate::leader::Leadership, shared: bool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let started = std::time::Instant::now();
     while !connected() && started.elapsed() < Duration::from_secs(5) {
         let stop = tokio::select! {
@@ -391,6 +412,7 @@ pub async fn run(engine: std::sync::Arc<std::sync::Mutex<Engine>>, period: Durat
     }
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
     loop {
         let stop = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => true,
@@ -399,20 +421,29 @@ pub async fn run(engine: std::sync::Arc<std::sync::Mutex<Engine>>, period: Durat
         if stop {
             return;
         }
-        {
-            {
-                let engine = engine.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut e = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    e.tick()
-                })
-                .await;
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => error!(error = %e, "Round tick failed; it is tried again at the next tick"),
-                    Err(e) => error!(error = %e, "Round tick task failed"),
-                }
+        if !leader.may_start() {
+            leading = false;
+            continue;
+        }
+        let reload = shared || !leading;
+        leading = true;
+        let engine = engine.clone();
+        let tick_started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut e = engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if reload {
+                e.reload()?;
             }
+            e.tick()
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "Round tick failed; it is tried again at the next tick"),
+            Err(e) => error!(error = %e, "Round tick task failed"),
+        }
+        if !leader.is_leader() {
+            warn!(took_ms = u64::try_from(tick_started.elapsed().as_millis()).unwrap_or(u64::MAX), "A round tick ended after this hub's scheduler lease ran out; another hub may have ticked meanwhile");
         }
     }
 }

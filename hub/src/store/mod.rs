@@ -25,11 +25,13 @@
 
 mod certs;
 mod handling;
+mod lease;
 mod rounds;
 mod sqlite;
 mod users;
 
 pub use certs::{CertOrigin, CertRow, CertStore};
+pub use lease::{Lease, LeaseStore};
 pub use handling::{AlarmAction, AlarmOutcome, BedZoneRow, HandlingRefused, HandlingStore, Registration};
 pub use rounds::{RoundStore, RoundWrite};
 pub use users::{SessionRow, UserRow, UserStore};

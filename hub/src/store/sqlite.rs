@@ -7,7 +7,7 @@
 //! patrols and rounds, see `rounds.rs`; 5: the audit log's hash chain, computed for the lines
 //! already there; 6: console users and sessions, see `users.rs`; 7: staff's handling of alarms and the device
 //! registrations of installers, see `handling.rs`; 8: cameras' bed zones, ibid.; 9: issued device certificates and
-//! their revocation, see `certs.rs`). A database written by a newer hub is refused rather than
+//! their revocation, see `certs.rs`; 10: leases for leader election, see `lease.rs`). A database written by a newer hub is refused rather than
 //! misread.
 //!
 //! One `SqliteStore` is one connection. The hub opens one for its single writer thread and one
@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE devices (
@@ -188,6 +188,9 @@ impl SqliteStore {
             }
             if found < 9 {
                 tx.execute_batch(super::certs::SCHEMA_V9)?;
+            }
+            if found < 10 {
+                tx.execute_batch(super::lease::SCHEMA_V10)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -475,7 +478,7 @@ impl Store for SqliteStore {
                 "INSERT INTO devices (id, site, online, last_seen, outbox_depth, supervision_lost)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET site = excluded.site, online = excluded.online,
-                   last_seen = excluded.last_seen,
+                   last_seen = MAX(devices.last_seen, excluded.last_seen),
                    outbox_depth = COALESCE(excluded.outbox_depth, devices.outbox_depth),
                    supervision_lost = excluded.supervision_lost",
             )?;
