@@ -14,9 +14,10 @@
 //! 3. Agent idle RSS after it has connected and settled.
 //! 4. Agent peak RSS over ten camera checks at 640×480 (simulated camera: frames rendered in
 //!    the agent), asked by hub commands, with one snapshot.
-//! 5. Scale-out (issue 8), `--only scale-ingest`: live ingest rate of 1, 2 and 3 hubs sharing
-//!    one Mosquitto (shared subscription) and one PostgreSQL, of one hub on SQLite and one on
-//!    PostgreSQL, each next to a raw `mosquitto_sub` receiving the same publisher's stream.
+//! 5. Scale-out (issue 8), `--only scale-ingest [--postgres]`: live ingest rate of one hub on
+//!    its own SQLite file, and of 1, 2 and 3 hubs sharing one Mosquitto (shared subscription)
+//!    and one SQLite file (with `--postgres` also one PostgreSQL database), each next to a raw
+//!    `mosquitto_sub` receiving the same publisher's stream in the same run.
 //! 6. Scale-out, `--only scale-latency`: alarm latency agent → hub SSE and the hub's memory
 //!    while the load generator (`vaka_e2e::load`) keeps 10,000 simulated devices connected and
 //!    sending a compressed night (`--bg-speed`, default 60 × real time).
@@ -76,7 +77,7 @@ fn main() -> Result<()> {
     }
     let scale_events = arg("--scale-events")?.unwrap_or(100_000);
     if wanted("scale-ingest") {
-        report += &scale::ingest(dir.path(), scale_events)?;
+        report += &scale::ingest(dir.path(), scale_events, args.iter().any(|a| a == "--postgres"))?;
     }
     if wanted("scale-latency") {
         let devices = arg("--bg-devices")?.unwrap_or(10_000);

@@ -15,10 +15,14 @@ use vaka_e2e::*;
 /// Devices the ingest publisher spreads its events over.
 const INGEST_DEVICES: usize = 1_000;
 
-/// How a hub keeps its events.
-#[derive(Clone, Copy)]
+/// How the hubs keep their events.
+#[derive(Clone, Copy, PartialEq)]
 enum Store {
+    /// Each hub its own SQLite file, no shared group: the single-hub setup.
     Sqlite,
+    /// One SQLite file that every hub opens, with a shared group.
+    SharedSqlite,
+    /// One fresh PostgreSQL database, with a shared group.
     Postgres,
 }
 
@@ -29,7 +33,7 @@ fn raw_consumer(port: u16, n: usize, prefix: &str) -> Result<f64> {
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-d"])
         .args([
             "-t",
-            &format!("vaka/v1/+/+/events"),
+            "vaka/v1/+/+/events",
             "-C",
             &n.to_string(),
             "-W",
@@ -76,23 +80,35 @@ fn hubs_consumer(
     n: usize,
     prefix: &str,
 ) -> Result<f64> {
-    let db = matches!(store, Store::Postgres).then(|| TestDb::create("bench"));
-    let hubs: Vec<Hub> = (0..count)
-        .map(|i| {
-            Hub::start(
-                &dir.join(format!("{prefix}-hub-{i}")),
-                HubOpts {
-                    external: Some(mosquitto.broker(None)),
-                    client_id: Some(format!("vaka-hub-{prefix}-{i}")),
-                    shared_group: db.as_ref().map(|_| "vaka-bench".to_string()),
-                    database_url: db.as_ref().map(TestDb::url),
-                    ..HubOpts::default()
-                },
-            )
-        })
-        .collect();
-    // Let each hub's subscriptions settle before the stream starts.
-    std::thread::sleep(Duration::from_millis(500));
+    let db = (store == Store::Postgres).then(|| TestDb::create("bench"));
+    let shared = store != Store::Sqlite;
+    let mut hubs: Vec<Hub> = Vec::new();
+    for i in 0..count {
+        let first_file = (store == Store::SharedSqlite)
+            .then(|| hubs.first().map(|h: &Hub| h.db.clone()))
+            .flatten();
+        hubs.push(Hub::start(
+            &dir.join(format!("{prefix}-hub-{i}")),
+            HubOpts {
+                external: Some(mosquitto.broker(None)),
+                client_id: Some(format!("vaka-hub-{prefix}-{i}")),
+                shared_group: shared.then(|| "vaka-bench".to_string()),
+                database_url: db.as_ref().map(TestDb::url),
+                db: first_file,
+                ..HubOpts::default()
+            },
+        ));
+    }
+    // The stream starts once every hub has its MQTT session (a clean session would miss what
+    // came before), plus a moment for the subscriptions that follow the ConnAck.
+    for hub in &hubs {
+        wait_until(Duration::from_secs(30), "the hub's MQTT session", || {
+            strip_ansi(&hub.proc.log_text())
+                .contains("MQTT connected")
+                .then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let publisher = {
         let (port, prefix) = (mosquitto.port, prefix.to_string());
@@ -117,15 +133,14 @@ fn hubs_consumer(
     Ok(secs)
 }
 
-pub fn ingest(dir: &Path, n: usize) -> Result<String> {
+/// `postgres`: also the rows on PostgreSQL (needs a hub built with PostgreSQL support and the
+/// server on 127.0.0.1:5432).
+pub fn ingest(dir: &Path, n: usize, postgres: bool) -> Result<String> {
     let mosquitto = Mosquitto::start(dir, None);
     let mut rows = String::new();
-    let mut run = |label: &str,
-                   consumer: &dyn Fn(&str) -> Result<f64>,
-                   prefix: &str|
-     -> Result<()> {
+    let mut run = |label: &str, store: Store, count: usize, prefix: &str| -> Result<()> {
         let raw = raw_consumer(mosquitto.port, n, &format!("{prefix}r"))?;
-        let hub = consumer(prefix)?;
+        let hub = hubs_consumer(dir, &mosquitto, store, count, n, prefix)?;
         let (raw_rate, hub_rate) = (n as f64 / raw, n as f64 / hub);
         rows += &format!(
             "| {label} | {hub:.2} s | {hub_rate:.0} events/s | {raw_rate:.0} events/s | {:.2} |\n",
@@ -133,25 +148,22 @@ pub fn ingest(dir: &Path, n: usize) -> Result<String> {
         );
         Ok(())
     };
+    for count in 1..=3 {
+        let label = format!("{count} hub(s), one shared SQLite file, shared group");
+        run(&label, Store::SharedSqlite, count, &format!("f{count}"))?;
+    }
+    if postgres {
+        for count in 1..=3 {
+            let label = format!("{count} hub(s), PostgreSQL, shared group");
+            run(&label, Store::Postgres, count, &format!("p{count}"))?;
+        }
+    }
+    // Last: its persistent session stays queued at the broker after the hub is gone.
     run(
-        "1 hub, SQLite (no shared group)",
-        &|p| hubs_consumer(dir, &mosquitto, Store::Sqlite, 1, n, p),
+        "1 hub, its own SQLite file (no shared group)",
+        Store::Sqlite,
+        1,
         "s1",
-    )?;
-    run(
-        "1 hub, PostgreSQL, shared group",
-        &|p| hubs_consumer(dir, &mosquitto, Store::Postgres, 1, n, p),
-        "p1",
-    )?;
-    run(
-        "2 hubs, PostgreSQL, shared group",
-        &|p| hubs_consumer(dir, &mosquitto, Store::Postgres, 2, n, p),
-        "p2",
-    )?;
-    run(
-        "3 hubs, PostgreSQL, shared group",
-        &|p| hubs_consumer(dir, &mosquitto, Store::Postgres, 3, n, p),
-        "p3",
     )?;
     Ok(format!(
         "## Scale-out: live ingest rate with 1, 2 and 3 hubs\n\n{n} envelopes (positions) from {INGEST_DEVICES} devices, published with QoS 1 by one \
