@@ -29,7 +29,9 @@ enum Store {
 /// Receives `n` events with a raw `mosquitto_sub` (a live, clean session) while the publisher
 /// sends them; seconds from the first publish to the last message received.
 fn raw_consumer(port: u16, n: usize, prefix: &str) -> Result<f64> {
-    let mut sub = Command::new("mosquitto_sub")
+    // Line-buffered, so that its SUBACK line arrives before the stream starts.
+    let mut sub = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-d"])
         .args([
             "-t",
