@@ -63,7 +63,10 @@ pub struct RawDeviceCa {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
+    /// The SQLite database; with `database_url`, only its directory is used (the device CA).
     pub path: PathBuf,
+    /// `postgres://user[:password]@host[:port]/database`: keep the data in PostgreSQL.
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,8 +229,11 @@ pub struct HubConfig {
     pub broker: BrokerConfig,
     /// `mqtt.ca_file`: the CA of the external broker's certificate, which agents need too.
     pub broker_ca_file: Option<PathBuf>,
-    /// SQLite database file; created with its schema if missing.
+    /// SQLite database file; created with its schema if missing. With `database_url` it is
+    /// not opened, but its directory still holds the device CA (see `pki::ca_dir`).
     pub store_path: PathBuf,
+    /// `store.database_url`: keep the data in this PostgreSQL database instead of SQLite.
+    pub database_url: Option<String>,
     /// Where `vaka-hub serve` binds the HTTP listener. `serve` itself takes a bound listener.
     pub http_listen: SocketAddr,
     /// Bearer token for the API and the console, with the role `admin` (name `admin`).
@@ -245,6 +251,16 @@ pub struct HubConfig {
     pub rounds: RoundsConfig,
     /// `device_ca.crl_reload`: run after each change of the device revocation list.
     pub crl_reload: Option<Vec<String>>,
+}
+
+impl HubConfig {
+    /// Which database to open: PostgreSQL when `store.database_url` is set, else SQLite.
+    pub fn store(&self) -> crate::store::StoreConfig {
+        match &self.database_url {
+            Some(url) => crate::store::StoreConfig::Postgres { url: url.clone() },
+            None => crate::store::StoreConfig::Sqlite { path: self.store_path.clone() },
+        }
+    }
 }
 
 /// Every problem found in a config file, one line each.
@@ -417,6 +433,11 @@ impl RawConfig {
         if self.store.path.as_os_str().is_empty() {
             problems.push("store.path: must not be empty".to_string());
         }
+        if let Some(url) = &self.store.database_url {
+            if let Err(e) = crate::store::check_database_url(url) {
+                problems.push(format!("store.database_url: {e}"));
+            }
+        }
         let http_listen = match self.http.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(e) => {
@@ -486,6 +507,7 @@ impl RawConfig {
                 broker,
                 broker_ca_file: self.mqtt.as_ref().and_then(|m| m.ca_file.clone()),
                 store_path: self.store.path.clone(),
+                database_url: self.store.database_url.clone(),
                 http_listen,
                 api_token: self.http.api_token.clone(),
                 tokens,
@@ -619,6 +641,18 @@ mod tests {
         ] {
             assert!(problems.contains(field), "{field} missing in:\n{problems}");
         }
+    }
+
+    #[test]
+    fn a_database_url_chooses_postgresql_and_a_malformed_one_is_a_problem() {
+        let sqlite = parse(MINIMAL).unwrap();
+        assert_eq!(sqlite.store(), crate::store::StoreConfig::Sqlite { path: "/tmp/hub.db".into() });
+        let url = "postgres://vaka@127.0.0.1:5432/vaka";
+        let pg = parse(&MINIMAL.replace("[http]", &format!("database_url = \"{url}\"\n[http]"))).unwrap();
+        assert_eq!(pg.store(), crate::store::StoreConfig::Postgres { url: url.into() });
+        let bad = parse(&MINIMAL.replace("[http]", "database_url = \"postgres://vaka@127.0.0.1:notaport/vaka\"\n[http]"));
+        let problems = bad.unwrap_err().problems.join("\n");
+        assert!(problems.contains("store.database_url"), "{problems}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::config::{BrokerConfig, HubConfig, SupervisionConfig, TokenConfig};
 use crate::console::HttpsConfig;
 use crate::rounds::config::{RoundClock, RoundsConfig};
 use crate::rounds::plan::{Patrol, Recipient};
-use crate::store::{AuditEntry, RoundStore, SqliteStore, UserRow, UserStore};
+use crate::store::{AuditEntry, StoreConfig, UserRow};
 use crate::{Hub, HubError};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -153,8 +153,8 @@ pub fn plans() -> (Vec<Recipient>, Vec<Patrol>) {
 
 /// Stores [`plans`] before the hub starts, as an administrator would have entered them.
 /// Care plans, patrols and console accounts for the demo, written before the hub starts.
-fn seed_plans(path: &std::path::Path, password: &str) -> Result<(), DemoError> {
-    let mut store = SqliteStore::open(path).map_err(|e| DemoError::Plans(e.to_string()))?;
+fn seed_plans(store: &StoreConfig, password: &str) -> Result<(), DemoError> {
+    let mut store = crate::store::open(store).map_err(|e| DemoError::Plans(e.to_string()))?;
     let (recipients, patrols) = plans();
     let audit = |action: &str, what: String| AuditEntry {
         at: jiff::Timestamp::now(),
@@ -220,6 +220,7 @@ impl Demo {
             broker: BrokerConfig::Embedded { listen: SocketAddr::from(([127, 0, 0, 1], mqtt_port)), devices: None },
             broker_ca_file: None,
             store_path: data.path().join("hub.db"),
+            database_url: None,
             http_listen: http,
             api_token: admin_token.clone(),
             tokens: vec![TokenConfig { name: "natt".into(), role: Role::NightStaff, token: token.clone(), teams: None }],
@@ -232,7 +233,7 @@ impl Demo {
             crl_reload: None,
         };
         let password = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        seed_plans(&config.store_path, &password)?;
+        seed_plans(&config.store(), &password)?;
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .map_err(|source| DemoError::Http { addr: http, source })?;

@@ -87,8 +87,7 @@ impl Identity {
     pub fn publish_crl(&self, store: &dyn Store, now: Timestamp) -> Result<(String, bool), String> {
         let certs = store.certificates(None).map_err(|e| e.to_string())?;
         let revoked = revoked_list(&certs);
-        let path = self.ca.write_crl(&self.dir, &revoked, now).map_err(|e| e.to_string())?;
-        let pem = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (path, pem) = self.ca.write_crl(&self.dir, &revoked, now).map_err(|e| e.to_string())?;
         info!(revoked = revoked.len(), path = %path.display(), "Device revocation list written");
         Ok((pem, self.reload_broker()))
     }
@@ -177,7 +176,7 @@ impl Identity {
             match result {
                 Ok(Ok((pem, _))) => {
                     if let Some(g) = self.gateway.get() {
-                        if let Err(e) = g.revoke(&pem, "", &[]) {
+                        if let Err(e) = g.set_crl(&pem) {
                             error!(error = %e, "The device listener cannot take the new revocation list");
                         }
                     }

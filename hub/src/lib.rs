@@ -40,7 +40,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{SqliteStore, Store, StoreError};
+use store::StoreError;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -97,16 +97,19 @@ impl Hub {
     /// Opens the store, starts the embedded broker if configured, connects ingest and serves
     /// HTTP on `http`. Returns once everything is started (MQTT may still be connecting).
     pub async fn start(config: HubConfig, http: TcpListener) -> Result<Hub, HubError> {
-        let path = config.store_path.clone();
-        let (writer_store, reader_store, devices) = tokio::task::spawn_blocking(move || {
-            let writer = SqliteStore::open(&path)?;
-            let reader = SqliteStore::open(&path)?;
-            let devices = writer.devices()?;
-            Ok::<_, StoreError>((writer, reader, devices))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        info!(store = %config.store_path.display(), devices = devices.len(), "Store opened");
+        let store_config = config.store();
+        let (writer_store, reader_store, devices) = {
+            let store_config = store_config.clone();
+            tokio::task::spawn_blocking(move || {
+                let writer = store::open(&store_config)?;
+                let reader = store::open(&store_config)?;
+                let devices = writer.devices()?;
+                Ok::<_, StoreError>((writer, reader, devices))
+            })
+            .await
+            .map_err(std::io::Error::other)??
+        };
+        info!(store = %store_config.describe(), devices = devices.len(), "Store opened");
 
         let shared_group = match &config.broker {
             BrokerConfig::External { shared_group, .. } => shared_group.clone(),
@@ -119,9 +122,9 @@ impl Hub {
             BrokerConfig::External { client_id, .. } => client_id.clone(),
             BrokerConfig::Embedded { .. } => config::DEFAULT_CLIENT_ID.to_string(),
         });
-        let lease_store = {
-            let path = config.store_path.clone();
-            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        let lease_store: Box<dyn store::LeaseStore> = {
+            let store_config = store_config.clone();
+            tokio::task::spawn_blocking(move || store::open(&store_config))
                 .await
                 .map_err(std::io::Error::other)??
         };
@@ -159,11 +162,11 @@ impl Hub {
         };
         let identity = Arc::new(identity::Identity::new(device_ca.clone(), ca_dir, config.crl_reload.clone(), external));
         let crl_pem = {
-            let path = config.store_path.clone();
+            let store_config = store_config.clone();
             let identity = identity.clone();
             tokio::task::spawn_blocking(move || {
-                let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
-                identity.publish_crl(&store, Timestamp::now()).map(|(pem, _)| pem)
+                let store = store::open(&store_config).map_err(|e| e.to_string())?;
+                identity.publish_crl(store.as_ref(), Timestamp::now()).map(|(pem, _)| pem)
             })
             .await
             .map_err(std::io::Error::other)?
@@ -185,11 +188,11 @@ impl Hub {
         let (feed, _) = broadcast::channel::<Feed>(FEED_BUFFER);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer_tx, writer_rx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
-        let leader_task = tokio::spawn(leader::run(leadership.clone(), Box::new(lease_store), shutdown_rx.clone()));
+        let leader_task = tokio::spawn(leader::run(leadership.clone(), lease_store, shutdown_rx.clone()));
         let (acks_tx, acks_rx) = mpsc::unbounded_channel::<AckOut>();
 
         let writer = Writer {
-            store: Box::new(writer_store),
+            store: writer_store,
             presence,
             stats: stats.clone(),
             acks: acks_tx,
@@ -216,14 +219,14 @@ impl Hub {
         );
 
         let rounds_store = {
-            let path = config.store_path.clone();
-            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+            let store_config = store_config.clone();
+            tokio::task::spawn_blocking(move || store::open(&store_config))
                 .await
                 .map_err(std::io::Error::other)??
         };
         let travel = rounds::routes::travel(&config.rounds.travel).map_err(HubError::Rounds)?;
         let engine = rounds::engine::Engine::new(
-            Box::new(rounds_store),
+            rounds_store,
             config.rounds.clone(),
             config.cameras.check_open,
             Box::new(rounds::engine::MqttSender(session.commands.clone())),
@@ -245,7 +248,7 @@ impl Hub {
         info!(clock = ?config.rounds.clock, shift = %format!("{}-{}", config.rounds.shift.start, config.rounds.shift.end), enabled = config.rounds.enabled, "Rounds started");
 
         let state = console::AppState {
-            store: Arc::new(Mutex::new(Box::new(reader_store) as Box<dyn Store>)),
+            store: Arc::new(Mutex::new(reader_store)),
             stats: stats.clone(),
             feed,
             tokens: Arc::new(console::Tokens::new(&config.api_token, &config.tokens)),

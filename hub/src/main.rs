@@ -75,10 +75,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match vaka_hub::config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
+            Ok(hub) => match vaka_hub::store::probe(&hub.store()) {
+                Ok(store) => {
+                    println!("{}: ok", config.display());
+                    if let Some(store) = store {
+                        println!("  store: {store}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: problems:\n  - store: {e}", config.display());
+                    ExitCode::from(2)
+                }
+            },
             Err(e) => {
                 eprintln!("{}: problems:", config.display());
                 for problem in e.problems() {
@@ -124,10 +133,10 @@ fn broker_files(config: &std::path::Path, out: &std::path::Path, listener: &vaka
     let dir = vaka_hub::pki::ca_dir(&config.store_path);
     let ca = vaka_hub::pki::DeviceCa::load_or_create(&dir)?;
     // The revocation list as the database has it now; the running hub keeps it current.
-    let store = vaka_hub::store::SqliteStore::open(&config.store_path)?;
-    let revoked = vaka_hub::identity::revoked_list(&vaka_hub::store::CertStore::certificates(&store, None)?);
+    let store = vaka_hub::store::open(&config.store())?;
+    let revoked = vaka_hub::identity::revoked_list(&vaka_hub::store::CertStore::certificates(store.as_ref(), None)?);
     let now = jiff::Timestamp::now();
-    let crl = ca.write_crl(&dir, &revoked, now)?;
+    let (crl, _) = ca.write_crl(&dir, &revoked, now)?;
     let crl = std::path::absolute(&crl)?;
     let mut files = vaka_hub::pki::broker_files(&ca, out, listener, &crl, now)?;
     files.push(crl);

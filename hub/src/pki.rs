@@ -208,14 +208,14 @@ impl DeviceCa {
 
     /// Writes [`DeviceCa::crl`] to `crl.pem` in `dir` (the CA's directory), replacing the old
     /// list in one rename so a broker never reads half a file.
-    pub fn write_crl(&self, dir: &Path, revoked: &[(String, Timestamp)], now: Timestamp) -> Result<PathBuf, PkiError> {
+    pub fn write_crl(&self, dir: &Path, revoked: &[(String, Timestamp)], now: Timestamp) -> Result<(PathBuf, String), PkiError> {
         let pem = self.crl(revoked, now)?;
         let path = dir.join(CRL_FILE);
         let tmp = dir.join(format!(".{CRL_FILE}.tmp"));
         let files = |message: String| PkiError::Files { dir: dir.to_path_buf(), message };
-        std::fs::write(&tmp, pem).map_err(|e| files(format!("cannot write {CRL_FILE}: {e}")))?;
+        std::fs::write(&tmp, &pem).map_err(|e| files(format!("cannot write {CRL_FILE}: {e}")))?;
         std::fs::rename(&tmp, &path).map_err(|e| files(format!("cannot replace {CRL_FILE}: {e}")))?;
-        Ok(path)
+        Ok((path, pem))
     }
 }
 
@@ -409,8 +409,9 @@ mod tests {
         assert!(matches!(verify_with_crl(ca.ca_pem(), &crl, &issued.cert_pem, now), Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked))));
         verify_with_crl(ca.ca_pem(), &crl, &other.cert_pem, now).unwrap();
         // An empty list refuses nothing; the file is replaced whole.
-        let path = ca.write_crl(&dir.path().join("device-ca"), &[], now).unwrap();
-        verify_with_crl(ca.ca_pem(), &std::fs::read_to_string(&path).unwrap(), &issued.cert_pem, now).unwrap();
+        let (path, pem) = ca.write_crl(&dir.path().join("device-ca"), &[], now).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
+        verify_with_crl(ca.ca_pem(), &pem, &issued.cert_pem, now).unwrap();
         assert!(hex_bytes("0A1").is_none() && hex_bytes("zz").is_none());
         assert_eq!(hex_bytes("0aFF"), Some(vec![0x0a, 0xff]));
     }

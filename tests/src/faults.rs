@@ -16,9 +16,24 @@ use std::time::Duration;
 
 impl Hub {
     /// Every stored event of `device` in the order the hub committed them, read straight from
-    /// the hub's database file (read-only; the hub may be running or stopped). Unlike
+    /// the hub's database (its SQLite file read-only, or its PostgreSQL database; the hub may
+    /// be running or stopped). Unlike
     /// [`Hub::events`] this has no page limit.
     pub fn stored(&self, device: &str) -> Vec<StoredEvent> {
+        if let Some(pg) = &self.pg {
+            let sql = "SELECT seq, event_id::TEXT, severity, kind, received_at FROM events WHERE device = $1 ORDER BY pos";
+            let rows = pg.client().query(sql, &[&device]).unwrap_or_else(|e| panic!("hub database: {}", crate::pg::chain(&e)));
+            return rows
+                .iter()
+                .map(|r| StoredEvent {
+                    seq: r.get::<_, i64>(0) as u64,
+                    id: r.get(1),
+                    severity: r.get(2),
+                    kind: r.get(3),
+                    received_at_us: r.get(4),
+                })
+                .collect();
+        }
         let db = open_read_only(&self.db);
         let mut stmt = db
             .prepare("SELECT seq, event_id, severity, kind, received_at FROM events WHERE device = ?1 ORDER BY rowid")
@@ -45,9 +60,15 @@ impl Hub {
 
     /// How many events of `device` with a seq up to `seq` the hub's database holds.
     pub fn stored_count_through(&self, device: &str, seq: u64) -> usize {
+        let seq = seq.min(i64::MAX as u64) as i64;
+        if let Some(pg) = &self.pg {
+            let sql = "SELECT count(*) FROM events WHERE device = $1 AND seq <= $2";
+            let row = pg.client().query_one(sql, &[&device, &seq]).unwrap_or_else(|e| panic!("hub database: {}", crate::pg::chain(&e)));
+            return row.get::<_, i64>(0) as usize;
+        }
         let db = open_read_only(&self.db);
         let sql = "SELECT count(*) FROM events WHERE device = ?1 AND seq <= ?2";
-        db.query_row(sql, rusqlite::params![device, seq.min(i64::MAX as u64) as i64], |r| r.get::<_, i64>(0))
+        db.query_row(sql, rusqlite::params![device, seq], |r| r.get::<_, i64>(0))
             .unwrap_or_else(|e| panic!("hub database {}: {e}", self.db.display())) as usize
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod load;
+pub mod pg;
 pub mod pgdb;
 pub mod pki;
 pub mod procs;

@@ -296,12 +296,12 @@ pub struct HubOpts {
     pub client_id: Option<String>,
     /// `mqtt.shared_group` with an external broker: the hubs share the ingest.
     pub shared_group: Option<String>,
-    /// `store.database_url` (PostgreSQL, e.g. [`crate::TestDb::url`]) instead of a SQLite
-    /// file; hubs given the same URL share the database.
-    pub database_url: Option<String>,
     /// Use this database instead of the hub's own (several hubs on one database): another
     /// hub's [`Hub::db`]. Start that hub first, so the schema is created once.
     pub db: Option<PathBuf>,
+    /// `store.database_url`: a PostgreSQL database the test made (e.g. one that several hubs
+    /// share, see `pg.rs`); `None` for the run's default.
+    pub database_url: Option<String>,
 }
 
 impl Default for HubOpts {
@@ -316,8 +316,8 @@ impl Default for HubOpts {
             env: Vec::new(),
             client_id: None,
             shared_group: None,
-            database_url: None,
             db: None,
+            database_url: None,
         }
     }
 }
@@ -328,17 +328,38 @@ pub struct Hub {
     /// The embedded broker's port, when the hub runs one.
     pub mqtt_port: Option<u16>,
     pub token: String,
+    /// The SQLite file, or (with `pg`) the path in the config whose directory holds the CA.
     pub db: PathBuf,
     pub proc: Proc,
+    /// The hub's PostgreSQL database when the run asks for one (`VAKA_TEST_DATABASE=postgres`,
+    /// see `pg.rs`); dropped after the process (fields drop in order).
+    pub pg: Option<crate::pg::PgDb>,
+    /// `store.database_url` as the hub was given it, if any.
+    pub database_url: Option<String>,
 }
 
 impl Hub {
+    /// Options for another hub on this hub's database: its SQLite file, or its PostgreSQL
+    /// database. Start this hub first, so the schema is created once.
+    pub fn same_database(&self) -> HubOpts {
+        HubOpts { db: Some(self.db.clone()), database_url: self.database_url.clone(), ..HubOpts::default() }
+    }
+
     pub fn start(dir: &Path, opts: HubOpts) -> Hub {
         let dir = dir.join("hub");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let http_port = free_port();
         let token = format!("test-token-{}", uuid::Uuid::now_v7().simple());
         let db = opts.db.clone().unwrap_or_else(|| dir.join("hub.db"));
+        // PostgreSQL: the URL the test gives (hubs sharing a database), or with
+        // `VAKA_TEST_DATABASE=postgres` a fresh database of this hub's own unless the test
+        // shares a SQLite file between hubs (`db`).
+        let pg = (opts.database_url.is_none() && opts.db.is_none() && crate::pg::wanted()).then(crate::pg::PgDb::create);
+        let database_url = match (&opts.database_url, &pg) {
+            (Some(url), _) => format!("database_url = \"{url}\"\n"),
+            (None, Some(pg)) => format!("database_url = \"{}\"\n", pg.url),
+            (None, None) => String::new(),
+        };
         let (broker, mqtt_port) = match &opts.external {
             Some(b) => {
                 let client_id = opts.client_id.as_deref().unwrap_or("vaka-hub-test");
@@ -350,12 +371,9 @@ impl Hub {
                 (format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}", opts.embedded_extra), Some(port))
             }
         };
-        let store = match &opts.database_url {
-            Some(url) => format!("database_url = \"{url}\""),
-            None => format!("path = \"{}\"", db.display()),
-        };
         let config = format!(
-            "{broker}\n[store]\n{store}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
+            "{broker}\n[store]\npath = \"{}\"\n{database_url}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{token}\"\n{}\n\n[supervision]\ndefault_interval = \"{}\"\n\n{}\n",
+            db.display(),
             opts.http,
             opts.supervision_interval,
             opts.extra
@@ -365,7 +383,8 @@ impl Hub {
         let config_arg = config_path.display().to_string();
         let args = ["serve", "--config", config_arg.as_str()];
         let proc = Proc::spawn_in("vaka-hub", bin("vaka-hub"), &args, dir.join("hub.log"), opts.env, &dir);
-        let mut hub = Hub { http_port, mqtt_port, token, db, proc };
+        let database_url = opts.database_url.clone().or_else(|| pg.as_ref().map(|pg| pg.url.clone()));
+        let mut hub = Hub { http_port, mqtt_port, token, db, proc, pg, database_url };
         hub.wait_ready();
         hub
     }

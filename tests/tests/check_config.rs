@@ -108,3 +108,25 @@ fn https_certificate_problems_name_the_file_and_why() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("http.tls_key: missing") && !text.contains("panicked"), "{text}");
 }
+
+#[test]
+fn a_postgresql_database_url_is_checked_for_syntax_and_reachability() {
+    let dir = temp_dir("check-pg");
+    let write = |name: &str, url: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "[store]\npath = \"{}\"\ndatabase_url = \"{url}\"\n\n[http]\nlisten = \"127.0.0.1:8080\"\napi_token = \"a-long-enough-token-for-the-test-1234\"\n",
+            dir.path().join("hub.db").display()
+        );
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let (code, text) = check("vaka-hub", &write("bad.toml", "mysql://nowhere"));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("store.database_url") && text.contains("postgres://"), "{text}");
+    // Port 9 (discard) has no PostgreSQL: the problem names where, never the password.
+    let (code, text) = check("vaka-hub", &write("down.toml", "postgres://vaka:hemligt@127.0.0.1:9/vaka"));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot connect to PostgreSQL") && text.contains("port 9"), "{text}");
+    assert!(!text.contains("hemligt"), "{text}");
+}

@@ -211,13 +211,19 @@ impl Gateway {
         }
     }
 
-    /// Takes `crl_pem` for every later handshake and closes the live connections of `device`
-    /// made with one of `serials`. Returns how many it closed.
-    pub fn revoke(&self, crl_pem: &str, device: &str, serials: &[String]) -> Result<usize, String> {
+    /// Takes `crl_pem` for every later handshake.
+    pub fn set_crl(&self, crl_pem: &str) -> Result<(), String> {
         let config = server_config(&self.server, &self.roots, crl_pem)?;
         if let Ok(mut tls) = self.tls.write() {
             *tls = config;
         }
+        Ok(())
+    }
+
+    /// Takes `crl_pem` for every later handshake and closes the live connections of `device`
+    /// made with one of `serials`. Returns how many it closed.
+    pub fn revoke(&self, crl_pem: &str, device: &str, serials: &[String]) -> Result<usize, String> {
+        self.set_crl(crl_pem)?;
         let mut closed = 0;
         if let Ok(mut live) = self.live.lock() {
             live.retain(|_, (d, conn)| {
@@ -233,11 +239,6 @@ impl Gateway {
             info!(device, closed, "Live connections of a revoked certificate closed");
         }
         Ok(closed)
-    }
-
-    /// Live connections per device, for tests and the console.
-    pub fn connected(&self, device: &str) -> usize {
-        self.live.lock().map(|l| l.values().filter(|(d, _)| d == device).count()).unwrap_or(0)
     }
 }
 

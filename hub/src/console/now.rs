@@ -299,7 +299,7 @@ async fn handle(state: &AppState, who: &Principal, raw: &str, action: AlarmActio
     match write(state, move |s| s.handle_alarm(id, &action, &name, &audit)).await? {
         Ok(row) => {
             info!(alarm = id, kind = %row.kind, device = %row.device, by = %who.name, step = verb, "Alarm handled");
-            let _ = state.feed.send(Feed::Handled(row.clone()));
+            let _ = state.feed.send(Feed::Handled(Box::new(row.clone())));
             Ok(Json(row).into_response())
         }
         Err(HandlingRefused::NoSuchAlarm) => Err(missing()),

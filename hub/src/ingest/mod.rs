@@ -76,7 +76,7 @@ pub enum Feed {
     Device(DeviceRow),
     Alarm(AlarmNotice),
     /// Staff took a step on an alarm (acknowledged, assigned, resolved): the alarm as it is now.
-    Handled(crate::store::AlarmRow),
+    Handled(Box<crate::store::AlarmRow>),
     /// Any of the above from another hub of the group, as its stream sends it ([`relay`]).
     Relayed(relay::Wire),
 }

@@ -40,7 +40,11 @@ impl Feed {
             Feed::Handled(a) => ("alarm_handled", a.device.clone(), serde_json::to_string(a)),
             Feed::Relayed(w) => return Some(w.clone()),
         };
-        data.ok().map(|data| Wire { name: name.to_string(), device, data })
+        data.ok().map(|data| Wire {
+            name: name.to_string(),
+            device,
+            data,
+        })
     }
 }
 
@@ -50,7 +54,9 @@ pub fn filter() -> SubscribeFilter {
 }
 
 pub fn is_relay_topic(topic: &str) -> bool {
-    topic.strip_prefix(ROOT).is_some_and(|rest| rest.starts_with('/'))
+    topic
+        .strip_prefix(ROOT)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Another hub's item from `topic`, or `None` for this hub's own item or one that does not read.
@@ -69,7 +75,12 @@ pub fn decode(me: &str, topic: &str, payload: &[u8]) -> Option<Feed> {
 }
 
 /// Publishes this hub's own feed items until shutdown.
-pub async fn publish_own(client: AsyncClient, me: String, mut feed: broadcast::Receiver<Feed>, mut shutdown: watch::Receiver<bool>) {
+pub async fn publish_own(
+    client: AsyncClient,
+    me: String,
+    mut feed: broadcast::Receiver<Feed>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let topic = format!("{ROOT}/{me}");
     loop {
         let item = tokio::select! {
@@ -80,12 +91,17 @@ pub async fn publish_own(client: AsyncClient, me: String, mut feed: broadcast::R
             Ok(Feed::Relayed(_)) => continue,
             Ok(item) => item,
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(skipped = n, "The feed relay fell behind; other hubs' consoles miss these items");
+                warn!(
+                    skipped = n,
+                    "The feed relay fell behind; other hubs' consoles miss these items"
+                );
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let Some(payload) = item.wire().and_then(|w| serde_json::to_vec(&w).ok()) else { continue };
+        let Some(payload) = item.wire().and_then(|w| serde_json::to_vec(&w).ok()) else {
+            continue;
+        };
         // Never waits: a full request queue (broker away) drops live items, as QoS 0 would.
         let _ = client.try_publish(topic.clone(), QoS::AtMostOnce, false, payload);
     }
@@ -107,11 +123,23 @@ mod tests {
             last_seen: None,
         });
         let wire = alarm.wire().unwrap();
-        assert_eq!((wire.name.as_str(), wire.device.as_str()), ("alarm", "home-1"));
+        assert_eq!(
+            (wire.name.as_str(), wire.device.as_str()),
+            ("alarm", "home-1")
+        );
         let payload = serde_json::to_vec(&wire).unwrap();
-        assert!(is_relay_topic("vaka/hubs/feed/hub-a") && !is_relay_topic("vaka/hubs/feedx/a") && !is_relay_topic("vaka/v1/s/d/events"));
-        assert!(decode("hub-a", "vaka/hubs/feed/hub-a", &payload).is_none(), "own echo");
-        let Some(Feed::Relayed(got)) = decode("hub-b", "vaka/hubs/feed/hub-a", &payload) else { panic!("not relayed") };
+        assert!(
+            is_relay_topic("vaka/hubs/feed/hub-a")
+                && !is_relay_topic("vaka/hubs/feedx/a")
+                && !is_relay_topic("vaka/v1/s/d/events")
+        );
+        assert!(
+            decode("hub-a", "vaka/hubs/feed/hub-a", &payload).is_none(),
+            "own echo"
+        );
+        let Some(Feed::Relayed(got)) = decode("hub-b", "vaka/hubs/feed/hub-a", &payload) else {
+            panic!("not relayed")
+        };
         assert_eq!(got, wire);
         assert!(got.data.contains("\"supervision_lost\""), "{}", got.data);
         assert!(decode("hub-b", "vaka/hubs/feed/hub-a", b"not json").is_none());

@@ -123,7 +123,12 @@ pub fn spawn_session(
     options.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
     let (client, eventloop) = vaka_agent::link::client(options, REQUEST_QUEUE);
     if let Some(s) = &sharing {
-        tokio::spawn(relay::publish_own(client.clone(), s.me.clone(), s.feed.subscribe(), shutdown.clone()));
+        tokio::spawn(relay::publish_own(
+            client.clone(),
+            s.me.clone(),
+            s.feed.subscribe(),
+            shutdown.clone(),
+        ));
     }
     let poller = tokio::spawn(poll(
         eventloop,
@@ -308,11 +313,27 @@ mod tests {
 
     #[test]
     fn a_shared_group_shares_events_and_status_but_not_snapshots() {
-        let paths = |g| ingest_filters(g).into_iter().map(|f| f.path).collect::<Vec<_>>();
-        assert_eq!(paths(None), ["vaka/v1/+/+/events", "vaka/v1/+/+/status", "vaka/v1/+/+/snapshot"]);
+        let paths = |g| {
+            ingest_filters(g)
+                .into_iter()
+                .map(|f| f.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(None),
+            [
+                "vaka/v1/+/+/events",
+                "vaka/v1/+/+/status",
+                "vaka/v1/+/+/snapshot"
+            ]
+        );
         assert_eq!(
             paths(Some("hubs")),
-            ["$share/hubs/vaka/v1/+/+/events", "$share/hubs/vaka/v1/+/+/status", "vaka/v1/+/+/snapshot"]
+            [
+                "$share/hubs/vaka/v1/+/+/events",
+                "$share/hubs/vaka/v1/+/+/status",
+                "vaka/v1/+/+/snapshot"
+            ]
         );
     }
 }

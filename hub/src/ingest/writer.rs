@@ -553,6 +553,18 @@ mod tests {
     }
 
     /// The writer never issues certificates.
+    impl crate::store::LeaseStore for FlakyStore {
+        fn try_lease(&mut self, _: &str, _: &str, _: Timestamp, _: std::time::Duration) -> Result<crate::store::Lease, StoreError> {
+            unimplemented!()
+        }
+        fn release_lease(&mut self, _: &str, _: &str) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        fn lease(&self, _: &str) -> Result<Option<crate::store::Lease>, StoreError> {
+            unimplemented!()
+        }
+    }
+
     impl crate::store::CertStore for FlakyStore {
         fn record_certificate(&mut self, _: &crate::store::CertRow, _: &AuditEntry) -> Result<(), StoreError> {
             unimplemented!()

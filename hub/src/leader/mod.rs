@@ -87,7 +87,10 @@ pub struct LeaderStatus {
 
 impl Leadership {
     pub fn new(me: impl Into<String>) -> Leadership {
-        Leadership { me: me.into(), state: Arc::new(Mutex::new(State::default())) }
+        Leadership {
+            me: me.into(),
+            state: Arc::new(Mutex::new(State::default())),
+        }
     }
 
     pub fn me(&self) -> &str {
@@ -100,7 +103,9 @@ impl Leadership {
 
     /// How much of this hub's lease is left (zero when it is not the leader).
     pub fn remaining(&self, now: Instant) -> Duration {
-        self.lock().until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+        self.lock()
+            .until
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -169,7 +174,11 @@ impl Leadership {
 }
 
 /// Takes or renews the lease every [`RENEW`] until shutdown; then releases it if held.
-pub async fn run(leadership: Leadership, store: Box<dyn LeaseStore>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    leadership: Leadership,
+    store: Box<dyn LeaseStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let store = Arc::new(Mutex::new(store));
     let mut interval = tokio::time::interval(RENEW);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -183,7 +192,8 @@ pub async fn run(leadership: Leadership, store: Box<dyn LeaseStore>, mut shutdow
         let s = store.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            s.try_lease(LEASE, &me, Timestamp::now(), TTL).map_err(|e| e.to_string())
+            s.try_lease(LEASE, &me, Timestamp::now(), TTL)
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
@@ -211,7 +221,9 @@ pub async fn run(leadership: Leadership, store: Box<dyn LeaseStore>, mut shutdow
         .await;
         match released {
             Ok(Ok(_)) => info!(me = %leadership.me, "Released the scheduler lease"),
-            Ok(Err(e)) => warn!(error = %e, "Could not release the scheduler lease; another hub takes it when it runs out"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "Could not release the scheduler lease; another hub takes it when it runs out")
+            }
             Err(e) => warn!(error = %e, "Could not release the scheduler lease"),
         }
     }
@@ -223,18 +235,31 @@ mod tests {
 
     fn lease(holder: &str, term: i64) -> Lease {
         let t = Timestamp::from_second(1_800_000_000).unwrap();
-        Lease { name: LEASE.into(), holder: holder.into(), expires_at: t, since: t, term }
+        Lease {
+            name: LEASE.into(),
+            holder: holder.into(),
+            expires_at: t,
+            since: t,
+            term,
+        }
     }
 
     #[test]
     fn holding_the_lease_makes_a_leader_until_the_ttl_less_the_safety_margin() {
         let l = Leadership::new("hub-a");
         let asked = Instant::now();
-        assert_eq!(l.observe(asked, Ok(lease("hub-a", 1))), Some(Transition::Became { term: 1 }));
+        assert_eq!(
+            l.observe(asked, Ok(lease("hub-a", 1))),
+            Some(Transition::Became { term: 1 })
+        );
         assert!(l.is_leader() && l.may_start());
         assert_eq!(l.remaining(asked), TTL - SAFETY);
         assert_eq!(l.remaining(asked + TTL - SAFETY), Duration::ZERO);
-        assert_eq!(l.observe(Instant::now(), Ok(lease("hub-a", 1))), None, "a renewal is no transition");
+        assert_eq!(
+            l.observe(Instant::now(), Ok(lease("hub-a", 1))),
+            None,
+            "a renewal is no transition"
+        );
         assert_eq!(l.status().terms_won, 1);
     }
 
@@ -245,10 +270,19 @@ mod tests {
         assert!(!l.is_leader());
         assert_eq!(l.status().holder.as_deref(), Some("hub-b"));
         l.observe(Instant::now(), Ok(lease("hub-a", 2)));
-        assert_eq!(l.observe(Instant::now(), Err("database is locked".into())), None, "the lease is still ours");
+        assert_eq!(
+            l.observe(Instant::now(), Err("database is locked".into())),
+            None,
+            "the lease is still ours"
+        );
         assert!(l.is_leader());
         assert_eq!(l.status().error.as_deref(), Some("database is locked"));
-        assert_eq!(l.observe(Instant::now(), Ok(lease("hub-b", 3))), Some(Transition::Lost { to: Some("hub-b".into()) }));
+        assert_eq!(
+            l.observe(Instant::now(), Ok(lease("hub-b", 3))),
+            Some(Transition::Lost {
+                to: Some("hub-b".into())
+            })
+        );
         assert!(!l.is_leader());
         // An old grant that already ran out is no leadership.
         let long_ago = Instant::now().checked_sub(TTL).unwrap();

@@ -115,7 +115,8 @@ impl Presence {
             match self.devices.get_mut(&row.id) {
                 None => {
                     let since = row.last_seen;
-                    self.devices.insert(row.id.clone(), DeviceState { row, since });
+                    self.devices
+                        .insert(row.id.clone(), DeviceState { row, since });
                 }
                 Some(state) if row.last_seen >= state.row.last_seen => {
                     state.since = state.since.max(row.last_seen);

@@ -188,18 +188,26 @@ fn a_hub_that_hears_half_the_heartbeats_raises_no_alarm_once_it_takes_in_the_oth
     for i in 0..10u64 {
         let at = t(i * 60);
         let hub = if i % 2 == 0 { &mut a } else { &mut b };
-        for action in hub.handle(at, heard("home-1", at, Heard::Online { outbox_depth: None })) {
+        for action in hub.handle(
+            at,
+            heard("home-1", at, Heard::Online { outbox_depth: None }),
+        ) {
             if let Action::Persist(row) = action {
                 stored = vec![row];
             }
         }
         a.merge(stored.clone());
-        raised_on_a.extend(raised(&a.handle(at + SignedDuration::from_secs(59), Input::Tick)));
+        raised_on_a.extend(raised(
+            &a.handle(at + SignedDuration::from_secs(59), Input::Tick),
+        ));
     }
     assert!(raised_on_a.is_empty(), "{raised_on_a:?}");
     // Without merging, a hub with every second heartbeat sees 120 s of silence.
     let mut alone = Presence::new(config(100));
-    alone.handle(t(0), heard("home-1", t(0), Heard::Online { outbox_depth: None }));
+    alone.handle(
+        t(0),
+        heard("home-1", t(0), Heard::Online { outbox_depth: None }),
+    );
     assert_eq!(raised(&alone.handle(t(119), Input::Tick)), ["home-1"]);
 }
 
@@ -208,17 +216,29 @@ fn an_alarm_raised_by_the_leader_is_cleared_by_whichever_hub_hears_the_device_ne
     let mut leader = Presence::new(config(100));
     let mut other = Presence::new(config(100));
     let first = leader.handle(t(0), heard("home-1", t(0), Heard::Event));
-    let Action::Persist(row) = &first[0] else { panic!("{first:?}") };
+    let Action::Persist(row) = &first[0] else {
+        panic!("{first:?}")
+    };
     other.merge(vec![row.clone()]);
     let tick = leader.handle(t(101), Input::Tick);
     assert_eq!(raised(&tick), ["home-1"]);
-    let Action::Persist(lost) = &tick[0] else { panic!("{tick:?}") };
+    let Action::Persist(lost) = &tick[0] else {
+        panic!("{tick:?}")
+    };
     other.merge(vec![lost.clone()]);
-    let back = other.handle(t(105), heard("home-1", t(105), Heard::Online { outbox_depth: None }));
+    let back = other.handle(
+        t(105),
+        heard("home-1", t(105), Heard::Online { outbox_depth: None }),
+    );
     assert_eq!(cleared(&back), 1, "{back:?}");
     // A stored row older than what this hub heard itself changes nothing.
-    let Action::Persist(newer) = &back[0] else { panic!("{back:?}") };
+    let Action::Persist(newer) = &back[0] else {
+        panic!("{back:?}")
+    };
     other.merge(vec![lost.clone()]);
-    assert_eq!(raised(&other.handle(t(150), Input::Tick)), Vec::<String>::new());
+    assert_eq!(
+        raised(&other.handle(t(150), Input::Tick)),
+        Vec::<String>::new()
+    );
     assert!(!newer.supervision_lost);
 }

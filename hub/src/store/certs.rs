@@ -35,7 +35,7 @@ pub enum CertOrigin {
 }
 
 impl CertOrigin {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             CertOrigin::Bundle => "bundle",
             CertOrigin::Csr => "csr",
@@ -43,7 +43,7 @@ impl CertOrigin {
         }
     }
 
-    fn parse(s: &str) -> Option<CertOrigin> {
+    pub(super) fn parse(s: &str) -> Option<CertOrigin> {
         [CertOrigin::Bundle, CertOrigin::Csr, CertOrigin::Hub].into_iter().find(|o| o.as_str() == s)
     }
 }
@@ -147,7 +147,7 @@ impl CertStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::engines::on_both_engines;
 
     fn at(micros: i64) -> Timestamp {
         Timestamp::from_microsecond(1_790_000_000_000_000 + micros).unwrap()
@@ -171,29 +171,29 @@ mod tests {
         AuditEntry { at: at(500), actor: "ivar".into(), role: "installer".into(), action: action.into(), check_id: None, device: Some("home-1".into()), detail: None }
     }
 
-    #[test]
-    fn certificates_are_kept_and_revoked_one_or_all_once_with_an_audit_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
-        for c in [cert("0A", "home-1", 1), cert("0B", "home-1", 2), cert("0C", "home-1", 3), cert("1A", "home-2", 1)] {
-            store.record_certificate(&c, &entry("device_certificate_issued")).unwrap();
-        }
-        assert_eq!(store.certificates(Some("home-1")).unwrap().iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), ["0A", "0B", "0C"]);
-        assert_eq!(store.certificates(None).unwrap().len(), 4);
+    on_both_engines! {
+        fn certificates_are_kept_and_revoked_one_or_all_once_with_an_audit_line(db: &TestDb) {
+            let mut store = db.open();
+            for c in [cert("0A", "home-1", 1), cert("0B", "home-1", 2), cert("0C", "home-1", 3), cert("1A", "home-2", 1)] {
+                store.record_certificate(&c, &entry("device_certificate_issued")).unwrap();
+            }
+            assert_eq!(store.certificates(Some("home-1")).unwrap().iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), ["0A", "0B", "0C"]);
+            assert_eq!(store.certificates(None).unwrap().len(), 4);
 
-        let one = store.revoke_certificates("home-1", Some("0A"), "ivar", "rotated", &entry("device_certificate_revoked")).unwrap();
-        assert_eq!(one.len(), 1);
-        assert_eq!((one[0].revoked_at, one[0].revoked_by.as_deref(), one[0].reason.as_deref()), (Some(at(500)), Some("ivar"), Some("rotated")));
-        // Another device's serial is not this device's to revoke.
-        assert!(store.revoke_certificates("home-2", Some("0B"), "ivar", "x", &entry("device_certificate_revoked")).unwrap().is_empty());
-        let rest = store.revoke_certificates("home-1", None, "ivar", "stolen", &entry("device_certificate_revoked")).unwrap();
-        assert_eq!(rest.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), ["0B", "0C"]);
-        assert!(store.revoke_certificates("home-1", None, "ivar", "again", &entry("device_certificate_revoked")).unwrap().is_empty(), "nothing is revoked twice");
-        let kept = store.certificates(Some("home-1")).unwrap();
-        assert_eq!(kept[0].reason.as_deref(), Some("rotated"), "the first reason stays");
-        assert!(store.certificates(Some("home-2")).unwrap()[0].revoked_at.is_none());
-        let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
-        assert_eq!(actions.iter().filter(|a| *a == "device_certificate_revoked").count(), 2, "{actions:?}");
-        assert_eq!(actions.iter().filter(|a| *a == "device_certificate_issued").count(), 4);
+            let one = store.revoke_certificates("home-1", Some("0A"), "ivar", "rotated", &entry("device_certificate_revoked")).unwrap();
+            assert_eq!(one.len(), 1);
+            assert_eq!((one[0].revoked_at, one[0].revoked_by.as_deref(), one[0].reason.as_deref()), (Some(at(500)), Some("ivar"), Some("rotated")));
+            // Another device's serial is not this device's to revoke.
+            assert!(store.revoke_certificates("home-2", Some("0B"), "ivar", "x", &entry("device_certificate_revoked")).unwrap().is_empty());
+            let rest = store.revoke_certificates("home-1", None, "ivar", "stolen", &entry("device_certificate_revoked")).unwrap();
+            assert_eq!(rest.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), ["0B", "0C"]);
+            assert!(store.revoke_certificates("home-1", None, "ivar", "again", &entry("device_certificate_revoked")).unwrap().is_empty(), "nothing is revoked twice");
+            let kept = store.certificates(Some("home-1")).unwrap();
+            assert_eq!(kept[0].reason.as_deref(), Some("rotated"), "the first reason stays");
+            assert!(store.certificates(Some("home-2")).unwrap()[0].revoked_at.is_none());
+            let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
+            assert_eq!(actions.iter().filter(|a| *a == "device_certificate_revoked").count(), 2, "{actions:?}");
+            assert_eq!(actions.iter().filter(|a| *a == "device_certificate_issued").count(), 4);
+        }
     }
 }

@@ -235,70 +235,69 @@ impl HandlingStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RoundStore, Store, WriteBatch};
+    use crate::store::engines::{on_both_engines, TestDb};
+    use crate::store::{Store, WriteBatch};
 
     fn entry(action: &str) -> AuditEntry {
         AuditEntry { at: Timestamp::now(), actor: "anna".into(), role: "night_staff".into(), action: action.into(), check_id: None, device: None, detail: None }
     }
 
-    fn store_with_alarm() -> (tempfile::TempDir, SqliteStore, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    fn store_with_alarm(db: &TestDb) -> (Box<dyn Store>, i64) {
+        let mut store = db.open();
         let batch = WriteBatch { raise_alarms: vec![("home-1".into(), "s".into(), Timestamp::now())], ..WriteBatch::default() };
         store.commit(&batch).unwrap();
         let id = store.alarms(1).unwrap()[0].id;
-        (dir, store, id)
+        (store, id)
     }
 
-    #[test]
-    fn resolving_acknowledges_closes_and_ends_the_handling_with_audit_lines() {
-        let (_dir, mut store, id) = store_with_alarm();
-        let since = Timestamp::now() - jiff::SignedDuration::from_hours(1);
-        assert_eq!(store.unresolved_alarms(since).unwrap().len(), 1);
-        let assigned = store.handle_alarm(id, &AlarmAction::Assign("patrol:bil-1".into()), "anna", &entry("alarm_assigned")).unwrap().unwrap();
-        assert_eq!(assigned.handling.acked_by.as_deref(), Some("anna"), "assigning acknowledges");
-        assert_eq!(assigned.handling.assigned_to.as_deref(), Some("patrol:bil-1"));
-        let resolve = AlarmAction::Resolve { outcome: AlarmOutcome::Helped, note: Some("hjälp i säng".into()) };
-        let done = store.handle_alarm(id, &resolve, "omar", &entry("alarm_resolved")).unwrap().unwrap();
-        assert_eq!(done.handling.acked_by.as_deref(), Some("anna"), "the first acknowledgement stays");
-        assert_eq!((done.handling.resolved_by.as_deref(), done.handling.outcome.as_deref()), (Some("omar"), Some("helped")));
-        assert!(done.cleared_at.is_some());
-        assert!(store.unresolved_alarms(since).unwrap().is_empty());
-        assert_eq!(store.handle_alarm(id, &AlarmAction::Acknowledge, "x", &entry("alarm_acknowledged")).unwrap(), Err(HandlingRefused::Resolved("omar".into())));
-        assert_eq!(store.handle_alarm(id + 99, &AlarmAction::Acknowledge, "x", &entry("a")).unwrap(), Err(HandlingRefused::NoSuchAlarm));
-        let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
-        assert_eq!(actions, ["alarm_resolved", "alarm_assigned"]);
-        // Resolved, it still counts in the reports of when it was raised.
-        let raised = done.raised_at;
-        let between = |from: Timestamp, to: Timestamp| store.alarms_raised_between(from, to).unwrap().len();
-        assert_eq!(between(raised, raised + jiff::SignedDuration::from_secs(1)), 1);
-        assert_eq!(between(raised - jiff::SignedDuration::from_secs(60), raised), 0, "the end is exclusive");
-        assert_eq!(between(raised + jiff::SignedDuration::from_micros(1), raised + jiff::SignedDuration::from_secs(60)), 0);
-    }
+    on_both_engines! {
+        fn resolving_acknowledges_closes_and_ends_the_handling_with_audit_lines(db: &TestDb) {
+            let (mut store, id) = store_with_alarm(db);
+            let since = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+            assert_eq!(store.unresolved_alarms(since).unwrap().len(), 1);
+            let assigned = store.handle_alarm(id, &AlarmAction::Assign("patrol:bil-1".into()), "anna", &entry("alarm_assigned")).unwrap().unwrap();
+            assert_eq!(assigned.handling.acked_by.as_deref(), Some("anna"), "assigning acknowledges");
+            assert_eq!(assigned.handling.assigned_to.as_deref(), Some("patrol:bil-1"));
+            let resolve = AlarmAction::Resolve { outcome: AlarmOutcome::Helped, note: Some("hjälp i säng".into()) };
+            let done = store.handle_alarm(id, &resolve, "omar", &entry("alarm_resolved")).unwrap().unwrap();
+            assert_eq!(done.handling.acked_by.as_deref(), Some("anna"), "the first acknowledgement stays");
+            assert_eq!((done.handling.resolved_by.as_deref(), done.handling.outcome.as_deref()), (Some("omar"), Some("helped")));
+            assert!(done.cleared_at.is_some());
+            assert!(store.unresolved_alarms(since).unwrap().is_empty());
+            assert_eq!(store.handle_alarm(id, &AlarmAction::Acknowledge, "x", &entry("alarm_acknowledged")).unwrap(), Err(HandlingRefused::Resolved("omar".into())));
+            assert_eq!(store.handle_alarm(id + 99, &AlarmAction::Acknowledge, "x", &entry("a")).unwrap(), Err(HandlingRefused::NoSuchAlarm));
+            let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
+            assert_eq!(actions, ["alarm_resolved", "alarm_assigned"]);
+            // Resolved, it still counts in the reports of when it was raised.
+            let raised = done.raised_at;
+            let between = |from: Timestamp, to: Timestamp| store.alarms_raised_between(from, to).unwrap().len();
+            assert_eq!(between(raised, raised + jiff::SignedDuration::from_secs(1)), 1);
+            assert_eq!(between(raised - jiff::SignedDuration::from_secs(60), raised), 0, "the end is exclusive");
+            assert_eq!(between(raised + jiff::SignedDuration::from_micros(1), raised + jiff::SignedDuration::from_secs(60)), 0);
+        }
 
-    #[test]
-    fn a_registration_is_stored_and_replaced() {
-        let (_dir, mut store, _) = store_with_alarm();
-        let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
-        let mut r = Registration { device: "home-9".into(), site: "skelleftea".into(), recipient: None, registered_by: "ivan".into(), registered_at: at };
-        store.register_device(&r, &entry("device_registered")).unwrap();
-        r.recipient = Some("person-9".into());
-        store.register_device(&r, &entry("device_registered")).unwrap();
-        assert_eq!(store.registrations().unwrap(), [r]);
-    }
+        fn a_registration_is_stored_and_replaced(db: &TestDb) {
+            let (mut store, _) = store_with_alarm(db);
+            let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
+            let mut r = Registration { device: "home-9".into(), site: "skelleftea".into(), recipient: None, registered_by: "ivan".into(), registered_at: at };
+            store.register_device(&r, &entry("device_registered")).unwrap();
+            r.recipient = Some("person-9".into());
+            store.register_device(&r, &entry("device_registered")).unwrap();
+            assert_eq!(store.registrations().unwrap(), [r]);
+        }
 
-    #[test]
-    fn a_bed_zone_is_stored_replaced_and_audited() {
-        let (_dir, mut store, _) = store_with_alarm();
-        assert_eq!(store.bed_zone("home-9").unwrap(), None);
-        let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
-        let mut zone = BedZoneRow { device: "home-9".into(), corners: vec![[0.2, 0.15], [0.75, 0.15], [0.75, 0.9]], set_by: "ivar".into(), set_at: at };
-        store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
-        zone.corners.push([0.2, 0.9]);
-        store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
-        assert_eq!(store.bed_zone("home-9").unwrap(), Some(zone));
-        assert_eq!(store.bed_zone("home-1").unwrap(), None);
-        let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
-        assert_eq!(actions, ["bed_zone_set", "bed_zone_set"]);
+        fn a_bed_zone_is_stored_replaced_and_audited(db: &TestDb) {
+            let (mut store, _) = store_with_alarm(db);
+            assert_eq!(store.bed_zone("home-9").unwrap(), None);
+            let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap();
+            let mut zone = BedZoneRow { device: "home-9".into(), corners: vec![[0.2, 0.15], [0.75, 0.15], [0.75, 0.9]], set_by: "ivar".into(), set_at: at };
+            store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
+            zone.corners.push([0.2, 0.9]);
+            store.set_bed_zone(&zone, &entry("bed_zone_set")).unwrap();
+            assert_eq!(store.bed_zone("home-9").unwrap(), Some(zone));
+            assert_eq!(store.bed_zone("home-1").unwrap(), None);
+            let actions: Vec<String> = store.audit(10).unwrap().into_iter().map(|a| a.entry.action).collect();
+            assert_eq!(actions, ["bed_zone_set", "bed_zone_set"]);
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! The hub's durable store: devices, events, rejected payloads, supervision alarms, camera
 //! checks and the audit log.
 //!
-//! [`Store`] is the interface the rest of the hub uses; [`SqliteStore`] implements it today
-//! and a PostgreSQL backend will later. The trait is synchronous: the ingest writer runs it on
-//! a blocking thread, the HTTP API through `spawn_blocking`.
+//! [`Store`] is the interface the rest of the hub uses. Two engines implement it with the same
+//! behaviour, chosen by the config ([`StoreConfig`], [`open`]): [`SqliteStore`] (one file, one
+//! hub) and [`PgStore`] (PostgreSQL, which several hubs may share). Each creates or migrates
+//! its own schema when opened. The trait is synchronous: the ingest writer runs it on a
+//! blocking thread, the HTTP API and the rounds engine through `spawn_blocking`.
 //!
 //! Durability promise: [`Store::commit`] returns only after its whole [`WriteBatch`] is
-//! committed in one transaction and fsynced (SQLite WAL with `synchronous=FULL`). The hub acks
+//! committed in one transaction and durable (SQLite WAL with `synchronous=FULL`; PostgreSQL's
+//! `COMMIT` with `synchronous_commit = on`). The hub acks
 //! events to devices only after `commit` returned `Ok`. Events are keyed by their UUIDv7 id, so
 //! writing the same event twice stores one row and reports a [`Inserted::Duplicate`]. A
 //! camera check's answer ([`WriteBatch::check_answers`]) is written in the same transaction
@@ -26,19 +29,25 @@
 mod certs;
 mod handling;
 mod lease;
+mod pg;
 mod rounds;
 mod sqlite;
 mod users;
+
+#[cfg(test)]
+pub(crate) mod engines;
 
 pub use certs::{CertOrigin, CertRow, CertStore};
 pub use lease::{Lease, LeaseStore};
 pub use handling::{AlarmAction, AlarmOutcome, BedZoneRow, HandlingRefused, HandlingStore, Registration};
 pub use rounds::{RoundStore, RoundWrite};
 pub use users::{SessionRow, UserRow, UserStore};
+pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
 use serde::Serialize;
+use std::path::PathBuf;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -46,10 +55,71 @@ use uuid::Uuid;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Its message has the whole cause (the server's message, the OS error), since
+    /// `postgres::Error` alone only says "db error".
+    #[error("database error: {}", pg::error_chain(.0))]
+    Postgres(postgres::Error),
+    #[error("cannot connect to PostgreSQL ({target}): {}", pg::error_chain(.error))]
+    Connect { target: String, error: postgres::Error },
+    #[error("store.database_url: {0}")]
+    BadUrl(String),
     #[error("database schema version {found} is newer than this hub understands ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+/// Which database the hub keeps its data in (`[store]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `store.path`: a SQLite file, created with its schema if missing.
+    Sqlite { path: PathBuf },
+    /// `store.database_url`: a PostgreSQL database (which must exist); its schema is created
+    /// or migrated at open.
+    Postgres { url: String },
+}
+
+impl StoreConfig {
+    /// For logs: the file, or where the database is (without a password).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Sqlite { path } => format!("SQLite {}", path.display()),
+            StoreConfig::Postgres { url } => match pg::parse_url(url) {
+                Ok(config) => format!("PostgreSQL {}", pg::describe(&config)),
+                Err(e) => format!("PostgreSQL (bad URL: {e})"),
+            },
+        }
+    }
+}
+
+/// Opens the configured store, bringing its schema up to date. Blocks: call it from a
+/// blocking thread.
+pub fn open(config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => Box::new(SqliteStore::open(path)?),
+        StoreConfig::Postgres { url } => Box::new(PgStore::open(url)?),
+    })
+}
+
+/// For `check-config`: whether the configured PostgreSQL database answers, and at which
+/// schema version, without changing it. `None` for SQLite, which is opened (or created) only
+/// at start.
+pub fn probe(config: &StoreConfig) -> Result<Option<String>, StoreError> {
+    match config {
+        StoreConfig::Sqlite { .. } => Ok(None),
+        StoreConfig::Postgres { url } => pg::probe(url).map(Some),
+    }
+}
+
+/// Checks a `database_url`'s syntax without connecting; the problem in words.
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    pg::parse_url(url).map(|_| ())
 }
 
 /// One valid event to store.
@@ -401,7 +471,7 @@ pub const SUPERVISION_LOST: &str = "supervision_lost";
 /// Care plans and rounds are in [`RoundStore`], console accounts in [`UserStore`], alarm
 /// handling and device registrations in [`HandlingStore`], device certificates in
 /// [`CertStore`]; every store implements all four.
-pub trait Store: RoundStore + UserStore + HandlingStore + CertStore + Send {
+pub trait Store: RoundStore + UserStore + HandlingStore + CertStore + LeaseStore + Send {
     /// Writes the batch in one transaction and says what it did. Returns only after the
     /// commit is durable.
     fn commit(&mut self, batch: &WriteBatch) -> Result<Committed, StoreError>;

@@ -682,6 +682,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::engines::on_both_engines;
 
     fn event(device: &str, seq: u64) -> EventRow {
         EventRow {
@@ -695,149 +696,6 @@ mod tests {
             severity: "alarm".into(),
             body: serde_json::json!({"note": "x"}),
         }
-    }
-
-    #[test]
-    fn the_same_event_twice_is_stored_once_and_reported_as_duplicate() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        let e = event("home-1", 1);
-        let batch = WriteBatch {
-            events: vec![e.clone(), e.clone()],
-            ..Default::default()
-        };
-        assert_eq!(
-            store.commit(&batch).unwrap().events,
-            vec![Inserted::New, Inserted::Duplicate]
-        );
-        let again = WriteBatch {
-            events: vec![e.clone()],
-            ..Default::default()
-        };
-        assert_eq!(
-            store.commit(&again).unwrap().events,
-            vec![Inserted::Duplicate]
-        );
-        assert_eq!(store.events(None, 10).unwrap(), vec![e]);
-    }
-
-    #[test]
-    fn reopening_the_database_keeps_events_devices_rejects_and_alarms() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        let now: Timestamp = "2026-11-23T02:00:00Z".parse().unwrap();
-        let device = DeviceRow {
-            id: "home-1".into(),
-            site: "skelleftea".into(),
-            online: false,
-            last_seen: now,
-            outbox_depth: Some(3),
-            supervision_lost: true,
-        };
-        {
-            let mut store = SqliteStore::open(&path).unwrap();
-            store
-                .commit(&WriteBatch {
-                    events: vec![event("home-1", 1), event("home-1", 2)],
-                    rejects: vec![RejectRow {
-                        received_at: now,
-                        topic: "vaka/v1/s/d/events".into(),
-                        reason: "payload is not valid JSON".into(),
-                        label: "not_json".into(),
-                        payload_excerpt: "garbage".into(),
-                        device: Some("d".into()),
-                    }],
-                    devices: vec![device.clone()],
-                    raise_alarms: vec![("home-1".into(), "skelleftea".into(), now)],
-                    ..Default::default()
-                })
-                .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        let seqs: Vec<u64> = store
-            .events(Some("home-1"), 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
-        assert_eq!(seqs, vec![2, 1]);
-        assert_eq!(store.devices().unwrap(), vec![device]);
-        assert_eq!(store.rejects(10).unwrap()[0].label, "not_json");
-        // The two test alarms are one open alarm triggered twice; supervision_lost the other.
-        let alarms = store.alarms(10).unwrap();
-        let open: Vec<(&str, u64)> = alarms
-            .iter()
-            .filter(|a| a.cleared_at.is_none())
-            .map(|a| (a.kind.as_str(), a.occurrences))
-            .collect();
-        assert_eq!(open, [("supervision_lost", 1), ("test_alarm", 2)]);
-    }
-
-    #[test]
-    fn clearing_closes_only_the_open_alarm_and_keeps_the_outbox_depth_when_not_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        let t1: Timestamp = "2026-11-23T02:00:00Z".parse().unwrap();
-        let t2: Timestamp = "2026-11-23T02:05:00Z".parse().unwrap();
-        let mut d = DeviceRow {
-            id: "home-1".into(),
-            site: "s".into(),
-            online: true,
-            last_seen: t1,
-            outbox_depth: Some(7),
-            supervision_lost: false,
-        };
-        store
-            .commit(&WriteBatch {
-                devices: vec![d.clone()],
-                raise_alarms: vec![("home-1".into(), "s".into(), t1)],
-                ..Default::default()
-            })
-            .unwrap();
-        d.outbox_depth = None;
-        store
-            .commit(&WriteBatch {
-                devices: vec![d],
-                clear_alarms: vec![("home-1".into(), t2)],
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(store.devices().unwrap()[0].outbox_depth, Some(7));
-        assert_eq!(store.alarms(10).unwrap()[0].cleared_at, Some(t2));
-    }
-
-    #[test]
-    fn a_repeated_alarm_updates_the_open_one_and_a_return_closes_the_geofence_alarm() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        let of = |seq, kind: &str, severity: &str| EventRow {
-            kind: kind.into(),
-            severity: severity.into(),
-            ..event("home-1", seq)
-        };
-        let left = of(1, "geofence_left", "alarm");
-        let again = of(2, "geofence_left", "alarm");
-        let position = of(3, "position", "info");
-        let commit = |store: &mut SqliteStore, events: Vec<EventRow>| {
-            store.commit(&WriteBatch { events, ..Default::default() }).unwrap();
-        };
-        // The first trigger, a resend of it (same id), a repeat and an unrelated info event.
-        commit(&mut store, vec![left.clone(), left.clone(), again.clone(), position]);
-        let alarms = store.alarms(10).unwrap();
-        assert_eq!(alarms.len(), 1, "{alarms:?}");
-        assert_eq!((alarms[0].occurrences, alarms[0].last_event), (2, Some(again.id)));
-        assert_eq!((alarms[0].kind.as_str(), alarms[0].cleared_at), ("geofence_left", None));
-
-        commit(&mut store, vec![of(4, "geofence_returned", "info"), of(5, "sos", "alarm")]);
-        let alarms = store.alarms(10).unwrap();
-        let open: Vec<&str> =
-            alarms.iter().filter(|a| a.cleared_at.is_none()).map(|a| a.kind.as_str()).collect();
-        assert_eq!(open, ["sos"], "{alarms:?}");
-
-        // Leaving again after the return is a new alarm.
-        commit(&mut store, vec![of(6, "geofence_left", "alarm")]);
-        let alarms = store.alarms(10).unwrap();
-        assert_eq!(alarms.iter().filter(|a| a.kind == "geofence_left").count(), 2);
     }
 
     fn check(id: &str, deadline: Timestamp) -> CheckRow {
@@ -874,81 +732,6 @@ mod tests {
             figures: serde_json::json!({"frames": 8, "duration_ms": 2500}),
             late,
         }
-    }
-
-    #[test]
-    fn a_check_is_answered_by_the_first_answer_only_and_a_late_one_turns_no_answer_into_answered() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        let deadline: Timestamp = "2026-11-23T02:05:00Z".parse().unwrap();
-        store
-            .open_check(&check("c-1", deadline), &audit("camera_check_requested"))
-            .unwrap();
-        store
-            .open_check(&check("c-2", deadline), &audit("camera_check_requested"))
-            .unwrap();
-        assert_eq!(store.open_checks().unwrap().len(), 2);
-
-        let (e1, e2) = (event("home-1", 1), event("home-1", 2));
-        let done = store
-            .commit(&WriteBatch {
-                events: vec![e1.clone(), e2.clone()],
-                check_answers: vec![answer("c-1", &e1, false), answer("c-1", &e2, false)],
-                checks_unanswered: vec!["c-1".into(), "c-2".into()],
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(
-            done.answered,
-            vec!["c-1".to_string()],
-            "the second answer must not overwrite"
-        );
-        assert_eq!(
-            done.unanswered,
-            vec!["c-2".to_string()],
-            "an answered check is not unanswered"
-        );
-        let c1 = store.check("c-1").unwrap().unwrap();
-        assert_eq!(
-            (c1.status, c1.verdict.as_deref(), c1.event_id),
-            (CheckStatus::Answered, Some("resting"), Some(e1.id))
-        );
-        assert_eq!(c1.figures.unwrap()["frames"], 8);
-        assert!(store.open_checks().unwrap().is_empty());
-
-        let e3 = event("home-1", 3);
-        let done = store
-            .commit(&WriteBatch {
-                events: vec![e3.clone()],
-                check_answers: vec![answer("c-2", &e3, true)],
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(done.answered, vec!["c-2".to_string()]);
-        let c2 = store.check("c-2").unwrap().unwrap();
-        assert_eq!((c2.status, c2.late), (CheckStatus::Answered, true));
-        assert_eq!(store.check("nope").unwrap(), None);
-    }
-
-    #[test]
-    fn the_audit_log_can_be_appended_to_but_not_changed_or_emptied() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        store.append_audit(&audit("snapshot_requested")).unwrap();
-        store.append_audit(&audit("snapshot_viewed")).unwrap();
-        let rows = store.audit(10).unwrap();
-        let actions: Vec<&str> = rows.iter().map(|r| r.entry.action.as_str()).collect();
-        assert_eq!(
-            actions,
-            vec!["snapshot_viewed", "snapshot_requested"],
-            "newest first"
-        );
-        assert!(store
-            .conn
-            .execute("UPDATE audit SET actor = 'someone'", [])
-            .is_err());
-        assert!(store.conn.execute("DELETE FROM audit", []).is_err());
-        assert_eq!(store.audit(10).unwrap().len(), 2);
     }
 
     #[test]
@@ -990,50 +773,6 @@ mod tests {
     }
 
     #[test]
-    fn an_audit_line_changed_behind_the_hubs_back_breaks_the_chain_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        for action in ["login", "snapshot_viewed", "alarm_acknowledged", "care_plan_changed"] {
-            store.append_audit(&audit(action)).unwrap();
-        }
-        let AuditVerdict::Intact { entries, head } = store.verify_audit().unwrap() else {
-            panic!("a fresh log must verify")
-        };
-        assert_eq!(entries, 4);
-        assert_eq!(Some(head), store.audit(1).unwrap()[0].hash);
-
-        // Someone with the database file lifts the trigger and rewrites who looked.
-        store.conn.execute_batch("DROP TRIGGER audit_no_update").unwrap();
-        store.conn.execute("UPDATE audit SET actor = 'nobody' WHERE id = 2", []).unwrap();
-        let (at, reason) = broken_at(store.verify_audit().unwrap());
-        assert_eq!(at, 2);
-        assert!(reason.contains("changed"), "{reason}");
-
-        // Recomputing that line's own hash does not help: the next line still points at the
-        // old one.
-        let rows = store.audit(10).unwrap();
-        let first = rows.iter().find(|r| r.id == 1).unwrap().hash.clone().unwrap();
-        let second = rows.iter().find(|r| r.id == 2).unwrap();
-        let forged = audit_hash(&first, 2, &second.entry);
-        store.conn.execute("UPDATE audit SET hash = ?1 WHERE id = 2", params![forged]).unwrap();
-        assert_eq!(broken_at(store.verify_audit().unwrap()).0, 3);
-    }
-
-    #[test]
-    fn a_removed_audit_line_breaks_the_chain_at_the_next_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        for action in ["login", "snapshot_viewed", "logout"] {
-            store.append_audit(&audit(action)).unwrap();
-        }
-        store.conn.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
-        store.conn.execute("DELETE FROM audit WHERE id = 2", []).unwrap();
-        let (at, reason) = broken_at(store.verify_audit().unwrap());
-        assert_eq!(at, 3);
-        assert!(reason.contains("missing"), "{reason}");
-    }
-
-    #[test]
     fn audit_lines_written_before_the_chain_existed_are_chained_by_the_migration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
@@ -1063,26 +802,269 @@ mod tests {
         assert!(store.conn.execute("DELETE FROM audit", []).is_err());
     }
 
-    #[test]
-    fn two_connections_appending_at_once_keep_one_unbroken_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        SqliteStore::open(&path).unwrap();
-        let writers: Vec<_> = (0..2)
-            .map(|w| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    let mut store = SqliteStore::open(&path).unwrap();
-                    for i in 0..50 {
-                        store.append_audit(&audit(&format!("writer{w}_{i}"))).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap();
+    on_both_engines! {
+        fn the_same_event_twice_is_stored_once_and_reported_as_duplicate(db: &TestDb) {
+            let mut store = db.open();
+            let e = event("home-1", 1);
+            let batch = WriteBatch {
+                events: vec![e.clone(), e.clone()],
+                ..Default::default()
+            };
+            assert_eq!(
+                store.commit(&batch).unwrap().events,
+                vec![Inserted::New, Inserted::Duplicate]
+            );
+            let again = WriteBatch {
+                events: vec![e.clone()],
+                ..Default::default()
+            };
+            assert_eq!(
+                store.commit(&again).unwrap().events,
+                vec![Inserted::Duplicate]
+            );
+            assert_eq!(store.events(None, 10).unwrap(), vec![e]);
         }
-        let store = SqliteStore::open(&path).unwrap();
-        assert!(matches!(store.verify_audit().unwrap(), AuditVerdict::Intact { entries: 100, .. }));
+
+        fn reopening_the_database_keeps_events_devices_rejects_and_alarms(db: &TestDb) {
+            let now: Timestamp = "2026-11-23T02:00:00Z".parse().unwrap();
+            let device = DeviceRow {
+                id: "home-1".into(),
+                site: "skelleftea".into(),
+                online: false,
+                last_seen: now,
+                outbox_depth: Some(3),
+                supervision_lost: true,
+            };
+            {
+                let mut store = db.open();
+                store
+                    .commit(&WriteBatch {
+                        events: vec![event("home-1", 1), event("home-1", 2)],
+                        rejects: vec![RejectRow {
+                            received_at: now,
+                            topic: "vaka/v1/s/d/events".into(),
+                            reason: "payload is not valid JSON".into(),
+                            label: "not_json".into(),
+                            payload_excerpt: "garbage".into(),
+                            device: Some("d".into()),
+                        }],
+                        devices: vec![device.clone()],
+                        raise_alarms: vec![("home-1".into(), "skelleftea".into(), now)],
+                        ..Default::default()
+                    })
+                    .unwrap();
+            }
+            let store = db.open();
+            let seqs: Vec<u64> = store
+                .events(Some("home-1"), 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(seqs, vec![2, 1]);
+            assert_eq!(store.devices().unwrap(), vec![device]);
+            assert_eq!(store.rejects(10).unwrap()[0].label, "not_json");
+            // The two test alarms are one open alarm triggered twice; supervision_lost the other.
+            let alarms = store.alarms(10).unwrap();
+            let open: Vec<(&str, u64)> = alarms
+                .iter()
+                .filter(|a| a.cleared_at.is_none())
+                .map(|a| (a.kind.as_str(), a.occurrences))
+                .collect();
+            assert_eq!(open, [("supervision_lost", 1), ("test_alarm", 2)]);
+        }
+
+        fn clearing_closes_only_the_open_alarm_and_keeps_the_outbox_depth_when_not_reported(db: &TestDb) {
+            let mut store = db.open();
+            let t1: Timestamp = "2026-11-23T02:00:00Z".parse().unwrap();
+            let t2: Timestamp = "2026-11-23T02:05:00Z".parse().unwrap();
+            let mut d = DeviceRow {
+                id: "home-1".into(),
+                site: "s".into(),
+                online: true,
+                last_seen: t1,
+                outbox_depth: Some(7),
+                supervision_lost: false,
+            };
+            store
+                .commit(&WriteBatch {
+                    devices: vec![d.clone()],
+                    raise_alarms: vec![("home-1".into(), "s".into(), t1)],
+                    ..Default::default()
+                })
+                .unwrap();
+            d.outbox_depth = None;
+            store
+                .commit(&WriteBatch {
+                    devices: vec![d],
+                    clear_alarms: vec![("home-1".into(), t2)],
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(store.devices().unwrap()[0].outbox_depth, Some(7));
+            assert_eq!(store.alarms(10).unwrap()[0].cleared_at, Some(t2));
+        }
+
+        fn a_repeated_alarm_updates_the_open_one_and_a_return_closes_the_geofence_alarm(db: &TestDb) {
+            let mut store = db.open();
+            let of = |seq, kind: &str, severity: &str| EventRow {
+                kind: kind.into(),
+                severity: severity.into(),
+                ..event("home-1", seq)
+            };
+            let left = of(1, "geofence_left", "alarm");
+            let again = of(2, "geofence_left", "alarm");
+            let position = of(3, "position", "info");
+            let commit = |store: &mut Box<dyn Store>, events: Vec<EventRow>| {
+                store.commit(&WriteBatch { events, ..Default::default() }).unwrap();
+            };
+            // The first trigger, a resend of it (same id), a repeat and an unrelated info event.
+            commit(&mut store, vec![left.clone(), left.clone(), again.clone(), position]);
+            let alarms = store.alarms(10).unwrap();
+            assert_eq!(alarms.len(), 1, "{alarms:?}");
+            assert_eq!((alarms[0].occurrences, alarms[0].last_event), (2, Some(again.id)));
+            assert_eq!((alarms[0].kind.as_str(), alarms[0].cleared_at), ("geofence_left", None));
+
+            commit(&mut store, vec![of(4, "geofence_returned", "info"), of(5, "sos", "alarm")]);
+            let alarms = store.alarms(10).unwrap();
+            let open: Vec<&str> =
+                alarms.iter().filter(|a| a.cleared_at.is_none()).map(|a| a.kind.as_str()).collect();
+            assert_eq!(open, ["sos"], "{alarms:?}");
+
+            // Leaving again after the return is a new alarm.
+            commit(&mut store, vec![of(6, "geofence_left", "alarm")]);
+            let alarms = store.alarms(10).unwrap();
+            assert_eq!(alarms.iter().filter(|a| a.kind == "geofence_left").count(), 2);
+        }
+
+        fn a_check_is_answered_by_the_first_answer_only_and_a_late_one_turns_no_answer_into_answered(db: &TestDb) {
+            let mut store = db.open();
+            let deadline: Timestamp = "2026-11-23T02:05:00Z".parse().unwrap();
+            store
+                .open_check(&check("c-1", deadline), &audit("camera_check_requested"))
+                .unwrap();
+            store
+                .open_check(&check("c-2", deadline), &audit("camera_check_requested"))
+                .unwrap();
+            assert_eq!(store.open_checks().unwrap().len(), 2);
+
+            let (e1, e2) = (event("home-1", 1), event("home-1", 2));
+            let done = store
+                .commit(&WriteBatch {
+                    events: vec![e1.clone(), e2.clone()],
+                    check_answers: vec![answer("c-1", &e1, false), answer("c-1", &e2, false)],
+                    checks_unanswered: vec!["c-1".into(), "c-2".into()],
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(
+                done.answered,
+                vec!["c-1".to_string()],
+                "the second answer must not overwrite"
+            );
+            assert_eq!(
+                done.unanswered,
+                vec!["c-2".to_string()],
+                "an answered check is not unanswered"
+            );
+            let c1 = store.check("c-1").unwrap().unwrap();
+            assert_eq!(
+                (c1.status, c1.verdict.as_deref(), c1.event_id),
+                (CheckStatus::Answered, Some("resting"), Some(e1.id))
+            );
+            assert_eq!(c1.figures.unwrap()["frames"], 8);
+            assert!(store.open_checks().unwrap().is_empty());
+
+            let e3 = event("home-1", 3);
+            let done = store
+                .commit(&WriteBatch {
+                    events: vec![e3.clone()],
+                    check_answers: vec![answer("c-2", &e3, true)],
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(done.answered, vec!["c-2".to_string()]);
+            let c2 = store.check("c-2").unwrap().unwrap();
+            assert_eq!((c2.status, c2.late), (CheckStatus::Answered, true));
+            assert_eq!(store.check("nope").unwrap(), None);
+        }
+
+        fn the_audit_log_can_be_appended_to_but_not_changed_or_emptied(db: &TestDb) {
+            let mut store = db.open();
+            store.append_audit(&audit("snapshot_requested")).unwrap();
+            store.append_audit(&audit("snapshot_viewed")).unwrap();
+            let rows = store.audit(10).unwrap();
+            let actions: Vec<&str> = rows.iter().map(|r| r.entry.action.as_str()).collect();
+            assert_eq!(
+                actions,
+                vec!["snapshot_viewed", "snapshot_requested"],
+                "newest first"
+            );
+            let refused = |sql: &str| db.sql(sql, sql).expect_err(sql);
+            assert!(refused("UPDATE audit SET actor = 'someone'").contains("append-only"));
+            assert!(refused("DELETE FROM audit").contains("append-only"));
+            if db.is_postgres() {
+                assert!(refused("TRUNCATE audit").contains("append-only"));
+            }
+            assert_eq!(store.audit(10).unwrap().len(), 2);
+        }
+
+        fn an_audit_line_changed_behind_the_hubs_back_breaks_the_chain_there(db: &TestDb) {
+            let mut store = db.open();
+            for action in ["login", "snapshot_viewed", "alarm_acknowledged", "care_plan_changed"] {
+                store.append_audit(&audit(action)).unwrap();
+            }
+            let AuditVerdict::Intact { entries, head } = store.verify_audit().unwrap() else {
+                panic!("a fresh log must verify")
+            };
+            assert_eq!(entries, 4);
+            assert_eq!(Some(head), store.audit(1).unwrap()[0].hash);
+
+            // Someone with the database file lifts the trigger and rewrites who looked.
+            db.sql("DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_update ON audit").unwrap();
+            let nobody = "UPDATE audit SET actor = 'nobody' WHERE id = 2";
+            assert_eq!(db.sql(nobody, nobody), Ok(1));
+            let (at, reason) = broken_at(store.verify_audit().unwrap());
+            assert_eq!(at, 2);
+            assert!(reason.contains("changed"), "{reason}");
+
+            // Recomputing that line's own hash does not help: the next line still points at the
+            // old one.
+            let rows = store.audit(10).unwrap();
+            let first = rows.iter().find(|r| r.id == 1).unwrap().hash.clone().unwrap();
+            let second = rows.iter().find(|r| r.id == 2).unwrap();
+            let forged = audit_hash(&first, 2, &second.entry);
+            let forge = format!("UPDATE audit SET hash = '{forged}' WHERE id = 2");
+            assert_eq!(db.sql(&forge, &forge), Ok(1));
+            assert_eq!(broken_at(store.verify_audit().unwrap()).0, 3);
+        }
+
+        fn a_removed_audit_line_breaks_the_chain_at_the_next_one(db: &TestDb) {
+            let mut store = db.open();
+            for action in ["login", "snapshot_viewed", "logout"] {
+                store.append_audit(&audit(action)).unwrap();
+            }
+            db.sql("DROP TRIGGER audit_no_delete", "DROP TRIGGER audit_no_delete ON audit").unwrap();
+            let remove = "DELETE FROM audit WHERE id = 2";
+            assert_eq!(db.sql(remove, remove), Ok(1));
+            let (at, reason) = broken_at(store.verify_audit().unwrap());
+            assert_eq!(at, 3);
+            assert!(reason.contains("missing"), "{reason}");
+        }
+
+        fn two_connections_appending_at_once_keep_one_unbroken_chain(db: &TestDb) {
+            let store = db.open();
+            std::thread::scope(|scope| {
+                for w in 0..2 {
+                    scope.spawn(move || {
+                        let mut store = db.open();
+                        for i in 0..50 {
+                            store.append_audit(&audit(&format!("writer{w}_{i}"))).unwrap();
+                        }
+                    });
+                }
+            });
+            assert!(matches!(store.verify_audit().unwrap(), AuditVerdict::Intact { entries: 100, .. }));
+        }
     }
 }

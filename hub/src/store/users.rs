@@ -217,7 +217,7 @@ impl UserStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::engines::on_both_engines;
 
     fn audit(action: &str) -> AuditEntry {
         AuditEntry {
@@ -247,26 +247,26 @@ mod tests {
         SessionRow { id_hash: id.into(), user: "anna".into(), csrf: "c".into(), created_at: at, last_seen: at }
     }
 
-    #[test]
-    fn a_new_password_ends_the_sessions_of_the_old_one_and_removal_ends_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        store.put_user(&anna("h1"), &audit("user_created")).unwrap();
-        store.login_succeeded(&session("s1"), &audit("login")).unwrap();
-        let (s, u) = store.session("s1").unwrap().unwrap();
-        assert_eq!((s.user.as_str(), u.teams.clone()), ("anna", vec!["centrum".to_string()]));
+    on_both_engines! {
+        fn a_new_password_ends_the_sessions_of_the_old_one_and_removal_ends_all(db: &TestDb) {
+            let mut store = db.open();
+            store.put_user(&anna("h1"), &audit("user_created")).unwrap();
+            store.login_succeeded(&session("s1"), &audit("login")).unwrap();
+            let (s, u) = store.session("s1").unwrap().unwrap();
+            assert_eq!((s.user.as_str(), u.teams.clone()), ("anna", vec!["centrum".to_string()]));
 
-        store.login_failed("anna", 3, None, &audit("login_failed")).unwrap();
-        assert_eq!(store.user("anna").unwrap().unwrap().failed_logins, 3);
-        store.put_user(&anna("h2"), &audit("user_changed")).unwrap();
-        assert!(store.session("s1").unwrap().is_none());
-        assert_eq!(store.user("anna").unwrap().unwrap().failed_logins, 0);
+            store.login_failed("anna", 3, None, &audit("login_failed")).unwrap();
+            assert_eq!(store.user("anna").unwrap().unwrap().failed_logins, 3);
+            store.put_user(&anna("h2"), &audit("user_changed")).unwrap();
+            assert!(store.session("s1").unwrap().is_none());
+            assert_eq!(store.user("anna").unwrap().unwrap().failed_logins, 0);
 
-        store.login_succeeded(&session("s2"), &audit("login")).unwrap();
-        assert!(store.delete_user("anna", &audit("user_removed")).unwrap());
-        assert!(store.session("s2").unwrap().is_none());
-        assert!(!store.delete_user("anna", &audit("user_removed")).unwrap());
-        let actions: Vec<String> = store.audit(10).unwrap().into_iter().rev().map(|r| r.entry.action).collect();
-        assert_eq!(actions, ["user_created", "login", "login_failed", "user_changed", "login", "user_removed"]);
+            store.login_succeeded(&session("s2"), &audit("login")).unwrap();
+            assert!(store.delete_user("anna", &audit("user_removed")).unwrap());
+            assert!(store.session("s2").unwrap().is_none());
+            assert!(!store.delete_user("anna", &audit("user_removed")).unwrap());
+            let actions: Vec<String> = store.audit(10).unwrap().into_iter().rev().map(|r| r.entry.action).collect();
+            assert_eq!(actions, ["user_created", "login", "login_failed", "user_changed", "login", "user_removed"]);
+        }
     }
 }

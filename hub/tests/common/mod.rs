@@ -22,6 +22,9 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         },
         broker_ca_file: None,
         store_path: db.to_path_buf(),
+        // In-process hubs keep SQLite: the store's own tests cover both engines, and the
+        // end-to-end suite (tests/) runs whole hubs on PostgreSQL (VAKA_TEST_DATABASE).
+        database_url: None,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
         tokens: Vec::new(),
