@@ -9,10 +9,13 @@
 //! Waiting is always for a condition with a deadline ([`wait_until`]), never a bare sleep.
 
 pub mod faults;
+pub mod load;
 pub mod pg;
+pub mod pgdb;
 pub mod pki;
 pub mod procs;
 
+pub use pgdb::TestDb;
 pub use pki::Pki;
 pub use faults::{outbox_pending, Fed, LinkProxy, StoredEvent};
 pub use procs::{
