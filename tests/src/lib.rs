@@ -11,11 +11,10 @@
 pub mod faults;
 pub mod load;
 pub mod pg;
-pub mod pgdb;
 pub mod pki;
 pub mod procs;
 
-pub use pgdb::TestDb;
+pub use pg::PgDb;
 pub use pki::Pki;
 pub use faults::{outbox_pending, Fed, LinkProxy, StoredEvent};
 pub use procs::{

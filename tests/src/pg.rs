@@ -102,6 +102,21 @@ impl PgDb {
     }
 }
 
+impl PgDb {
+    /// Runs one SQL statement through `psql` and returns its unaligned output (`|`-separated
+    /// columns, one row a line), for checks that only read numbers and names.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = std::process::Command::new("psql")
+            .args([self.url.as_str(), "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("psql `{sql}`: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         let dropped = on_thread(|| {

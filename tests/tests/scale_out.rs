@@ -22,7 +22,7 @@ const EVENTS: u64 = 100_000;
 
 /// The database both hubs share, read directly for the checks.
 enum Db {
-    Postgres(TestDb),
+    Postgres(PgDb),
     Sqlite(std::path::PathBuf),
 }
 
@@ -30,7 +30,7 @@ impl Db {
     /// One query's rows, columns joined by `|`, one row a line (as `psql -At` prints them).
     fn query(&self, sql: &str) -> String {
         match self {
-            Db::Postgres(db) => db.query(sql).unwrap_or_else(|e| panic!("{e}")),
+            Db::Postgres(db) => db.psql(sql).unwrap_or_else(|e| panic!("{e}")),
             Db::Sqlite(path) => {
                 let conn = rusqlite::Connection::open_with_flags(
                     path,
@@ -74,7 +74,7 @@ fn every_event_of_a_thousand_devices_is_stored_once_and_in_sequence_when_one_of_
     let dir = temp_dir("scale-out");
     let mosquitto = Mosquitto::start(dir.path(), None);
     let postgres = std::env::var("VAKA_SCALE_STORE").map_or(true, |s| s != "sqlite");
-    let pg = postgres.then(|| TestDb::create("scale_out"));
+    let pg = postgres.then(PgDb::create);
     let hub = |name: &str, db: Option<std::path::PathBuf>| {
         Hub::start(
             &dir.path().join(name),
@@ -82,7 +82,7 @@ fn every_event_of_a_thousand_devices_is_stored_once_and_in_sequence_when_one_of_
                 external: Some(mosquitto.broker(None)),
                 client_id: Some(format!("vaka-hub-{name}")),
                 shared_group: Some("vaka-hubs".into()),
-                database_url: pg.as_ref().map(TestDb::url),
+                database_url: pg.as_ref().map(|pg| pg.url.clone()),
                 db,
                 ..HubOpts::default()
             },

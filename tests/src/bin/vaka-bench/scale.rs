@@ -82,7 +82,7 @@ fn hubs_consumer(
     n: usize,
     prefix: &str,
 ) -> Result<f64> {
-    let db = (store == Store::Postgres).then(|| TestDb::create("bench"));
+    let db = (store == Store::Postgres).then(PgDb::create);
     let shared = store != Store::Sqlite;
     let mut hubs: Vec<Hub> = Vec::new();
     for i in 0..count {
@@ -95,7 +95,7 @@ fn hubs_consumer(
                 external: Some(mosquitto.broker(None)),
                 client_id: Some(format!("vaka-hub-{prefix}-{i}")),
                 shared_group: shared.then(|| "vaka-bench".to_string()),
-                database_url: db.as_ref().map(TestDb::url),
+                database_url: db.as_ref().map(|db| db.url.clone()),
                 db: first_file,
                 ..HubOpts::default()
             },
