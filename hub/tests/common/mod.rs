@@ -1,4 +1,5 @@
-//! Helpers for running a real hub in-process: embedded broker on a free port, temp SQLite,
+//! Helpers for running a real hub in-process: embedded broker on a free port, temp SQLite (or
+//! PostgreSQL with `VAKA_TEST_DATABASE=postgres`),
 //! HTTP on port 0, a tiny HTTP client and MQTT device clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,9 +23,7 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         },
         broker_ca_file: None,
         store_path: db.to_path_buf(),
-        // In-process hubs keep SQLite: the store's own tests cover both engines, and the
-        // end-to-end suite (tests/) runs whole hubs on PostgreSQL (VAKA_TEST_DATABASE).
-        database_url: None,
+        database_url: postgres_for(db),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         api_token: TOKEN.into(),
         tokens: Vec::new(),
@@ -39,6 +38,33 @@ pub fn config(db: &Path, supervision: Duration) -> HubConfig {
         rounds: Default::default(),
         crl_reload: None,
     }
+}
+
+/// With `VAKA_TEST_DATABASE=postgres` the hub keeps its data in a PostgreSQL database named
+/// after `db` (so a hub restarted with the same path finds its data again), created at first
+/// use through `psql` on `VAKA_TEST_PG_URL`'s server. These in-process tests cannot drop it
+/// when they end; `scripts/test` drops every `vaka_hubtest_*` database after the run.
+fn postgres_for(db: &Path) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    if std::env::var("VAKA_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let admin = std::env::var("VAKA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (db, std::process::id()).hash(&mut hasher);
+    let name = format!("vaka_hubtest_{:016x}", hasher.finish());
+    let mut made = MADE.lock().unwrap();
+    if !made.contains(&name) {
+        let out = std::process::Command::new("psql")
+            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-Atqc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("VAKA_TEST_DATABASE=postgres needs psql");
+        assert!(out.status.success(), "CREATE DATABASE {name} on {admin}: {}", String::from_utf8_lossy(&out.stderr));
+        made.push(name.clone());
+    }
+    let server = admin.split('?').next().unwrap_or(&admin).rsplit_once('/').map_or(admin.as_str(), |(server, _)| server);
+    Some(format!("{server}/{name}"))
 }
 
 pub async fn start(config: HubConfig) -> Hub {
