@@ -50,20 +50,36 @@ fn postgres_for(db: &Path) -> Option<String> {
         return None;
     }
     static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let admin = std::env::var("VAKA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("VAKA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (db, std::process::id()).hash(&mut hasher);
     let name = format!("vaka_hubtest_{:016x}", hasher.finish());
     let mut made = MADE.lock().unwrap();
     if !made.contains(&name) {
         let out = std::process::Command::new("psql")
-            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-Atqc", &format!("CREATE DATABASE {name}")])
+            .args([
+                admin.as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atqc",
+                &format!("CREATE DATABASE {name}"),
+            ])
             .output()
             .expect("VAKA_TEST_DATABASE=postgres needs psql");
-        assert!(out.status.success(), "CREATE DATABASE {name} on {admin}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE {name} on {admin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         made.push(name.clone());
     }
-    let server = admin.split('?').next().unwrap_or(&admin).rsplit_once('/').map_or(admin.as_str(), |(server, _)| server);
+    let server = admin
+        .split('?')
+        .next()
+        .unwrap_or(&admin)
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(server, _)| server);
     Some(format!("{server}/{name}"))
 }
 
